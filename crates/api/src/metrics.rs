@@ -1,0 +1,123 @@
+//! Prometheus metrics with a fixed vocabulary: labels are bounded sets (route template, method,
+//! status class, model id of a served model), never a key, a project or request text.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of a finished HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route template, e.g. `/v1/models/{model}`, or `unmatched`.
+    pub route: String,
+    /// The HTTP method.
+    pub method: String,
+    /// `2xx`, `4xx`, `5xx`, …
+    pub status: String,
+}
+
+/// Labels of a route's latency.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route template.
+    pub route: String,
+}
+
+/// Labels of metered tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TokenLabels {
+    /// A served model id.
+    pub model: String,
+    /// `prompt` or `completion`.
+    pub kind: &'static str,
+}
+
+/// The gateway's metrics and their registry.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram>,
+    tokens: Family<TokenLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("gateway");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "HTTP requests answered", requests.clone());
+        let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer an HTTP request",
+            durations.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register("tokens", "Tokens metered", tokens.clone());
+        Self {
+            registry,
+            requests,
+            durations,
+            tokens,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one answered request and its latency.
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let labels = RequestLabels {
+            route: route.to_owned(),
+            method: method.to_owned(),
+            status: format!("{}xx", status / 100),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.durations
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Counts metered prompt tokens of a served model.
+    pub fn add_prompt_tokens(&self, model: &str, tokens: u64) {
+        self.tokens
+            .get_or_create(&TokenLabels {
+                model: model.to_owned(),
+                kind: "prompt",
+            })
+            .inc_by(tokens);
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_requests_and_tokens() {
+        let metrics = Metrics::default();
+        metrics.observe_request("/v1/embeddings", "POST", 200, 0.01);
+        metrics.observe_request("/v1/embeddings", "POST", 404, 0.01);
+        metrics.add_prompt_tokens("all-minilm-l6-v2", 7);
+        let text = metrics.render();
+        assert!(text.contains(
+            r#"gateway_requests_total{route="/v1/embeddings",method="POST",status="2xx"} 1"#
+        ));
+        assert!(text.contains(r#"status="4xx"} 1"#));
+        assert!(text.contains(r#"gateway_tokens_total{model="all-minilm-l6-v2",kind="prompt"} 7"#));
+        assert!(text.contains("gateway_request_duration_seconds_bucket"));
+    }
+}

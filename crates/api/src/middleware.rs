@@ -1,0 +1,94 @@
+//! Cross-cutting request handling as layers: request ids, tracing spans without bodies,
+//! metrics, the request time limit, and the masking of server errors down to the request id.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Response};
+use axum::middleware::Next;
+use axum::response::IntoResponse;
+use gateway_core::openai::{ErrorBody, ErrorType};
+
+use crate::error::{ApiError, MaskedServerError};
+use crate::state::AppState;
+
+/// The header that carries the request id, echoed when the client sends one.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Counts the request and its latency under its route template.
+pub async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response<Body> {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .observe_request(&route, &method, status, started.elapsed().as_secs_f64());
+    response
+}
+
+/// Answers 504 when the handler takes longer than the configured limit.
+pub async fn time_limit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response<Body> {
+    let seconds = state.limits.request_timeout_secs;
+    match tokio::time::timeout(Duration::from_secs(seconds), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout { seconds }.into_response(),
+    }
+}
+
+/// Replaces the body of a masked server error with one that names only the request id.
+pub async fn mask_server_errors(request: Request, next: Next) -> Response<Body> {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("unknown")
+        .to_owned();
+    let response = next.run(request).await;
+    if response.extensions().get::<MaskedServerError>().is_none() {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let body = ErrorBody::new(
+        ErrorType::Server,
+        format!(
+            "The server had an error while processing your request (request id {request_id})."
+        ),
+    );
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(json))
+}
+
+/// Keeps an incoming request id when it is printable and short, else makes a new one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MakeRequestId;
+
+impl tower_http::request_id::MakeRequestId for MakeRequestId {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<tower_http::request_id::RequestId> {
+        let id = format!("req_{}", uuid::Uuid::new_v4().simple());
+        HeaderValue::from_str(&id).ok().map(tower_http::request_id::RequestId::new)
+    }
+}
+
+/// The tracing span of a request: method, path and request id, never the body.
+pub fn request_span(request: &axum::http::Request<Body>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    )
+}

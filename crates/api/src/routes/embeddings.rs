@@ -1,0 +1,61 @@
+//! `POST /v1/embeddings`: checks the request, runs it on the model's backend and answers with
+//! one vector per input, as floats or base64, with the billed prompt tokens.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use gateway_core::openai::{
+    Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, TextOrTokens,
+};
+use gateway_engine::EmbeddingInputs;
+
+use crate::error::ApiError;
+use crate::extract::OpenAiJson;
+use crate::state::AppState;
+
+/// Handles `POST /v1/embeddings`.
+pub async fn create_embeddings(
+    State(state): State<Arc<AppState>>,
+    OpenAiJson(request): OpenAiJson<EmbeddingRequest>,
+) -> Result<Json<EmbeddingResponse>, ApiError> {
+    let model = state.models.get(&request.model)?;
+    let card = model.backend.card();
+    if let Some(dimensions) = request.dimensions {
+        if dimensions as usize != card.hidden_size {
+            return Err(ApiError::InvalidParam {
+                message: format!(
+                    "model {} produces {} dimensions and cannot shorten them to {dimensions}",
+                    card.id, card.hidden_size
+                ),
+                param: "dimensions".to_owned(),
+            });
+        }
+    }
+    let embeddings = model.backend.embed(engine_inputs(request.input)).await?;
+    let prompt_tokens = u32::try_from(embeddings.prompt_tokens).unwrap_or(u32::MAX);
+    state
+        .metrics
+        .add_prompt_tokens(&request.model, u64::from(prompt_tokens));
+    let data = embeddings
+        .vectors
+        .iter()
+        .zip(0u32..)
+        .map(|(vector, index)| Embedding::new(index, vector, request.encoding_format))
+        .collect();
+    Ok(Json(EmbeddingResponse::new(
+        request.model,
+        data,
+        EmbeddingUsage::new(prompt_tokens),
+    )))
+}
+
+/// The wire input as the engine's inputs; a single text or token array is a batch of one.
+fn engine_inputs(input: TextOrTokens) -> EmbeddingInputs {
+    match input {
+        TextOrTokens::Text(text) => EmbeddingInputs::Texts(vec![text]),
+        TextOrTokens::TextBatch(texts) => EmbeddingInputs::Texts(texts),
+        TextOrTokens::Tokens(tokens) => EmbeddingInputs::Tokens(vec![tokens]),
+        TextOrTokens::TokenBatch(batch) => EmbeddingInputs::Tokens(batch),
+    }
+}

@@ -1,0 +1,94 @@
+//! The state every handler shares: the served models by id, the request limits, the metrics
+//! and whether the server is draining.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use gateway_engine::Backend;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Limits applied to every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Time limit of one request, in seconds.
+    pub request_timeout_secs: u64,
+}
+
+/// One model the gateway serves.
+#[derive(Clone)]
+pub struct ServedModel {
+    /// What runs the model.
+    pub backend: Arc<dyn Backend>,
+    /// When the gateway started serving it (Unix seconds), shown as `created`.
+    pub created: i64,
+}
+
+/// The served models, by the id clients send.
+#[derive(Clone, Default)]
+pub struct ModelRegistry {
+    models: BTreeMap<String, ServedModel>,
+}
+
+impl ModelRegistry {
+    /// Adds `backend` under `id`, replacing any model of the same id.
+    pub fn insert(&mut self, id: impl Into<String>, backend: Arc<dyn Backend>, created: i64) {
+        self.models
+            .insert(id.into(), ServedModel { backend, created });
+    }
+
+    /// The model with this id, or a 404 naming it.
+    pub fn get(&self, id: &str) -> Result<&ServedModel, ApiError> {
+        self.models.get(id).ok_or_else(|| ApiError::ModelNotFound {
+            model: id.to_owned(),
+        })
+    }
+
+    /// Every served model with its id, sorted by id.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ServedModel)> {
+        self.models.iter().map(|(id, model)| (id.as_str(), model))
+    }
+
+    /// Whether every model can take requests.
+    pub fn all_ready(&self) -> bool {
+        self.models.values().all(|model| model.backend.is_ready())
+    }
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// The served models.
+    pub models: ModelRegistry,
+    /// Request limits.
+    pub limits: Limits,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    draining: AtomicBool,
+}
+
+impl AppState {
+    /// State for a server with these models and limits.
+    pub fn new(models: ModelRegistry, limits: Limits) -> Self {
+        Self {
+            models,
+            limits,
+            metrics: Metrics::default(),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the server as shutting down: `/readyz` fails so load balancers stop sending work,
+    /// while in-flight requests finish.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the server is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}

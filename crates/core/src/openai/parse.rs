@@ -1,0 +1,153 @@
+//! Parsing request bodies into wire types with errors that say where the body is wrong: the
+//! JSON path of a bad field becomes the OpenAI error's `param`.
+
+use serde::de::DeserializeOwned;
+use serde_path_to_error::Segment;
+
+use super::error::ErrorBody;
+
+/// Why a body did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The body is not JSON (or has trailing characters).
+    #[error("{message}")]
+    Syntax {
+        /// What is wrong, with the line and column.
+        message: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+    },
+    /// The body is JSON but does not fit the schema.
+    #[error("{message}")]
+    Invalid {
+        /// The JSON path of the field at fault (`messages[0].content`), if any.
+        param: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl WireError {
+    /// The JSON path of the field at fault, for the error's `param`.
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            Self::Syntax { .. } => None,
+            Self::Invalid { param, .. } => param.as_deref(),
+        }
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Syntax { message, .. } | Self::Invalid { message, .. } => message,
+        }
+    }
+
+    /// The `invalid_request_error` body (HTTP 400) for this error.
+    pub fn to_error_body(&self) -> ErrorBody {
+        let body = ErrorBody::invalid_request(self.message());
+        match self.param() {
+            Some(param) => body.with_param(param),
+            None => body,
+        }
+    }
+}
+
+impl From<WireError> for ErrorBody {
+    fn from(error: WireError) -> Self {
+        error.to_error_body()
+    }
+}
+
+/// Parses a JSON request body (an object), reporting the path of a field of the wrong type,
+/// the name of a missing required field, or the line and column of a syntax error.
+pub fn from_json_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let param = format_path(error.path());
+        let error = error.into_inner();
+        if error.is_data() && root_is_array(bytes) {
+            // Derived structs also accept arrays; say what was meant instead of naming `[0]`.
+            return WireError::Invalid {
+                param: None,
+                message: "Invalid request body: expected a JSON object, not an array.".to_owned(),
+            };
+        }
+        from_serde_error(error, param)
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| from_serde_error(error, None))?;
+    Ok(value)
+}
+
+fn from_serde_error(error: serde_json::Error, param: Option<String>) -> WireError {
+    let (line, column) = (error.line(), error.column());
+    if !error.is_data() {
+        return WireError::Syntax {
+            message: format!("We could not parse the JSON body of your request: {error}"),
+            line,
+            column,
+        };
+    }
+    let text = error.to_string();
+    let suffix = format!(" at line {line} column {column}");
+    let reason = text.strip_suffix(&suffix).unwrap_or(&text);
+    if let Some(field) = missing_field(reason) {
+        let param = match param {
+            Some(path) => format!("{path}.{field}"),
+            None => field.to_owned(),
+        };
+        return WireError::Invalid {
+            message: format!("Missing required parameter: '{param}'."),
+            param: Some(param),
+        };
+    }
+    match param {
+        Some(path) => WireError::Invalid {
+            message: format!("Invalid value for '{path}': {reason}."),
+            param: Some(path),
+        },
+        None => WireError::Invalid {
+            message: format!("Invalid request body: {reason}."),
+            param: None,
+        },
+    }
+}
+
+/// Whether the document's first non-blank character opens an array.
+fn root_is_array(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|byte| *byte == b'[')
+}
+
+/// The field name of serde's "missing field `name`" message.
+fn missing_field(reason: &str) -> Option<&str> {
+    reason.strip_prefix("missing field `")?.strip_suffix('`')
+}
+
+/// Writes a path as `messages[0].content`; `None` for the document root.
+fn format_path(path: &serde_path_to_error::Path) -> Option<String> {
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;

@@ -1,0 +1,153 @@
+//! Tests of [`from_json_slice`]: the `param` path and message of each kind of bad body.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use crate::openai::chat::ChatCompletionRequest;
+use crate::openai::completions::CompletionRequest;
+use crate::openai::embeddings::EmbeddingRequest;
+use crate::openai::error::ErrorType;
+
+fn chat_error(body: &str) -> WireError {
+    from_json_slice::<ChatCompletionRequest>(body.as_bytes()).unwrap_err()
+}
+
+#[test]
+fn parses_a_good_body() {
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let request: ChatCompletionRequest = from_json_slice(body).unwrap();
+    assert_eq!(request.messages[0].text(), "hi");
+}
+
+#[test]
+fn wrong_content_type_names_its_path() {
+    let error = chat_error(r#"{"model":"m","messages":[{"role":"user","content":5}]}"#);
+    assert_eq!(error.param(), Some("messages[0].content"));
+    assert!(error.message().contains("messages[0].content"), "{error}");
+    assert!(
+        error
+            .message()
+            .contains("a string or an array of content parts"),
+        "{error}"
+    );
+    assert!(!error.message().contains("line"), "{error}");
+}
+
+#[test]
+fn nested_paths() {
+    let error = chat_error(
+        r#"{"model":"m","messages":[{"role":"user","content":"a"},
+            {"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":7}]}]}"#,
+    );
+    assert_eq!(error.param(), Some("messages[1].content[1]"));
+    let error = chat_error(r#"{"model":"m","messages":[{"role":"robot","content":"a"}]}"#);
+    assert_eq!(error.param(), Some("messages[0].role"));
+    assert!(error.message().contains("robot"), "{error}");
+    let error = chat_error(r#"{"model":"m","messages":[],"stop":[1]}"#);
+    assert_eq!(error.param(), Some("stop[0]"));
+    let error = chat_error(r#"{"model":"m","messages":[],"tool_choice":"sometimes"}"#);
+    assert_eq!(error.param(), Some("tool_choice"));
+    let error = chat_error(
+        r#"{"model":"m","messages":[],"tools":[{"type":"function","function":{"name":1}}]}"#,
+    );
+    assert_eq!(error.param(), Some("tools[0].function.name"));
+}
+
+#[test]
+fn wrong_scalar_types() {
+    let error = chat_error(r#"{"model":"m","messages":[],"temperature":"hot"}"#);
+    assert_eq!(error.param(), Some("temperature"));
+    assert!(
+        error
+            .message()
+            .starts_with("Invalid value for 'temperature': invalid type: string \"hot\""),
+        "{error}"
+    );
+    let error = chat_error(r#"{"model":"m","messages":[],"n":-1}"#);
+    assert_eq!(error.param(), Some("n"));
+    let error = chat_error(r#"{"model":"m","messages":"hi"}"#);
+    assert_eq!(error.param(), Some("messages"));
+}
+
+#[test]
+fn embedding_input_paths() {
+    let error = from_json_slice::<EmbeddingRequest>(br#"{"model":"m","input":5}"#).unwrap_err();
+    assert_eq!(error.param(), Some("input"));
+    assert!(
+        error.message().contains("an array of token-id arrays"),
+        "{error}"
+    );
+    let error =
+        from_json_slice::<EmbeddingRequest>(br#"{"model":"m","input":["a",1]}"#).unwrap_err();
+    assert_eq!(error.param(), Some("input"));
+    let error =
+        from_json_slice::<EmbeddingRequest>(br#"{"model":"m","input":[[1,-2]]}"#).unwrap_err();
+    assert_eq!(error.param(), Some("input[0][1]"));
+    let error = from_json_slice::<EmbeddingRequest>(
+        br#"{"model":"m","input":"a","encoding_format":"int8"}"#,
+    )
+    .unwrap_err();
+    assert_eq!(error.param(), Some("encoding_format"));
+    let error = from_json_slice::<CompletionRequest>(br#"{"model":"m","prompt":{}}"#).unwrap_err();
+    assert_eq!(error.param(), Some("prompt"));
+}
+
+#[test]
+fn missing_fields_are_named() {
+    let error = chat_error(r#"{"messages":[]}"#);
+    assert_eq!(error.param(), Some("model"));
+    assert_eq!(error.message(), "Missing required parameter: 'model'.");
+    let error = chat_error(r#"{"model":"m","messages":[{"content":"x"}]}"#);
+    assert_eq!(error.param(), Some("messages[0].role"));
+    let error = from_json_slice::<EmbeddingRequest>(br#"{"model":"m"}"#).unwrap_err();
+    assert_eq!(error.param(), Some("input"));
+}
+
+#[test]
+fn syntax_errors_have_line_and_column() {
+    let error = chat_error("{\"model\": \"m\",\n  \"messages\": [,]}");
+    let WireError::Syntax { line, column, .. } = &error else {
+        panic!("not a syntax error: {error:?}");
+    };
+    assert_eq!((*line, *column), (2, 16));
+    assert!(error.message().contains("line 2 column 16"), "{error}");
+    assert_eq!(error.param(), None);
+    assert!(matches!(chat_error(""), WireError::Syntax { .. }));
+    assert!(matches!(
+        chat_error(r#"{"model":"m","messages":[]} x"#),
+        WireError::Syntax { .. }
+    ));
+    assert!(matches!(
+        chat_error(r#"{"model":"m""#),
+        WireError::Syntax { .. }
+    ));
+}
+
+#[test]
+fn not_an_object() {
+    for body in ["[1]", " []", r#"["m"]"#] {
+        let error = chat_error(body);
+        assert_eq!(error.param(), None);
+        assert!(
+            error.message().contains("expected a JSON object"),
+            "{error}"
+        );
+    }
+    let error = chat_error("7");
+    assert_eq!(error.param(), None);
+    assert!(
+        error
+            .message()
+            .starts_with("Invalid request body: invalid type: integer `7`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn becomes_an_invalid_request_error() {
+    let body: crate::openai::ErrorBody =
+        chat_error(r#"{"model":"m","messages":[],"top_p":true}"#).into();
+    assert_eq!(body.error.kind, ErrorType::InvalidRequest);
+    assert_eq!(body.error.param.as_deref(), Some("top_p"));
+    assert_eq!(body.http_status(), 400);
+}

@@ -1,0 +1,120 @@
+//! The engine's typed errors. Each variant says what went wrong in terms the HTTP layer can map
+//! to a status; none carries request text.
+
+use std::path::PathBuf;
+
+/// Why the engine could not serve a request or load a model.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The backend does not offer this operation (e.g. embeddings from a chat model).
+    #[error("model does not support {operation}")]
+    Unsupported {
+        /// The operation that was asked for.
+        operation: &'static str,
+    },
+    /// The request has no inputs.
+    #[error("input must not be empty")]
+    EmptyInput,
+    /// One input item is empty (an empty string or token array).
+    #[error("input[{index}] must not be empty")]
+    EmptyItem {
+        /// Position of the item in the request.
+        index: usize,
+    },
+    /// More inputs than the model accepts in one request.
+    #[error("too many inputs: {count}, the maximum is {max}")]
+    TooManyInputs {
+        /// Number of inputs sent.
+        count: usize,
+        /// Largest number accepted.
+        max: usize,
+    },
+    /// One input is longer than the model's context.
+    #[error("input[{index}] has {tokens} tokens, but this model's maximum context length is {max} tokens")]
+    ContextLengthExceeded {
+        /// Position of the item in the request.
+        index: usize,
+        /// Number of tokens of the item.
+        tokens: usize,
+        /// The model's context length.
+        max: usize,
+    },
+    /// A token id is outside the model's vocabulary.
+    #[error("input[{index}] contains token id {token}, outside the vocabulary of {vocab_size} tokens")]
+    TokenOutOfRange {
+        /// Position of the item in the request.
+        index: usize,
+        /// The offending token id.
+        token: u32,
+        /// Size of the vocabulary.
+        vocab_size: usize,
+    },
+    /// The request queue is full; the client should retry later.
+    #[error("the model is overloaded, retry later")]
+    Overloaded,
+    /// The model's worker has stopped (shutdown or a crash).
+    #[error("the model worker is not running")]
+    WorkerStopped,
+    /// Tokenization failed.
+    #[error("tokenization failed: {0}")]
+    Tokenizer(String),
+    /// ONNX Runtime reported an error while running the model.
+    #[error("inference failed: {0}")]
+    Inference(std::sync::Arc<ort::Error>),
+    /// The model's output did not have the shape the engine expects.
+    #[error("unexpected model output: {0}")]
+    OutputShape(String),
+    /// A model file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file that could not be read.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A model file is not what the engine expects.
+    #[error("invalid model file {path}: {message}")]
+    InvalidModel {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The ONNX Runtime library could not be loaded.
+    #[error("cannot load the ONNX Runtime library {path}: {message}")]
+    RuntimeLibrary {
+        /// The library path that was tried.
+        path: PathBuf,
+        /// Why loading failed.
+        message: String,
+    },
+    /// The configured execution provider is not available.
+    #[error("execution provider {provider} is not available: {reason}")]
+    DeviceUnavailable {
+        /// The provider asked for, e.g. `cuda`.
+        provider: &'static str,
+        /// Why it cannot be used.
+        reason: String,
+    },
+}
+
+impl EngineError {
+    /// Whether the error is the client's fault (bad input) rather than the server's.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            Self::Unsupported { .. }
+                | Self::EmptyInput
+                | Self::EmptyItem { .. }
+                | Self::TooManyInputs { .. }
+                | Self::ContextLengthExceeded { .. }
+                | Self::TokenOutOfRange { .. }
+        )
+    }
+}
+
+impl From<ort::Error> for EngineError {
+    fn from(error: ort::Error) -> Self {
+        Self::Inference(std::sync::Arc::new(error))
+    }
+}

@@ -1,0 +1,234 @@
+//! The gateway's configuration file (TOML). Every field has a default, so an empty file (or no
+//! file) serves the bundled embedding model from the data directory. Unknown fields are errors
+//! that name the field, so a typo fails at start. `docs/configuration.md` documents each field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Id of the model `gateway serve` serves when the configuration names none.
+pub const DEFAULT_MODEL_ID: &str = "all-minilm-l6-v2";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP server settings.
+    pub server: ServerConfig,
+    /// ONNX Runtime settings shared by all local models.
+    pub runtime: RuntimeConfig,
+    /// The models to serve.
+    pub models: Vec<ModelConfig>,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on; `GATEWAY_LISTEN` and `--listen` override it.
+    pub listen: SocketAddr,
+    /// Directory of the SQLite file, the ONNX Runtime library and imported models;
+    /// `GATEWAY_DATA_DIR` overrides it.
+    pub data_dir: PathBuf,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Time limit for one request, in seconds.
+    pub request_timeout_secs: u64,
+    /// Time given to in-flight requests after SIGTERM, in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            max_body_bytes: 8 * 1024 * 1024,
+            request_timeout_secs: 120,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// ONNX Runtime settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Path of `libonnxruntime.so`. Default: `ORT_DYLIB_PATH`, else
+    /// `<data_dir>/runtime/libonnxruntime.so`.
+    pub library: Option<PathBuf>,
+    /// Intra-op threads of each session; 0 uses the cores this process may run on.
+    pub intra_threads: usize,
+}
+
+/// Where a model runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceName {
+    /// CPU execution provider.
+    #[default]
+    Cpu,
+    /// CUDA execution provider (needs a build with the `cuda` feature and the GPU library).
+    Cuda,
+}
+
+/// One served model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Model directory written by `gateway models import`; relative paths are taken from the
+    /// data directory.
+    pub path: PathBuf,
+    /// Id clients use; default: the id in the model card.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Execution provider.
+    #[serde(default)]
+    pub device: DeviceName,
+    /// CUDA device ordinal when `device = "cuda"`.
+    #[serde(default)]
+    pub cuda_device_id: i32,
+    /// Largest padded batch of one run, in tokens.
+    #[serde(default = "default_max_batch_tokens")]
+    pub max_batch_tokens: usize,
+    /// Requests that may wait before new ones get 503.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    /// Most inputs in one embeddings request.
+    #[serde(default = "default_max_inputs")]
+    pub max_inputs: usize,
+    /// Cut inputs over the context length instead of answering 400.
+    #[serde(default)]
+    pub truncate: bool,
+}
+
+fn default_max_batch_tokens() -> usize {
+    16_384
+}
+
+fn default_queue_capacity() -> usize {
+    1024
+}
+
+fn default_max_inputs() -> usize {
+    2048
+}
+
+impl ModelConfig {
+    /// The bundled default model, as imported by the setup script.
+    pub fn bundled() -> Self {
+        Self {
+            path: PathBuf::from("models").join(DEFAULT_MODEL_ID),
+            id: None,
+            device: DeviceName::Cpu,
+            cuda_device_id: 0,
+            max_batch_tokens: default_max_batch_tokens(),
+            queue_capacity: default_queue_capacity(),
+            max_inputs: default_max_inputs(),
+            truncate: false,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            runtime: RuntimeConfig::default(),
+            models: vec![ModelConfig::bundled()],
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, or the embedded defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read configuration {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid configuration {}", path.display()))
+    }
+
+    /// Parses the TOML text of a configuration file.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Resolves a path from the configuration against the data directory.
+    pub fn in_data_dir(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.server.data_dir.join(path)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.server.listen.port(), 8080);
+        assert_eq!(config.models.len(), 1);
+        assert_eq!(config.models[0].path, PathBuf::from("models/all-minilm-l6-v2"));
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let config = Config::parse(
+            r#"
+            [server]
+            listen = "0.0.0.0:9000"
+            data_dir = "/srv/gateway"
+            max_body_bytes = 1024
+            request_timeout_secs = 5
+            shutdown_grace_secs = 2
+
+            [runtime]
+            library = "/opt/ort/libonnxruntime.so"
+            intra_threads = 4
+
+            [[models]]
+            path = "/models/minilm"
+            id = "minilm"
+            device = "cuda"
+            cuda_device_id = 1
+            max_batch_tokens = 4096
+            queue_capacity = 8
+            max_inputs = 16
+            truncate = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.server.listen.port(), 9000);
+        assert_eq!(config.runtime.intra_threads, 4);
+        let model = &config.models[0];
+        assert_eq!(model.device, DeviceName::Cuda);
+        assert_eq!(model.id.as_deref(), Some("minilm"));
+        assert!(model.truncate);
+        assert_eq!(config.in_data_dir(&model.path), PathBuf::from("/models/minilm"));
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let error = Config::parse("[server]\nlisten_addr = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(format!("{error:#}").contains("listen_addr"), "{error:#}");
+    }
+
+    #[test]
+    fn relative_model_paths_live_in_the_data_dir() {
+        let config = Config::default();
+        assert_eq!(
+            config.in_data_dir(Path::new("models/x")),
+            PathBuf::from("data/models/x")
+        );
+    }
+}

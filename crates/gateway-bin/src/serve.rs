@@ -1,0 +1,154 @@
+//! `gateway serve`: reads the configuration, loads the ONNX Runtime library and the models,
+//! and runs the HTTP server until SIGTERM or Ctrl-C, then drains in-flight requests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use gateway_api::{AppState, Limits, ModelRegistry};
+use gateway_engine::{Device, EmbedderConfig, OnnxEmbedder, OnnxRuntime, SessionConfig};
+
+use crate::cli::ServeArgs;
+use crate::config::{Config, DeviceName, ModelConfig};
+
+/// Runs the server with the configuration that `args` and the environment select.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = effective_config(&args)?;
+    let runtime = OnnxRuntime::load(&library_path(&config))?;
+    tracing::info!(library = %runtime.library().display(), "ONNX Runtime loaded");
+    let models = load_models(&config, &runtime).await?;
+    let limits = Limits {
+        max_body_bytes: config.server.max_body_bytes,
+        request_timeout_secs: config.server.request_timeout_secs,
+    };
+    let state = Arc::new(AppState::new(models, limits));
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "listening on http://{address}");
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let draining = Arc::clone(&state);
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        draining.start_draining();
+        let _ = stop_tx.send(true);
+    };
+    let server = gateway_api::serve(listener, gateway_api::router(state), shutdown);
+    tokio::select! {
+        result = server => result.context("server failed")?,
+        () = grace_expired(stop_rx, grace) => {
+            tracing::warn!(seconds = grace.as_secs(), "grace period over, stopping with requests in flight");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The configuration file (or defaults) with the environment and command-line overrides.
+fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Ok(listen) = std::env::var("GATEWAY_LISTEN") {
+        config.server.listen = listen
+            .parse::<SocketAddr>()
+            .with_context(|| format!("GATEWAY_LISTEN={listen} is not an address"))?;
+    }
+    if let Ok(dir) = std::env::var("GATEWAY_DATA_DIR") {
+        config.server.data_dir = PathBuf::from(dir);
+    }
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    Ok(config)
+}
+
+/// The ONNX Runtime library: the configured path, else `ORT_DYLIB_PATH`, else the copy the
+/// setup script puts into the data directory.
+fn library_path(config: &Config) -> PathBuf {
+    config
+        .runtime
+        .library
+        .clone()
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+        .unwrap_or_else(|| config.in_data_dir(Path::new("runtime/libonnxruntime.so")))
+}
+
+async fn load_models(config: &Config, runtime: &OnnxRuntime) -> anyhow::Result<ModelRegistry> {
+    let intra_threads = match config.runtime.intra_threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        threads => threads,
+    };
+    let mut registry = ModelRegistry::default();
+    let created = chrono::Utc::now().timestamp();
+    for model in &config.models {
+        let dir = config.in_data_dir(&model.path);
+        let embedder_config = embedder_config(model, intra_threads);
+        let runtime = runtime.clone();
+        let load_dir = dir.clone();
+        let embedder = tokio::task::spawn_blocking(move || {
+            OnnxEmbedder::load(&runtime, &load_dir, embedder_config)
+        })
+        .await?
+        .with_context(|| format!("cannot load the model in {}", dir.display()))?;
+        let id = model
+            .id
+            .clone()
+            .unwrap_or_else(|| gateway_engine::Backend::card(&embedder).id.clone());
+        tracing::info!(model = %id, dir = %dir.display(), "model loaded");
+        registry.insert(id, Arc::new(embedder), created);
+    }
+    Ok(registry)
+}
+
+fn embedder_config(model: &ModelConfig, intra_threads: usize) -> EmbedderConfig {
+    let device = match model.device {
+        DeviceName::Cpu => Device::Cpu,
+        DeviceName::Cuda => Device::Cuda {
+            device_id: model.cuda_device_id,
+        },
+    };
+    EmbedderConfig {
+        session: SessionConfig {
+            device,
+            intra_threads,
+        },
+        max_batch_tokens: model.max_batch_tokens,
+        queue_capacity: model.queue_capacity,
+        max_inputs: model.max_inputs,
+        truncate: model.truncate,
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// Resolves `grace` after shutdown began; never before.
+async fn grace_expired(mut stop: tokio::sync::watch::Receiver<bool>, grace: Duration) {
+    if stop.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(grace).await;
+}
