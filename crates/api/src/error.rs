@@ -137,7 +137,10 @@ impl IntoResponse for ApiError {
         if masked {
             response.extensions_mut().insert(MaskedServerError);
         }
-        if matches!(self, Self::Engine(EngineError::Overloaded) | Self::ShuttingDown) {
+        if matches!(
+            self,
+            Self::Engine(EngineError::Overloaded) | Self::ShuttingDown
+        ) {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),

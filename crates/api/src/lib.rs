@@ -13,13 +13,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::Uri;
 use axum::http::HeaderName;
+use axum::http::Uri;
 use axum::routing::{get, post};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use error::ApiError;
 pub use metrics::Metrics;
@@ -30,7 +30,10 @@ pub use state::{AppState, Limits, ModelRegistry, ServedModel};
 pub fn router(state: Arc<AppState>) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     Router::new()
-        .route("/v1/embeddings", post(routes::embeddings::create_embeddings))
+        .route(
+            "/v1/embeddings",
+            post(routes::embeddings::create_embeddings),
+        )
         .route("/v1/models", get(routes::models::list_models))
         .route("/v1/models/{model}", get(routes::models::get_model))
         .route("/healthz", get(routes::health::healthz))
@@ -40,8 +43,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), middleware::MakeRequestId))
-                .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
+                .layer(SetRequestIdLayer::new(
+                    request_id.clone(),
+                    middleware::MakeRequestId,
+                ))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(middleware::request_span)
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(axum::middleware::from_fn_with_state(
                     Arc::clone(&state),

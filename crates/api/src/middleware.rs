@@ -18,7 +18,11 @@ use crate::state::AppState;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Counts the request and its latency under its route template.
-pub async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response<Body> {
+pub async fn observe(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response<Body> {
     let started = Instant::now();
     let route = request
         .extensions()
@@ -35,7 +39,11 @@ pub async fn observe(State(state): State<Arc<AppState>>, request: Request, next:
 }
 
 /// Answers 504 when the handler takes longer than the configured limit.
-pub async fn time_limit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response<Body> {
+pub async fn time_limit(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response<Body> {
     let seconds = state.limits.request_timeout_secs;
     match tokio::time::timeout(Duration::from_secs(seconds), next.run(request)).await {
         Ok(response) => response,
@@ -58,9 +66,7 @@ pub async fn mask_server_errors(request: Request, next: Next) -> Response<Body> 
     let (mut parts, _) = response.into_parts();
     let body = ErrorBody::new(
         ErrorType::Server,
-        format!(
-            "The server had an error while processing your request (request id {request_id})."
-        ),
+        format!("The server had an error while processing your request (request id {request_id})."),
     );
     let json = serde_json::to_vec(&body).unwrap_or_default();
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
@@ -72,9 +78,14 @@ pub async fn mask_server_errors(request: Request, next: Next) -> Response<Body> 
 pub struct MakeRequestId;
 
 impl tower_http::request_id::MakeRequestId for MakeRequestId {
-    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<tower_http::request_id::RequestId> {
+    fn make_request_id<B>(
+        &mut self,
+        _request: &axum::http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
         let id = format!("req_{}", uuid::Uuid::new_v4().simple());
-        HeaderValue::from_str(&id).ok().map(tower_http::request_id::RequestId::new)
+        HeaderValue::from_str(&id)
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
     }
 }
 

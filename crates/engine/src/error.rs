@@ -40,7 +40,9 @@ pub enum EngineError {
         max: usize,
     },
     /// A token id is outside the model's vocabulary.
-    #[error("input[{index}] contains token id {token}, outside the vocabulary of {vocab_size} tokens")]
+    #[error(
+        "input[{index}] contains token id {token}, outside the vocabulary of {vocab_size} tokens"
+    )]
     TokenOutOfRange {
         /// Position of the item in the request.
         index: usize,

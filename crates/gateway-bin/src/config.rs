@@ -178,7 +178,10 @@ mod tests {
         let config = Config::parse("").unwrap();
         assert_eq!(config.server.listen.port(), 8080);
         assert_eq!(config.models.len(), 1);
-        assert_eq!(config.models[0].path, PathBuf::from("models/all-minilm-l6-v2"));
+        assert_eq!(
+            config.models[0].path,
+            PathBuf::from("models/all-minilm-l6-v2")
+        );
     }
 
     #[test]
@@ -214,7 +217,10 @@ mod tests {
         assert_eq!(model.device, DeviceName::Cuda);
         assert_eq!(model.id.as_deref(), Some("minilm"));
         assert!(model.truncate);
-        assert_eq!(config.in_data_dir(&model.path), PathBuf::from("/models/minilm"));
+        assert_eq!(
+            config.in_data_dir(&model.path),
+            PathBuf::from("/models/minilm")
+        );
     }
 
     #[test]

@@ -47,8 +47,10 @@ fn model_object(id: &str, model: &ServedModel) -> Model {
             .extra
             .insert("dimensions".to_owned(), serde_json::json!(card.hidden_size));
     }
-    object
-        .extra
-        .extend(facts.into_iter().map(|(key, value)| (key.to_owned(), value)));
+    object.extra.extend(
+        facts
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value)),
+    );
     object
 }

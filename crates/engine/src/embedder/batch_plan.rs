@@ -46,7 +46,10 @@ mod tests {
         let lengths = [5, 200, 7, 3, 256, 12, 9, 1, 30, 31, 32];
         for budget in [256, 300, 512, 4096] {
             for batch in plan_batches(&lengths, budget) {
-                assert!(padded_size(&batch, &lengths) <= budget, "{batch:?} over {budget}");
+                assert!(
+                    padded_size(&batch, &lengths) <= budget,
+                    "{batch:?} over {budget}"
+                );
             }
         }
     }

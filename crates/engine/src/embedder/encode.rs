@@ -49,7 +49,7 @@ impl InputEncoder {
                 message: error.to_string(),
             })?;
         tokenizer.with_padding(None);
-        let truncation = limits.truncate.then(|| TruncationParams {
+        let truncation = limits.truncate.then_some(TruncationParams {
             max_length: limits.context_length,
             strategy: TruncationStrategy::LongestFirst,
             stride: 0,
@@ -104,7 +104,11 @@ impl InputEncoder {
             .map_err(|error| EngineError::Tokenizer(error.to_string()))?;
         let sequence = Sequence {
             ids: encoding.get_ids().iter().map(|&id| i64::from(id)).collect(),
-            type_ids: encoding.get_type_ids().iter().map(|&id| i64::from(id)).collect(),
+            type_ids: encoding
+                .get_type_ids()
+                .iter()
+                .map(|&id| i64::from(id))
+                .collect(),
         };
         self.check_length(index, sequence.len())?;
         Ok(sequence)
@@ -114,7 +118,10 @@ impl InputEncoder {
         if tokens.is_empty() {
             return Err(EngineError::EmptyItem { index });
         }
-        if let Some(&token) = tokens.iter().find(|&&token| token as usize >= self.vocab_size) {
+        if let Some(&token) = tokens
+            .iter()
+            .find(|&&token| token as usize >= self.vocab_size)
+        {
             return Err(EngineError::TokenOutOfRange {
                 index,
                 token,

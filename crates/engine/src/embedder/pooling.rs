@@ -17,7 +17,12 @@ impl HiddenStates<'_> {
     }
 
     /// One sentence vector per row, pooled over that row's real tokens.
-    pub(crate) fn pool(&self, lengths: &[usize], pooling: Pooling, normalize: bool) -> Vec<Vec<f32>> {
+    pub(crate) fn pool(
+        &self,
+        lengths: &[usize],
+        pooling: Pooling,
+        normalize: bool,
+    ) -> Vec<Vec<f32>> {
         lengths
             .iter()
             .enumerate()
@@ -60,7 +65,9 @@ mod tests {
     use super::*;
 
     /// Two rows of width 3, hidden 2; row 0 has 2 real tokens, row 1 has 1.
-    const DATA: [f32; 12] = [1.0, 2.0, 3.0, 4.0, 99.0, 99.0, 5.0, 6.0, 99.0, 99.0, 99.0, 99.0];
+    const DATA: [f32; 12] = [
+        1.0, 2.0, 3.0, 4.0, 99.0, 99.0, 5.0, 6.0, 99.0, 99.0, 99.0, 99.0,
+    ];
 
     fn states() -> HiddenStates<'static> {
         HiddenStates {

