@@ -151,3 +151,114 @@ impl InputEncoder {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::HashMap;
+
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::pre_tokenizers::whitespace::Whitespace;
+
+    use super::*;
+
+    /// A word-level tokenizer over `[UNK] a b c d`, saved as `tokenizer.json` in a temp dir.
+    fn encoder(context_length: usize, max_inputs: usize, truncate: bool) -> InputEncoder {
+        let vocab: HashMap<String, u32> = ["[UNK]", "a", "b", "c", "d"]
+            .iter()
+            .zip(0..)
+            .map(|(word, id)| (word.to_string(), id))
+            .collect();
+        let model = WordLevel::builder()
+            .vocab(vocab.into_iter().collect())
+            .unk_token("[UNK]".to_owned())
+            .build()
+            .unwrap();
+        let mut tokenizer = Tokenizer::new(model);
+        tokenizer.with_pre_tokenizer(Some(Whitespace {}));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        tokenizer.save(&path, false).unwrap();
+        let limits = EncodeLimits {
+            context_length,
+            max_inputs,
+            truncate,
+        };
+        InputEncoder::load(&path, limits).unwrap()
+    }
+
+    fn texts(items: &[&str]) -> EmbeddingInputs {
+        EmbeddingInputs::Texts(items.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn texts_become_token_ids_in_order() {
+        let sequences = encoder(8, 4, false)
+            .encode(&texts(&["a b", "d x"]))
+            .unwrap();
+        assert_eq!(sequences[0].ids, vec![1, 2]);
+        assert_eq!(sequences[1].ids, vec![4, 0]);
+        assert_eq!(sequences[1].type_ids, vec![0, 0]);
+    }
+
+    #[test]
+    fn empty_requests_and_items_are_rejected() {
+        let encoder = encoder(8, 4, false);
+        assert!(matches!(
+            encoder.encode(&texts(&[])),
+            Err(EngineError::EmptyInput)
+        ));
+        assert!(matches!(
+            encoder.encode(&texts(&["a", ""])),
+            Err(EngineError::EmptyItem { index: 1 })
+        ));
+        assert!(matches!(
+            encoder.encode(&EmbeddingInputs::Tokens(vec![vec![1], vec![]])),
+            Err(EngineError::EmptyItem { index: 1 })
+        ));
+    }
+
+    #[test]
+    fn too_many_inputs_are_rejected() {
+        let error = encoder(8, 2, false)
+            .encode(&texts(&["a", "b", "c"]))
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            EngineError::TooManyInputs { count: 3, max: 2 }
+        ));
+    }
+
+    #[test]
+    fn long_inputs_are_rejected_or_truncated() {
+        let long = texts(&["a", "a b c d a b"]);
+        let error = encoder(4, 4, false).encode(&long).unwrap_err();
+        assert!(matches!(
+            error,
+            EngineError::ContextLengthExceeded {
+                index: 1,
+                tokens: 6,
+                max: 4
+            }
+        ));
+        let cut = encoder(4, 4, true).encode(&long).unwrap();
+        assert_eq!(cut[1].ids, vec![1, 2, 3, 4]);
+        let tokens = EmbeddingInputs::Tokens(vec![vec![1, 2, 3, 4, 1]]);
+        assert!(encoder(4, 4, false).encode(&tokens).is_err());
+        assert_eq!(encoder(4, 4, true).encode(&tokens).unwrap()[0].len(), 4);
+    }
+
+    #[test]
+    fn token_ids_outside_the_vocabulary_are_rejected() {
+        let tokens = EmbeddingInputs::Tokens(vec![vec![1, 2], vec![3, 5]]);
+        let error = encoder(8, 4, false).encode(&tokens).unwrap_err();
+        assert!(matches!(
+            error,
+            EngineError::TokenOutOfRange {
+                index: 1,
+                token: 5,
+                vocab_size: 5
+            }
+        ));
+    }
+}

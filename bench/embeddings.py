@@ -1,0 +1,135 @@
+"""Embeddings throughput: the gateway over HTTP against a bare ONNX Runtime session.
+
+Starts the release `gateway` on the bundled all-MiniLM-L6-v2, then measures embeddings per
+second for 1, 8 and 64 concurrent clients (one input per request, keep-alive HTTP) with short
+and 256-token inputs. In the same run it measures a bare ONNX Runtime session (Python
+onnxruntime, same model.onnx, same thread count, pre-tokenized inputs, batch size = number of
+clients): the limit the gateway's overhead is measured against.
+
+Usage: bench/embeddings.sh (builds, prepares ./data, runs this) or
+       .venv/bin/python bench/embeddings.py DATA_DIR GATEWAY_BINARY
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
+import gateway_process  # noqa: E402
+
+MODEL = "all-minilm-l6-v2"
+CONCURRENCY = [1, 8, 64]
+DURATION_S = float(os.environ.get("BENCH_SECONDS", "8"))
+THREADS = int(os.environ.get("BENCH_THREADS", str(os.cpu_count() or 1)))
+
+
+def inputs(tokenizer: Tokenizer) -> dict[str, str]:
+    """A short input (~10 tokens) and one of exactly 256 tokens with [CLS] and [SEP]."""
+    short = "A man is eating a piece of bread."
+    words = []
+    while len(tokenizer.encode(" ".join(words + ["serving"])).ids) <= 256:
+        words.append("serving")
+    return {"short": short, "256-token": " ".join(words)}
+
+
+def gateway_rate(address: str, text: str, clients: int) -> float:
+    """Embeddings per second with `clients` threads, each sending one input per request."""
+    body = json.dumps({"model": MODEL, "input": text}).encode()
+    counts = [0] * clients
+    stop = time.monotonic() + DURATION_S
+    errors: list[str] = []
+
+    def client(slot: int) -> None:
+        connection = http.client.HTTPConnection(address, timeout=60)
+        while time.monotonic() < stop:
+            connection.request("POST", "/v1/embeddings", body, {"content-type": "application/json"})
+            response = connection.getresponse()
+            payload = response.read()
+            if response.status != 200:
+                errors.append(payload.decode(errors="replace"))
+                return
+            counts[slot] += 1
+        connection.close()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    if errors:
+        raise RuntimeError(errors[0])
+    return sum(counts) / elapsed
+
+
+def bare_rate(session: ort.InferenceSession, ids: list[int], batch: int) -> float:
+    """Embeddings per second of session.run on batches of `batch` copies of `ids`, pooled."""
+    input_ids = np.array([ids] * batch, dtype=np.int64)
+    feed = {
+        "input_ids": input_ids,
+        "attention_mask": np.ones_like(input_ids),
+        "token_type_ids": np.zeros_like(input_ids),
+    }
+    done = 0
+    started = time.monotonic()
+    while time.monotonic() - started < DURATION_S:
+        hidden = session.run(["last_hidden_state"], feed)[0]
+        pooled = hidden.mean(axis=1)
+        pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+        done += batch
+    return done / (time.monotonic() - started)
+
+
+def main() -> None:
+    data_dir, binary = Path(sys.argv[1]), Path(sys.argv[2])
+    model_dir = data_dir / "models" / MODEL
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    texts = inputs(tokenizer)
+
+    gateway_process.BINARY = binary
+    config = f"[runtime]\nintra_threads = {THREADS}\n[[models]]\npath = \"models/{MODEL}\"\n"
+    server = gateway_process.Gateway(data_dir, config, {"RUST_LOG": "warn"})
+    results = {}
+    try:
+        for name, text in texts.items():
+            gateway_rate(server.address, text, 8)  # warm-up
+            for clients in CONCURRENCY:
+                results[(name, clients, "gateway")] = gateway_rate(server.address, text, clients)
+    finally:
+        server.stop()
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    for name, text in texts.items():
+        ids = tokenizer.encode(text).ids
+        bare_rate(session, ids, 8)  # warm-up
+        for clients in CONCURRENCY:
+            results[(name, clients, "bare")] = bare_rate(session, ids, clients)
+
+    print(f"threads={THREADS} duration={DURATION_S}s per cell")
+    print("| input | clients | gateway (HTTP) emb/s | bare ORT session emb/s (batch = clients) | gateway / bare |")
+    print("|---|---|---|---|---|")
+    for name, text in texts.items():
+        for clients in CONCURRENCY:
+            ours = results[(name, clients, "gateway")]
+            bare = results[(name, clients, "bare")]
+            print(f"| {name} ({len(tokenizer.encode(text).ids)} tokens) | {clients} | {ours:.1f} | {bare:.1f} | {ours / bare:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds the release gateway, prepares ./data and runs the embeddings benchmark
+# (bench/embeddings.py); prints a Markdown table for docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+cargo build --release --locked -p gateway-bin
+data_dir=${GATEWAY_DATA_DIR:-data}
+scripts/prepare-data.sh "$data_dir" target/release/gateway
+exec .venv/bin/python bench/embeddings.py "$data_dir" target/release/gateway

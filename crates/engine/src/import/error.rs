@@ -1,0 +1,98 @@
+//! The importer's error type: one typed variant per way a checkpoint can fail to import.
+
+use std::path::PathBuf;
+
+/// Why a checkpoint could not be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Reading or writing a file failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON file of the checkpoint could not be parsed.
+    #[error("invalid JSON in {file}: {source}")]
+    Json {
+        /// The file concerned.
+        file: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A file the import needs is not in the source directory.
+    #[error("missing file {path}")]
+    MissingFile {
+        /// The file that was looked for.
+        path: PathBuf,
+    },
+    /// `config.json` lacks a field or has a value the importer cannot use.
+    #[error("invalid config.json field `{field}`: {reason}")]
+    InvalidConfig {
+        /// The field concerned.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The checkpoint's `model_type` is not one the importer converts.
+    #[error("unsupported architecture: model_type `{model_type}`")]
+    UnsupportedArchitecture {
+        /// The `model_type` from `config.json`.
+        model_type: String,
+    },
+    /// The checkpoint's activation function is not supported.
+    #[error("unsupported activation `{hidden_act}` (supported: gelu)")]
+    UnsupportedActivation {
+        /// The `hidden_act` from `config.json`.
+        hidden_act: String,
+    },
+    /// The sentence-transformers pooling mode is not supported.
+    #[error("unsupported pooling mode `{mode}` (supported: mean, cls)")]
+    UnsupportedPooling {
+        /// The pooling mode found.
+        mode: String,
+    },
+    /// The safetensors file is malformed.
+    #[error("invalid safetensors file {path}: {reason}")]
+    InvalidSafetensors {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tensor the architecture needs is not in the checkpoint.
+    #[error("missing tensor `{name}`")]
+    MissingTensor {
+        /// The tensor name, without any `bert.`-style prefix.
+        name: String,
+    },
+    /// A tensor is stored in a data type the importer does not convert.
+    #[error("tensor `{name}` has unsupported dtype {dtype} (supported: F32, F16, BF16)")]
+    UnsupportedDtype {
+        /// The tensor name.
+        name: String,
+        /// The safetensors dtype, e.g. `I8`.
+        dtype: String,
+    },
+    /// A tensor's shape disagrees with `config.json`.
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    ShapeMismatch {
+        /// The tensor name.
+        name: String,
+        /// The shape `config.json` implies.
+        expected: Vec<usize>,
+        /// The shape stored in the checkpoint.
+        found: Vec<usize>,
+    },
+}
+
+impl ImportError {
+    /// An [`ImportError::Io`] for `path`.
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}
