@@ -1,0 +1,182 @@
+//! The records this crate keeps: projects, principals and their roles, API keys and
+//! management tokens, and who is asking ([`Actor`], [`RequestContext`]).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::key::KeyDigest;
+
+/// A project: the unit that owns keys, principals' roles and an audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Project {
+    /// Project id.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A principal's role on a project.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Full control.
+    Owner,
+    /// May create, change and delete tokens.
+    Member,
+    /// May only read.
+    Viewer,
+}
+
+impl Role {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Member => "member",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    /// Whether the role may create, change or delete tokens.
+    pub fn can_write(self) -> bool {
+        matches!(self, Self::Owner | Self::Member)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text is not one of `owner`, `member`, `viewer`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role {0:?}; expected owner, member or viewer")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "owner" => Ok(Self::Owner),
+            "member" => Ok(Self::Member),
+            "viewer" => Ok(Self::Viewer),
+            other => Err(UnknownRole(other.to_owned())),
+        }
+    }
+}
+
+/// A principal's role on one project, as the admin CLI prints it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Membership {
+    /// The project.
+    pub project_id: Uuid,
+    /// The principal's subject id.
+    pub subject: String,
+    /// The principal's e-mail.
+    pub email: String,
+    /// Its role on the project.
+    pub role: Role,
+}
+
+/// An authenticated principal of the management API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// Subject id (stable identifier from the identity provider or the operator).
+    pub subject: String,
+    /// E-mail address.
+    pub email: String,
+}
+
+impl Actor {
+    /// The operator acting through `gateway admin …` commands.
+    pub fn operator() -> Self {
+        Self {
+            subject: "gateway-admin".to_owned(),
+            email: String::new(),
+        }
+    }
+}
+
+/// Where a management request came from, for the audit log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    /// The request id (`x-request-id`).
+    pub request_id: Option<String>,
+    /// The client's IP address.
+    pub source_ip: Option<IpAddr>,
+}
+
+/// A stored model API key (never its plaintext).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// Token id.
+    pub id: Uuid,
+    /// Owning project.
+    pub project_id: Uuid,
+    /// Region it was created in.
+    pub region: String,
+    /// Public id part of the key, used to find the row.
+    pub public_id: String,
+    /// SHA-256 of the whole key.
+    pub digest: KeyDigest,
+    /// Display name.
+    pub name: String,
+    /// Optional description.
+    pub description: Option<String>,
+    /// Models the key may use; `None` means all.
+    pub allowed_models: Option<Vec<String>>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Expiry; `None` means never.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl KeyRecord {
+    /// Whether the key is expired at `now`.
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+}
+
+/// Changes to a key's descriptive fields (`None` leaves a field as it is).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New description; `Some(None)` clears it.
+    pub description: Option<Option<String>>,
+    /// Time of the change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A stored management token (never its plaintext), with its principal's e-mail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagementTokenRecord {
+    /// Token id.
+    pub id: Uuid,
+    /// Public id part, used to find the row.
+    pub public_id: String,
+    /// SHA-256 of the whole token.
+    pub digest: KeyDigest,
+    /// The principal it authenticates.
+    pub subject: String,
+    /// The principal's e-mail (read from the principal's row).
+    pub email: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Expiry; `None` means never.
+    pub expires_at: Option<DateTime<Utc>>,
+}

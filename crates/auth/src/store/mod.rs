@@ -1,0 +1,126 @@
+//! Where projects, keys and the audit log live: the [`Store`] trait and its two
+//! implementations, [`SqliteStore`] (embedded default: one file, WAL) and [`PostgresStore`]
+//! (several gateway replicas). Both run the same SQL (`sql.rs`) and row mapping (`rows.rs`).
+//!
+//! Every write that changes a key also appends its audit event in the same transaction, so
+//! the log is complete by construction.
+
+mod postgres;
+mod rows;
+mod sql;
+mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
+use crate::error::StoreError;
+use crate::model::{KeyPatch, KeyRecord, ManagementTokenRecord, Membership, Project, Role};
+
+/// Persistent state of this crate. Implementations must be safe to share between tasks and
+/// between processes using the same database.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Inserts a project and its creation event.
+    async fn insert_project(
+        &self,
+        project: &Project,
+        event: &AuditRecord,
+    ) -> Result<(), StoreError>;
+
+    /// The project with this id.
+    async fn project(&self, id: Uuid) -> Result<Option<Project>, StoreError>;
+
+    /// Creates or updates the principal (its e-mail) and sets its role on the project,
+    /// appending `event`.
+    async fn upsert_membership(
+        &self,
+        membership: &Membership,
+        now: DateTime<Utc>,
+        event: &AuditRecord,
+    ) -> Result<(), StoreError>;
+
+    /// The principal's role on the project, if any.
+    async fn role(&self, project_id: Uuid, subject: &str) -> Result<Option<Role>, StoreError>;
+
+    /// The principal's e-mail, if the principal exists.
+    async fn principal_email(&self, subject: &str) -> Result<Option<String>, StoreError>;
+
+    /// Stores a management token (its digest only).
+    async fn insert_management_token(
+        &self,
+        token: &ManagementTokenRecord,
+    ) -> Result<(), StoreError>;
+
+    /// The management token with this public id.
+    async fn management_token(
+        &self,
+        public_id: &str,
+    ) -> Result<Option<ManagementTokenRecord>, StoreError>;
+
+    /// Stores a model API key (its digest only) and its creation event.
+    async fn insert_key(&self, key: &KeyRecord, event: &AuditRecord) -> Result<(), StoreError>;
+
+    /// The keys of a project in a region, oldest first.
+    async fn keys(&self, project_id: Uuid, region: &str) -> Result<Vec<KeyRecord>, StoreError>;
+
+    /// One key of a project in a region.
+    async fn key(
+        &self,
+        project_id: Uuid,
+        region: &str,
+        id: Uuid,
+    ) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// The key with this public id, whatever its project (for verification).
+    async fn key_by_public_id(&self, public_id: &str) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Applies `patch` to the key and appends `event`; `None` (and no event) if there is no
+    /// such key in that project and region.
+    async fn update_key(
+        &self,
+        project_id: Uuid,
+        region: &str,
+        id: Uuid,
+        patch: &KeyPatch,
+        event: &AuditRecord,
+    ) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Deletes the key and appends `event`; `false` (and no event) if there is no such key.
+    async fn delete_key(
+        &self,
+        project_id: Uuid,
+        region: &str,
+        id: Uuid,
+        event: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+
+    /// Appends one `token.expire` event for every key that expired at or before `now` and has
+    /// none yet; returns how many. Safe to run from several replicas at once.
+    async fn record_expirations(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Appends one event.
+    async fn append_audit(&self, event: &AuditRecord) -> Result<(), StoreError>;
+
+    /// Events matching `filter`, in log order.
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// Opens the store a URL names: `sqlite://PATH?mode=rwc` (or `sqlite::memory:`) or
+/// `postgres://…` / `postgresql://…`, and applies pending migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}

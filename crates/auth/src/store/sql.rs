@@ -1,0 +1,368 @@
+//! The SQL both stores run, and [`impl_store!`], which implements [`super::Store`] for a
+//! store type over its concrete `sqlx` pool. The statements use `$n` placeholders, which
+//! SQLite and PostgreSQL both accept; the only per-database differences are the statement
+//! that opens a write transaction and the lock that orders audit appends.
+
+macro_rules! key_columns {
+    () => {
+        "id, project_id, region, public_id, digest, name, description, allowed_models, \
+         created_at, updated_at, expires_at"
+    };
+}
+
+pub(crate) const INSERT_PROJECT: &str =
+    "INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3)";
+pub(crate) const SELECT_PROJECT: &str = "SELECT id, name, created_at FROM projects WHERE id = $1";
+pub(crate) const UPSERT_PRINCIPAL: &str = "INSERT INTO principals (subject, email, created_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (subject) DO UPDATE SET email = excluded.email";
+pub(crate) const UPSERT_MEMBERSHIP: &str =
+    "INSERT INTO memberships (project_id, subject, role, created_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (project_id, subject) DO UPDATE SET role = excluded.role";
+pub(crate) const SELECT_ROLE: &str =
+    "SELECT role FROM memberships WHERE project_id = $1 AND subject = $2";
+pub(crate) const SELECT_PRINCIPAL_EMAIL: &str = "SELECT email FROM principals WHERE subject = $1";
+pub(crate) const INSERT_MANAGEMENT_TOKEN: &str = "INSERT INTO management_tokens \
+     (id, public_id, digest, subject, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+pub(crate) const SELECT_MANAGEMENT_TOKEN: &str =
+    "SELECT t.id, t.public_id, t.digest, t.subject, p.email, t.created_at, t.expires_at \
+     FROM management_tokens t JOIN principals p ON p.subject = t.subject WHERE t.public_id = $1";
+pub(crate) const INSERT_KEY: &str = concat!(
+    "INSERT INTO api_keys (",
+    key_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+);
+pub(crate) const SELECT_KEYS: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM api_keys WHERE project_id = $1 AND region = $2 ORDER BY created_at, id"
+);
+pub(crate) const SELECT_KEY: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM api_keys WHERE project_id = $1 AND region = $2 AND id = $3"
+);
+pub(crate) const SELECT_KEY_BY_PUBLIC_ID: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM api_keys WHERE public_id = $1"
+);
+pub(crate) const UPDATE_KEY: &str = concat!(
+    "UPDATE api_keys SET name = COALESCE($4, name), ",
+    "description = CASE WHEN $5 THEN $6 ELSE description END, updated_at = $7 ",
+    "WHERE project_id = $1 AND region = $2 AND id = $3 RETURNING ",
+    key_columns!()
+);
+pub(crate) const DELETE_KEY: &str =
+    "DELETE FROM api_keys WHERE project_id = $1 AND region = $2 AND id = $3 RETURNING id";
+pub(crate) const ANY_PENDING_EXPIRY: &str = "SELECT id FROM api_keys \
+     WHERE expiry_recorded = FALSE AND expires_at IS NOT NULL AND expires_at <= $1 LIMIT 1";
+pub(crate) const MARK_EXPIRED: &str = "UPDATE api_keys SET expiry_recorded = TRUE \
+     WHERE expiry_recorded = FALSE AND expires_at IS NOT NULL AND expires_at <= $1 \
+     RETURNING id, project_id, expires_at";
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_events (id, time, project_id, \
+     actor_subject, actor_email, action, outcome, reason, target_token_id, changes, request_id, \
+     source_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+pub(crate) const SELECT_AUDIT: &str = "SELECT seq, id, time, project_id, actor_subject, \
+     actor_email, action, outcome, reason, target_token_id, changes, request_id, source_ip \
+     FROM audit_events WHERE project_id = $1 AND seq > $2 \
+     AND ($3 IS NULL OR time >= $3) AND ($4 IS NULL OR time < $4) ORDER BY seq LIMIT $5";
+
+/// Implements `Store` for `$store` (a struct with a `pool: sqlx::Pool<$db>` field).
+/// `begin_write` opens a write transaction; `lock_audit`, when `Some`, runs before each audit
+/// append so that sequence order equals commit order.
+macro_rules! impl_store {
+    ($store:ty, $db:ty, begin_write = $begin:expr, lock_audit = $lock:expr) => {
+        impl $store {
+            async fn write(&self) -> Result<sqlx::Transaction<'static, $db>, StoreError> {
+                Ok(self.pool.begin_with($begin).await?)
+            }
+
+            async fn append_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                event: &AuditRecord,
+            ) -> Result<(), StoreError> {
+                let lock: Option<&'static str> = $lock;
+                if let Some(lock) = lock {
+                    sqlx::query(lock).execute(&mut **tx).await?;
+                }
+                let columns = AuditColumns::of(event);
+                sqlx::query(sql::INSERT_AUDIT)
+                    .bind(event.id)
+                    .bind(event.time)
+                    .bind(event.project_id)
+                    .bind(columns.actor_subject)
+                    .bind(columns.actor_email)
+                    .bind(event.action.as_str())
+                    .bind(event.outcome.as_str())
+                    .bind(event.reason.as_deref())
+                    .bind(event.target_token_id)
+                    .bind(columns.changes)
+                    .bind(event.request_id.as_deref())
+                    .bind(columns.source_ip)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl Store for $store {
+            async fn insert_project(
+                &self,
+                project: &Project,
+                event: &AuditRecord,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.write().await?;
+                sqlx::query(sql::INSERT_PROJECT)
+                    .bind(project.id)
+                    .bind(&project.name)
+                    .bind(project.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::append_in(&mut tx, event).await?;
+                Ok(tx.commit().await?)
+            }
+
+            async fn project(&self, id: Uuid) -> Result<Option<Project>, StoreError> {
+                let row: Option<ProjectRow> = sqlx::query_as(sql::SELECT_PROJECT)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(Project::from))
+            }
+
+            async fn upsert_membership(
+                &self,
+                membership: &Membership,
+                now: DateTime<Utc>,
+                event: &AuditRecord,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.write().await?;
+                sqlx::query(sql::UPSERT_PRINCIPAL)
+                    .bind(&membership.subject)
+                    .bind(&membership.email)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sql::UPSERT_MEMBERSHIP)
+                    .bind(membership.project_id)
+                    .bind(&membership.subject)
+                    .bind(membership.role.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::append_in(&mut tx, event).await?;
+                Ok(tx.commit().await?)
+            }
+
+            async fn role(
+                &self,
+                project_id: Uuid,
+                subject: &str,
+            ) -> Result<Option<Role>, StoreError> {
+                let role: Option<(String,)> = sqlx::query_as(sql::SELECT_ROLE)
+                    .bind(project_id)
+                    .bind(subject)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                role.map(|(text,)| {
+                    text.parse::<Role>()
+                        .map_err(|_| StoreError::Corrupt("memberships.role".to_owned()))
+                })
+                .transpose()
+            }
+
+            async fn principal_email(&self, subject: &str) -> Result<Option<String>, StoreError> {
+                let email: Option<(String,)> = sqlx::query_as(sql::SELECT_PRINCIPAL_EMAIL)
+                    .bind(subject)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(email.map(|(e,)| e))
+            }
+
+            async fn insert_management_token(
+                &self,
+                token: &ManagementTokenRecord,
+            ) -> Result<(), StoreError> {
+                sqlx::query(sql::INSERT_MANAGEMENT_TOKEN)
+                    .bind(token.id)
+                    .bind(&token.public_id)
+                    .bind(token.digest.as_bytes().to_vec())
+                    .bind(&token.subject)
+                    .bind(token.created_at)
+                    .bind(token.expires_at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn management_token(
+                &self,
+                public_id: &str,
+            ) -> Result<Option<ManagementTokenRecord>, StoreError> {
+                let row: Option<ManagementTokenRow> = sqlx::query_as(sql::SELECT_MANAGEMENT_TOKEN)
+                    .bind(public_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(ManagementTokenRecord::try_from).transpose()
+            }
+
+            async fn insert_key(
+                &self,
+                key: &KeyRecord,
+                event: &AuditRecord,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.write().await?;
+                sqlx::query(sql::INSERT_KEY)
+                    .bind(key.id)
+                    .bind(key.project_id)
+                    .bind(&key.region)
+                    .bind(&key.public_id)
+                    .bind(key.digest.as_bytes().to_vec())
+                    .bind(&key.name)
+                    .bind(key.description.as_deref())
+                    .bind(models_column(key))
+                    .bind(key.created_at)
+                    .bind(key.updated_at)
+                    .bind(key.expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::append_in(&mut tx, event).await?;
+                Ok(tx.commit().await?)
+            }
+
+            async fn keys(
+                &self,
+                project_id: Uuid,
+                region: &str,
+            ) -> Result<Vec<KeyRecord>, StoreError> {
+                let rows: Vec<KeyRow> = sqlx::query_as(sql::SELECT_KEYS)
+                    .bind(project_id)
+                    .bind(region)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(KeyRecord::try_from).collect()
+            }
+
+            async fn key(
+                &self,
+                project_id: Uuid,
+                region: &str,
+                id: Uuid,
+            ) -> Result<Option<KeyRecord>, StoreError> {
+                let row: Option<KeyRow> = sqlx::query_as(sql::SELECT_KEY)
+                    .bind(project_id)
+                    .bind(region)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(KeyRecord::try_from).transpose()
+            }
+
+            async fn key_by_public_id(
+                &self,
+                public_id: &str,
+            ) -> Result<Option<KeyRecord>, StoreError> {
+                let row: Option<KeyRow> = sqlx::query_as(sql::SELECT_KEY_BY_PUBLIC_ID)
+                    .bind(public_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(KeyRecord::try_from).transpose()
+            }
+
+            async fn update_key(
+                &self,
+                project_id: Uuid,
+                region: &str,
+                id: Uuid,
+                patch: &KeyPatch,
+                event: &AuditRecord,
+            ) -> Result<Option<KeyRecord>, StoreError> {
+                let mut tx = self.write().await?;
+                let row: Option<KeyRow> = sqlx::query_as(sql::UPDATE_KEY)
+                    .bind(project_id)
+                    .bind(region)
+                    .bind(id)
+                    .bind(patch.name.as_deref())
+                    .bind(patch.description.is_some())
+                    .bind(patch.description.clone().flatten())
+                    .bind(patch.updated_at)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                Self::append_in(&mut tx, event).await?;
+                tx.commit().await?;
+                KeyRecord::try_from(row).map(Some)
+            }
+
+            async fn delete_key(
+                &self,
+                project_id: Uuid,
+                region: &str,
+                id: Uuid,
+                event: &AuditRecord,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.write().await?;
+                let deleted: Option<(Uuid,)> = sqlx::query_as(sql::DELETE_KEY)
+                    .bind(project_id)
+                    .bind(region)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if deleted.is_none() {
+                    return Ok(false);
+                }
+                Self::append_in(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn record_expirations(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+                let pending: Option<(Uuid,)> = sqlx::query_as(sql::ANY_PENDING_EXPIRY)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                if pending.is_none() {
+                    return Ok(0);
+                }
+                let mut tx = self.write().await?;
+                let expired: Vec<ExpiredRow> = sqlx::query_as(sql::MARK_EXPIRED)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for key in &expired {
+                    let event =
+                        crate::audit::expiry_event(now, key.project_id, key.id, key.expires_at);
+                    Self::append_in(&mut tx, &event).await?;
+                }
+                tx.commit().await?;
+                Ok(expired.len() as u64)
+            }
+
+            async fn append_audit(&self, event: &AuditRecord) -> Result<(), StoreError> {
+                let mut tx = self.write().await?;
+                Self::append_in(&mut tx, event).await?;
+                Ok(tx.commit().await?)
+            }
+
+            async fn audit_events(
+                &self,
+                filter: &AuditFilter,
+            ) -> Result<Vec<AuditEvent>, StoreError> {
+                let rows: Vec<AuditRow> = sqlx::query_as(sql::SELECT_AUDIT)
+                    .bind(filter.project_id)
+                    .bind(filter.after_sequence)
+                    .bind(filter.from)
+                    .bind(filter.to)
+                    .bind(filter.limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(AuditEvent::try_from).collect()
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;

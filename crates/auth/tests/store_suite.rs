@@ -1,0 +1,49 @@
+//! The shared store suite: every test runs on SQLite always and on PostgreSQL when
+//! `GATEWAY_TEST_POSTGRES_URL` is set (with `CI=true` an unset variable fails the PostgreSQL
+//! variants instead of skipping them). Start a server with `scripts/postgres.sh`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod support;
+
+mod suite;
+
+macro_rules! suite {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = crate::support::setup(crate::support::Backend::Sqlite).await.unwrap();
+                    crate::suite::$module::$name(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let backend = crate::support::Backend::Postgres;
+                    if let Some(db) = crate::support::setup(backend).await {
+                        crate::suite::$module::$name(&db).await;
+                        db.finish().await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    tokens::crud,
+    tokens::expiry_makes_tokens_inactive,
+    tokens::ttl_and_validation,
+    access::isolation_across_projects,
+    access::roles_and_credentials,
+    access::secrets_are_never_stored,
+    audit::audit_records_every_action,
+    audit::audit_paging,
+    replicas::parallel_creates_and_deletes,
+    replicas::revocation_reaches_other_replicas,
+);

@@ -1,0 +1,291 @@
+//! Token lifecycle: create, read, list, update, delete; expiry; TTLs, validation, masking.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use gateway_auth::{
+    AuditAction, AuditQuery, AuthError, Clock as _, KeyVerifier, TokenState, UpdateToken,
+};
+
+use crate::support::{create, ctx, Fixture, TestDb, REGION};
+
+pub async fn crud(db: &TestDb) {
+    let f = Fixture::new(db.store.clone(), "crud").await;
+    let m = &f.management;
+    let now = f.clock.now();
+    let created = m
+        .create_token(
+            &f.member,
+            f.project,
+            REGION,
+            create("ci", Some("30d")),
+            &ctx("r1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.token.state, TokenState::Active);
+    assert_eq!(created.token.valid_until, Some(now + TimeDelta::days(30)));
+    let json = serde_json::to_value(&created).unwrap();
+    for field in [
+        "id",
+        "name",
+        "description",
+        "region",
+        "state",
+        "validUntil",
+        "content",
+    ] {
+        assert!(json.get(field).is_some(), "{field} missing in {json}");
+    }
+    assert_eq!(json["state"], "active");
+    assert_eq!(json["region"], REGION);
+    assert!(!format!("{created:?}").contains(created.content.expose()));
+
+    let id = created.token.id;
+    let got = m
+        .get_token(&f.viewer, f.project, REGION, id, &ctx("r2"))
+        .await
+        .unwrap();
+    assert_eq!(got, created.token);
+    let listed = m
+        .list_tokens(&f.viewer, f.project, REGION, &ctx("r3"))
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![created.token.clone()]);
+    assert!(m
+        .list_tokens(&f.owner, f.project, "eu02", &ctx("r"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        m.get_token(&f.owner, f.project, "eu02", id, &ctx("r"))
+            .await,
+        Err(AuthError::NotFound)
+    ));
+
+    let patch = UpdateToken {
+        name: Some("renamed".into()),
+        description: Some(String::new()),
+    };
+    let updated = m
+        .update_token(&f.owner, f.project, REGION, id, patch, &ctx("r4"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.name.as_str(), updated.description.as_deref()),
+        ("renamed", None)
+    );
+    let patch = UpdateToken {
+        name: None,
+        description: Some("again".into()),
+    };
+    let updated = m
+        .update_token(&f.owner, f.project, REGION, id, patch, &ctx("r5"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.name.as_str(), updated.description.as_deref()),
+        ("renamed", Some("again"))
+    );
+    assert_eq!(
+        m.get_token(&f.owner, f.project, REGION, id, &ctx("r"))
+            .await
+            .unwrap(),
+        updated
+    );
+
+    let verifier = KeyVerifier::new(db.store.clone())
+        .with_max_age(Duration::ZERO)
+        .with_clock(f.clock.clone());
+    let key = verifier.verify(created.content.expose()).await.unwrap();
+    assert_eq!(
+        (key.project_id, key.key_id, key.allows_model("any")),
+        (f.project, id, true)
+    );
+
+    m.delete_token(&f.member, f.project, REGION, id, &ctx("r6"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        m.get_token(&f.owner, f.project, REGION, id, &ctx("r"))
+            .await,
+        Err(AuthError::NotFound)
+    ));
+    assert!(matches!(
+        m.delete_token(&f.owner, f.project, REGION, id, &ctx("r"))
+            .await,
+        Err(AuthError::NotFound)
+    ));
+    assert!(m
+        .list_tokens(&f.owner, f.project, REGION, &ctx("r"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        verifier.verify(created.content.expose()).await,
+        Err(AuthError::InvalidKey)
+    ));
+
+    // Restriction to listed models, created by the operator.
+    let mut request = create("restricted", None);
+    request.allowed_models = Some(vec!["llama-3.1-8b".into()]);
+    let restricted = m.create_key(f.project, REGION, request).await.unwrap();
+    assert_eq!(restricted.token.valid_until, None);
+    let key = verifier.verify(restricted.content.expose()).await.unwrap();
+    assert!(key.allows_model("llama-3.1-8b") && !key.allows_model("other"));
+}
+
+pub async fn expiry_makes_tokens_inactive(db: &TestDb) {
+    let f = Fixture::new(db.store.clone(), "expiry").await;
+    let m = &f.management;
+    let c = ctx("exp");
+    let created = m
+        .create_token(
+            &f.owner,
+            f.project,
+            REGION,
+            create("short", Some("90m")),
+            &c,
+        )
+        .await
+        .unwrap();
+    let verifier = KeyVerifier::new(db.store.clone()).with_clock(f.clock.clone());
+    verifier.verify(created.content.expose()).await.unwrap();
+    f.clock.advance(TimeDelta::minutes(89));
+    verifier.verify(created.content.expose()).await.unwrap();
+    f.clock.advance(TimeDelta::minutes(1));
+    // Cached or not, an expired key fails at once.
+    assert!(matches!(
+        verifier.verify(created.content.expose()).await,
+        Err(AuthError::InvalidKey)
+    ));
+    let token = m
+        .get_token(&f.viewer, f.project, REGION, created.token.id, &c)
+        .await
+        .unwrap();
+    assert_eq!(token.state, TokenState::Inactive);
+    let listed = m
+        .list_tokens(&f.viewer, f.project, REGION, &c)
+        .await
+        .unwrap();
+    assert_eq!(listed[0].state, TokenState::Inactive);
+    assert_eq!(
+        serde_json::to_value(&listed[0]).unwrap()["state"],
+        "inactive"
+    );
+    // Exactly one expiry event, however often it is observed.
+    m.sweep_expired().await.unwrap();
+    let events = m
+        .export_audit(&f.owner, f.project, &AuditQuery::default(), &c)
+        .await
+        .unwrap();
+    let expiries: Vec<_> = events
+        .iter()
+        .filter(|e| e.record.action == AuditAction::TokenExpire)
+        .collect();
+    assert_eq!(expiries.len(), 1);
+    assert_eq!(expiries[0].record.target_token_id, Some(created.token.id));
+    assert_eq!(expiries[0].record.actor, None);
+    assert_eq!(expiries[0].record.changes["state"], "inactive");
+}
+
+pub async fn ttl_and_validation(db: &TestDb) {
+    let f = Fixture::new(db.store.clone(), "ttl").await;
+    let m = &f.management;
+    let c = ctx("ttl");
+    let now = f.clock.now();
+    for (ttl, delta) in [
+        ("30d", TimeDelta::days(30)),
+        ("12h", TimeDelta::hours(12)),
+        ("90m", TimeDelta::minutes(90)),
+        ("45s", TimeDelta::seconds(45)),
+    ] {
+        let t = m
+            .create_token(&f.owner, f.project, REGION, create(ttl, Some(ttl)), &c)
+            .await
+            .unwrap();
+        assert_eq!(t.token.valid_until, Some(now + delta), "{ttl}");
+    }
+    let field = |r: Result<(), AuthError>| match r {
+        Err(AuthError::Validation { field, .. }) => field,
+        other => panic!("expected a validation error, got {other:?}"),
+    };
+    assert_eq!(
+        field(
+            m.create_token(&f.owner, f.project, REGION, create("x", Some("5y")), &c)
+                .await
+                .map(drop)
+        ),
+        "ttlDuration"
+    );
+    assert_eq!(
+        field(
+            m.create_token(&f.owner, f.project, REGION, create("x", Some("0d")), &c)
+                .await
+                .map(drop)
+        ),
+        "ttlDuration"
+    );
+    assert_eq!(
+        field(
+            m.create_token(&f.owner, f.project, REGION, create("", None), &c)
+                .await
+                .map(drop)
+        ),
+        "name"
+    );
+    assert_eq!(
+        field(
+            m.create_token(&f.owner, f.project, "EU 01", create("x", None), &c)
+                .await
+                .map(drop)
+        ),
+        "regionId"
+    );
+    let patch = UpdateToken {
+        name: Some(" ".into()),
+        description: None,
+    };
+    let id = m
+        .list_tokens(&f.owner, f.project, REGION, &c)
+        .await
+        .unwrap()[0]
+        .id;
+    assert_eq!(
+        field(
+            m.update_token(&f.owner, f.project, REGION, id, patch, &c)
+                .await
+                .map(drop)
+        ),
+        "name"
+    );
+    let bad_cursor = AuditQuery {
+        cursor: Some("x".into()),
+        ..AuditQuery::default()
+    };
+    assert_eq!(
+        field(
+            m.audit_page(&f.owner, f.project, &bad_cursor, &c)
+                .await
+                .map(drop)
+        ),
+        "cursor"
+    );
+    // Masking: listings show the public id only.
+    let created = m
+        .create_token(&f.owner, f.project, REGION, create("masked", None), &c)
+        .await
+        .unwrap();
+    let secret = created.content.expose();
+    let public_id = secret.split('-').nth(1).unwrap();
+    assert_eq!(created.token.masked_content, format!("sk-{public_id}-****"));
+    let listing = serde_json::to_string(
+        &m.list_tokens(&f.owner, f.project, REGION, &c)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(listing.contains(&created.token.masked_content) && !listing.contains(secret));
+}
