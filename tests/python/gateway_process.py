@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -25,15 +26,39 @@ def prepare_data_dir(data_dir: Path) -> Path:
     return data_dir
 
 
+def admin(data_dir: Path, *args: str) -> dict:
+    """Runs `gateway admin ARGS…` on the data dir's database (the one `serve` uses, also while it
+    runs) and returns the one JSON object it prints."""
+    env = dict(os.environ, GATEWAY_DATA_DIR=str(data_dir))
+    for name in ("GATEWAY_DATABASE_URL", "GATEWAY_CONFIG"):
+        env.pop(name, None)
+    result = subprocess.run(
+        [str(BINARY), "admin", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"gateway admin {' '.join(args)} failed:\n{result.stderr}")
+    return json.loads(result.stdout)
+
+
+def create_api_key(data_dir: Path, project_name: str = "e2e") -> str:
+    """Creates a project and a model API key in it with the admin CLI; returns the key."""
+    project = admin(data_dir, "project", "create", "--name", project_name)
+    created = admin(data_dir, "key", "create", "--project", project["id"], "--name", project_name)
+    return created["content"]
+
+
 class Gateway:
-    """A running `gateway serve` whose log is collected in memory."""
+    """A running `gateway serve` whose log is collected in memory. `api_key` is the model API
+    key tests send (set by the fixtures)."""
 
     def __init__(self, data_dir: Path, config_text: str = "", extra_env: dict | None = None):
         self.data_dir = data_dir
+        self.api_key: str | None = None
         config = data_dir / "gateway-test.toml"
         config.write_text(config_text)
         env = dict(os.environ, GATEWAY_DATA_DIR=str(data_dir), RUST_LOG="info,gateway=debug")
         env.pop("ORT_DYLIB_PATH", None)
+        env.pop("GATEWAY_DATABASE_URL", None)
         env.update(extra_env or {})
         self.process = subprocess.Popen(
             [str(BINARY), "serve", "--config", str(config), "--listen", "127.0.0.1:0"],

@@ -31,9 +31,11 @@ TEXTS = [
 
 
 def raw_request(gateway, method: str, path: str, body: bytes | None = None, headers=None):
-    """Sends one request with http.client and returns (status, headers, parsed JSON or text)."""
+    """Sends one request with http.client and returns (status, headers, parsed JSON or text).
+    It carries the session's API key unless `headers` brings its own `authorization`."""
+    headers = {"authorization": f"Bearer {gateway.api_key}", **(headers or {})}
     connection = http.client.HTTPConnection(gateway.address, timeout=30)
-    connection.request(method, path, body=body, headers=headers or {})
+    connection.request(method, path, body=body, headers=headers)
     response = connection.getresponse()
     payload = response.read()
     connection.close()

@@ -11,9 +11,9 @@ from conftest import MODEL, TEST_CONFIG
 from gateway_process import Gateway
 
 
-def test_sigterm_finishes_in_flight_requests(data_dir):
+def test_sigterm_finishes_in_flight_requests(data_dir, api_key):
     server = Gateway(data_dir, TEST_CONFIG)
-    client = OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0)
+    client = OpenAI(base_url=server.base_url + "/v1", api_key=api_key, max_retries=0)
     long_texts = ["a long text to embed " * 40] * 8
 
     def embed():

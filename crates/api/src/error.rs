@@ -5,6 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use gateway_auth::AuthError;
 use gateway_core::openai::{ErrorBody, ErrorType, WireError};
 use gateway_engine::EngineError;
 
@@ -58,6 +59,12 @@ pub enum ApiError {
     /// The engine failed or rejected the request.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A fault of the server that is none of the above; names what failed, for the log.
+    #[error("internal error in {0}")]
+    Internal(&'static str),
+    /// Authentication, authorization or a management operation failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 /// Marks a response whose body was masked because the failure was the server's; the request-id
@@ -78,6 +85,10 @@ impl ApiError {
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Engine(error) => engine_status(error),
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Auth(error) => {
+                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
         }
     }
 
@@ -101,11 +112,41 @@ impl ApiError {
             Self::Engine(EngineError::Overloaded) | Self::ShuttingDown | Self::Timeout { .. } => {
                 ErrorBody::new(ErrorType::Server, self.to_string())
             }
-            Self::Engine(_) => ErrorBody::new(
+            Self::Engine(_) | Self::Internal(_) => ErrorBody::new(
                 ErrorType::Server,
                 "The server had an error while processing your request.",
             ),
+            Self::Auth(error) => auth_body(error),
         }
+    }
+}
+
+/// The client-safe body of an authentication or management error. An invalid model API key
+/// gets one fixed message whatever the reason (missing, unknown, expired, revoked).
+fn auth_body(error: &AuthError) -> ErrorBody {
+    match error {
+        AuthError::InvalidKey => ErrorBody::authentication(
+            "Incorrect or missing API key. Pass a valid key as `Authorization: Bearer <key>`.",
+        )
+        .with_code("invalid_api_key"),
+        AuthError::Unauthenticated => ErrorBody::authentication(
+            "Incorrect or missing management token. Pass it as `Authorization: Bearer <token>`.",
+        )
+        .with_code("invalid_management_token"),
+        AuthError::NotFound => ErrorBody::not_found(error.client_message()).with_code("not_found"),
+        AuthError::Forbidden => {
+            ErrorBody::permission(error.client_message()).with_code("insufficient_role")
+        }
+        AuthError::Validation { field, .. } => {
+            ErrorBody::invalid_param(error.client_message(), *field)
+        }
+        AuthError::Conflict(_) => {
+            ErrorBody::invalid_request("The object already exists.").with_code("conflict")
+        }
+        AuthError::Store(_) => ErrorBody::new(
+            ErrorType::Server,
+            "The server had an error while processing your request.",
+        ),
     }
 }
 
@@ -131,7 +172,12 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let masked = status.is_server_error();
         if masked {
-            tracing::error!(error = %self, status = status.as_u16(), "request failed");
+            tracing::error!(
+                error = %self,
+                cause = %Causes(&self),
+                status = status.as_u16(),
+                "request failed"
+            );
         }
         let mut response = (status, Json(self.body())).into_response();
         if masked {
@@ -147,5 +193,71 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+/// Formats the `source()` chain of an error (below its own message) for the log.
+struct Causes<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut source = self.0.source();
+        let mut first = true;
+        while let Some(error) = source {
+            if !first {
+                f.write_str(": ")?;
+            }
+            write!(f, "{error}")?;
+            first = false;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn wire(error: AuthError) -> (u16, serde_json::Value) {
+        let error = ApiError::from(error);
+        let body = serde_json::to_value(error.body()).unwrap();
+        (error.status().as_u16(), body)
+    }
+
+    #[test]
+    fn an_invalid_key_is_one_openai_shaped_401() {
+        let (status, body) = wire(AuthError::InvalidKey);
+        assert_eq!(status, 401);
+        assert_eq!(body["error"]["type"], "authentication_error");
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+        assert!(body["error"]["param"].is_null());
+    }
+
+    #[test]
+    fn management_errors_map_to_their_status() {
+        assert_eq!(wire(AuthError::Unauthenticated).0, 401);
+        assert_eq!(wire(AuthError::NotFound).0, 404);
+        assert_eq!(
+            wire(AuthError::Forbidden).1["error"]["type"],
+            "permission_error"
+        );
+        let (status, body) = wire(AuthError::validation("ttlDuration", "bad"));
+        assert_eq!(
+            (status, &body["error"]["param"]),
+            (400, &"ttlDuration".into())
+        );
+    }
+
+    #[test]
+    fn store_details_never_reach_the_client() {
+        let (status, body) = wire(AuthError::Conflict("api_keys".to_owned()));
+        assert_eq!(status, 409);
+        assert!(!body.to_string().contains("api_keys"));
+        let store = AuthError::Store(gateway_auth::StoreError::Corrupt("row 7".to_owned()));
+        let (status, body) = wire(store);
+        assert_eq!(status, 500);
+        assert!(!body.to_string().contains("row 7"));
     }
 }

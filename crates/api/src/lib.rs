@@ -1,7 +1,9 @@
-//! The gateway's HTTP frontend: the OpenAI-compatible routes on axum (hyper), the layers every
-//! request passes (request id, tracing, metrics, body limit, time limit, error masking), and a
-//! server loop that drains in-flight requests on shutdown.
+//! The gateway's HTTP frontend: the OpenAI-compatible routes on axum (hyper), the token
+//! management and audit-log routes, the layers every request passes (request id, tracing,
+//! metrics, error masking, time limit, body limit, authentication), and a server loop that
+//! drains in-flight requests on shutdown.
 
+mod auth_layer;
 mod error;
 mod extract;
 mod metrics;
@@ -10,23 +12,31 @@ mod routes;
 mod state;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderName;
 use axum::http::Uri;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+pub use auth_layer::PUBLIC_PATHS;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use middleware::REQUEST_ID_HEADER;
 pub use state::{AppState, Limits, ModelRegistry, ServedModel};
 
-/// The complete router of the gateway over `state`.
+/// The path of a project's tokens in a region.
+const TOKENS: &str = "/v1/projects/{projectId}/regions/{regionId}/tokens";
+/// The path of one token.
+const TOKEN: &str = "/v1/projects/{projectId}/regions/{regionId}/tokens/{tokenId}";
+
+/// The complete router of the gateway over `state`. Every route but [`PUBLIC_PATHS`] needs a
+/// credential: the management routes a management token, all others a model API key.
 pub fn router(state: Arc<AppState>) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     Router::new()
@@ -36,6 +46,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/models", get(routes::models::list_models))
         .route("/v1/models/{model}", get(routes::models::get_model))
+        .route(
+            TOKENS,
+            post(routes::tokens::create_token).get(routes::tokens::list_tokens),
+        )
+        .route(
+            TOKEN,
+            get(routes::tokens::get_token)
+                .merge(patch(routes::tokens::update_token))
+                .delete(routes::tokens::delete_token),
+        )
+        .route(
+            "/v1/projects/{projectId}/audit-log",
+            get(routes::audit::audit_log),
+        )
+        .route(
+            "/v1/projects/{projectId}/audit-log/export",
+            get(routes::audit::export_audit_log),
+        )
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
@@ -62,7 +90,11 @@ pub fn router(state: Arc<AppState>) -> Router {
                     Arc::clone(&state),
                     middleware::time_limit,
                 ))
-                .layer(DefaultBodyLimit::max(state.limits.max_body_bytes)),
+                .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::clone(&state),
+                    auth_layer::authenticate,
+                )),
         )
         .with_state(state)
 }
@@ -78,13 +110,17 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting connections and
-/// waits for in-flight requests to finish.
+/// waits for in-flight requests to finish. Handlers see the client's address (for the audit
+/// log) as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

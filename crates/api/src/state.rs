@@ -1,10 +1,12 @@
-//! The state every handler shares: the served models by id, the request limits, the metrics
-//! and whether the server is draining.
+//! The state every handler shares: the served models by id, the request limits, the metrics,
+//! the key verifier and management service of `gateway-auth`, and whether the server is
+//! draining.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use gateway_auth::{KeyVerifier, Management, Store, VerifiedKey};
 use gateway_engine::Backend;
 
 use crate::error::ApiError;
@@ -48,6 +50,18 @@ impl ModelRegistry {
         })
     }
 
+    /// The model with this id if `key` may use it. A model the key may not use gets the same
+    /// 404 as an unknown one, so a restricted key does not learn which models exist.
+    pub fn permitted(&self, id: &str, key: &VerifiedKey) -> Result<&ServedModel, ApiError> {
+        if key.allows_model(id) {
+            self.get(id)
+        } else {
+            Err(ApiError::ModelNotFound {
+                model: id.to_owned(),
+            })
+        }
+    }
+
     /// Every served model with its id, sorted by id.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ServedModel)> {
         self.models.iter().map(|(id, model)| (id.as_str(), model))
@@ -67,16 +81,23 @@ pub struct AppState {
     pub limits: Limits,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Verifies model API keys on the model routes.
+    pub verifier: KeyVerifier,
+    /// The token management operations and the audit log.
+    pub management: Management,
     draining: AtomicBool,
 }
 
 impl AppState {
-    /// State for a server with these models and limits.
-    pub fn new(models: ModelRegistry, limits: Limits) -> Self {
+    /// State for a server with these models and limits, keeping keys and the audit log in
+    /// `store`.
+    pub fn new(models: ModelRegistry, limits: Limits, store: Arc<dyn Store>) -> Self {
         Self {
             models,
             limits,
             metrics: Metrics::default(),
+            verifier: KeyVerifier::new(Arc::clone(&store)),
+            management: Management::new(store),
             draining: AtomicBool::new(false),
         }
     }

@@ -22,7 +22,116 @@ pub enum Command {
     /// Manage model directories.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Operator commands on the database `serve` uses; each prints one JSON object.
+    Admin(AdminArgs),
 }
+
+/// `gateway admin …`: the database and the command.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Configuration file (TOML) naming the database; GATEWAY_DATA_DIR and
+    /// GATEWAY_DATABASE_URL override it as for `serve`.
+    #[arg(long, env = "GATEWAY_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// The operator commands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Model API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Principals (users of the management API) and their roles.
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
+    /// Credentials of the management API.
+    #[command(subcommand, name = "management-token")]
+    ManagementToken(ManagementTokenCommand),
+}
+
+/// `gateway admin project …`.
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project; prints `{"id", "name", "createdAt"}`.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// `gateway admin key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a model API key; prints the token object with its secret `content` (shown once).
+    Create(KeyCreateArgs),
+}
+
+/// Arguments of `gateway admin key create`.
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    /// The project id.
+    #[arg(long)]
+    pub project: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: String,
+    /// Lifetime such as `30d`, `12h`, `90m`; without it the key never expires.
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Restrict the key to this model (repeat for several).
+    #[arg(long = "allowed-model")]
+    pub allowed_models: Vec<String>,
+    /// Region of the key.
+    #[arg(long, default_value = DEFAULT_REGION)]
+    pub region: String,
+}
+
+/// `gateway admin principal …`.
+#[derive(Debug, Subcommand)]
+pub enum PrincipalCommand {
+    /// Give a principal a role on a project (creating the principal if needed).
+    Add {
+        /// The project id.
+        #[arg(long)]
+        project: String,
+        /// The principal's subject id.
+        #[arg(long)]
+        subject: String,
+        /// The principal's e-mail.
+        #[arg(long)]
+        email: String,
+        /// `owner`, `member` or `viewer`.
+        #[arg(long)]
+        role: String,
+    },
+}
+
+/// `gateway admin management-token …`.
+#[derive(Debug, Subcommand)]
+pub enum ManagementTokenCommand {
+    /// Create a management API credential for a principal; prints it once as `content`.
+    Create {
+        /// The principal's subject id.
+        #[arg(long)]
+        subject: String,
+        /// Lifetime such as `90d`; without it the token never expires.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+}
+
+/// The region keys are created in when none is given.
+pub const DEFAULT_REGION: &str = "eu01";
 
 /// Arguments of `gateway serve`.
 #[derive(Debug, Args)]

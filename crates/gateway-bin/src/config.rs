@@ -19,8 +19,19 @@ pub struct Config {
     pub server: ServerConfig,
     /// ONNX Runtime settings shared by all local models.
     pub runtime: RuntimeConfig,
+    /// The database of keys, principals and the audit log.
+    pub database: DatabaseConfig,
     /// The models to serve.
     pub models: Vec<ModelConfig>,
+}
+
+/// The database of keys, principals and the audit log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH?mode=rwc` or `postgres://…`; default: `gateway.db` in the data
+    /// directory. `GATEWAY_DATABASE_URL` overrides it.
+    pub url: Option<String>,
 }
 
 /// HTTP server settings.
@@ -137,6 +148,7 @@ impl Default for Config {
         Self {
             server: ServerConfig::default(),
             runtime: RuntimeConfig::default(),
+            database: DatabaseConfig::default(),
             models: vec![ModelConfig::bundled()],
         }
     }
@@ -156,6 +168,36 @@ impl Config {
     /// Parses the TOML text of a configuration file.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         Ok(toml::from_str(text)?)
+    }
+
+    /// The file (or defaults) at `path` with the environment's overrides applied:
+    /// `GATEWAY_LISTEN`, `GATEWAY_DATA_DIR` and `GATEWAY_DATABASE_URL`.
+    pub fn load_with_env(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = Self::load(path)?;
+        if let Ok(listen) = std::env::var("GATEWAY_LISTEN") {
+            config.server.listen = listen
+                .parse::<SocketAddr>()
+                .with_context(|| format!("GATEWAY_LISTEN={listen} is not an address"))?;
+        }
+        if let Ok(dir) = std::env::var("GATEWAY_DATA_DIR") {
+            config.server.data_dir = PathBuf::from(dir);
+        }
+        if let Ok(url) = std::env::var("GATEWAY_DATABASE_URL") {
+            config.database.url = Some(url);
+        }
+        Ok(config)
+    }
+
+    /// The database URL: the configured one, else the SQLite file `gateway.db` in the data
+    /// directory (created on first use).
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.server.data_dir.join("gateway.db").display()
+            ),
+        }
     }
 
     /// Resolves a path from the configuration against the data directory.
@@ -199,6 +241,9 @@ mod tests {
             library = "/opt/ort/libonnxruntime.so"
             intra_threads = 4
 
+            [database]
+            url = "postgres://gateway@db/gateway"
+
             [[models]]
             path = "/models/minilm"
             id = "minilm"
@@ -213,6 +258,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.server.listen.port(), 9000);
         assert_eq!(config.runtime.intra_threads, 4);
+        assert_eq!(config.database_url(), "postgres://gateway@db/gateway");
         let model = &config.models[0];
         assert_eq!(model.device, DeviceName::Cuda);
         assert_eq!(model.id.as_deref(), Some("minilm"));
@@ -236,5 +282,16 @@ mod tests {
             config.in_data_dir(Path::new("models/x")),
             PathBuf::from("data/models/x")
         );
+    }
+
+    #[test]
+    fn the_database_defaults_to_sqlite_in_the_data_dir() {
+        let mut config = Config::parse("[server]\ndata_dir = \"/srv/gw\"\n").unwrap();
+        assert_eq!(
+            config.database_url(),
+            "sqlite:///srv/gw/gateway.db?mode=rwc"
+        );
+        config.server.data_dir = PathBuf::from("data");
+        assert_eq!(config.database_url(), "sqlite://data/gateway.db?mode=rwc");
     }
 }

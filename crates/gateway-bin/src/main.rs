@@ -1,10 +1,12 @@
 //! The `gateway` binary: parses the command line, sets up logging and runs the chosen command.
 //! All the work lives in the library crates; this file only wires them.
 
+mod admin;
 mod cli;
 mod config;
 mod import;
 mod serve;
+mod store;
 
 use std::process::ExitCode;
 
@@ -23,12 +25,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|runtime| runtime.block_on(serve::run(args))),
+        Command::Serve(args) => runtime().and_then(|runtime| runtime.block_on(serve::run(args))),
         Command::Models(ModelsCommand::Import(args)) => import::run(&args),
+        Command::Admin(args) => runtime().and_then(|runtime| runtime.block_on(admin::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -37,4 +36,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

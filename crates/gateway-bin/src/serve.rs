@@ -1,21 +1,28 @@
-//! `gateway serve`: reads the configuration, loads the ONNX Runtime library and the models,
-//! and runs the HTTP server until SIGTERM or Ctrl-C, then drains in-flight requests.
+//! `gateway serve`: reads the configuration, opens the database, loads the ONNX Runtime library
+//! and the models, and runs the HTTP server until SIGTERM or Ctrl-C, then drains in-flight
+//! requests. A background task writes the audit events of keys that expired.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use gateway_api::{AppState, Limits, ModelRegistry};
+use gateway_auth::Management;
 use gateway_engine::{Device, EmbedderConfig, OnnxEmbedder, OnnxRuntime, SessionConfig};
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, DeviceName, ModelConfig};
 
+/// How often expired keys are looked for, to write their `token.expire` audit events.
+const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Runs the server with the configuration that `args` and the environment select.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = effective_config(&args)?;
+    let store = crate::store::open(&config).await?;
+    tracing::info!("database opened");
+    let sweeper = tokio::spawn(sweep_expired_keys(Management::new(Arc::clone(&store))));
     let runtime = OnnxRuntime::load(&library_path(&config))?;
     tracing::info!(library = %runtime.library().display(), "ONNX Runtime loaded");
     let models = load_models(&config, &runtime).await?;
@@ -23,7 +30,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: config.server.max_body_bytes,
         request_timeout_secs: config.server.request_timeout_secs,
     };
-    let state = Arc::new(AppState::new(models, limits));
+    let state = Arc::new(AppState::new(models, limits, store));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -45,21 +52,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!(seconds = grace.as_secs(), "grace period over, stopping with requests in flight");
         }
     }
+    sweeper.abort();
     tracing::info!("stopped");
     Ok(())
 }
 
+/// Writes the audit events of expired keys every [`EXPIRY_SWEEP_INTERVAL`].
+async fn sweep_expired_keys(management: Management) {
+    let mut interval = tokio::time::interval(EXPIRY_SWEEP_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match management.sweep_expired().await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "recorded key expirations"),
+            Err(error) => tracing::warn!(%error, "could not record key expirations"),
+        }
+    }
+}
+
 /// The configuration file (or defaults) with the environment and command-line overrides.
 fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
-    let mut config = Config::load(args.config.as_deref())?;
-    if let Ok(listen) = std::env::var("GATEWAY_LISTEN") {
-        config.server.listen = listen
-            .parse::<SocketAddr>()
-            .with_context(|| format!("GATEWAY_LISTEN={listen} is not an address"))?;
-    }
-    if let Ok(dir) = std::env::var("GATEWAY_DATA_DIR") {
-        config.server.data_dir = PathBuf::from(dir);
-    }
+    let mut config = Config::load_with_env(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }

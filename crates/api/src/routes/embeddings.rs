@@ -11,15 +11,16 @@ use gateway_core::openai::{
 use gateway_engine::EmbeddingInputs;
 
 use crate::error::ApiError;
-use crate::extract::OpenAiJson;
+use crate::extract::{ApiKey, OpenAiJson};
 use crate::state::AppState;
 
 /// Handles `POST /v1/embeddings`.
 pub async fn create_embeddings(
     State(state): State<Arc<AppState>>,
+    ApiKey(key): ApiKey,
     OpenAiJson(request): OpenAiJson<EmbeddingRequest>,
 ) -> Result<Json<EmbeddingResponse>, ApiError> {
-    let model = state.models.get(&request.model)?;
+    let model = state.models.permitted(&request.model, &key)?;
     let card = model.backend.card();
     if let Some(dimensions) = request.dimensions {
         if dimensions as usize != card.hidden_size {

@@ -1,5 +1,6 @@
 //! `GET /v1/models` and `GET /v1/models/{model}`: the served models as OpenAI model objects,
-//! with the catalog facts of their model cards (kind, context length, license, source).
+//! with the catalog facts of their model cards (kind, context length, license, source). A key
+//! restricted to some models sees only those.
 
 use std::sync::Arc;
 
@@ -8,16 +9,21 @@ use axum::Json;
 use gateway_core::openai::{Model, ModelList};
 
 use crate::error::ApiError;
+use crate::extract::ApiKey;
 use crate::state::{AppState, ServedModel};
 
 /// Who the model objects say owns the models.
 const OWNER: &str = "gateway";
 
 /// Handles `GET /v1/models`.
-pub async fn list_models(State(state): State<Arc<AppState>>) -> Json<ModelList> {
+pub async fn list_models(
+    State(state): State<Arc<AppState>>,
+    ApiKey(key): ApiKey,
+) -> Json<ModelList> {
     let data = state
         .models
         .iter()
+        .filter(|(id, _)| key.allows_model(id))
         .map(|(id, model)| model_object(id, model))
         .collect();
     Json(ModelList::new(data))
@@ -26,9 +32,10 @@ pub async fn list_models(State(state): State<Arc<AppState>>) -> Json<ModelList> 
 /// Handles `GET /v1/models/{model}`.
 pub async fn get_model(
     State(state): State<Arc<AppState>>,
+    ApiKey(key): ApiKey,
     Path(id): Path<String>,
 ) -> Result<Json<Model>, ApiError> {
-    let model = state.models.get(&id)?;
+    let model = state.models.permitted(&id, &key)?;
     Ok(Json(model_object(&id, model)))
 }
 

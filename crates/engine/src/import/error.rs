@@ -87,6 +87,47 @@ pub enum ImportError {
         /// The shape stored in the checkpoint.
         found: Vec<usize>,
     },
+    /// The GGUF file is malformed (bad magic, truncated, offsets past the end, …).
+    #[error("invalid GGUF file {path}: {reason}")]
+    InvalidGguf {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The GGUF file's format version is not one the reader knows (2 and 3).
+    #[error("unsupported GGUF version {version} in {path} (supported: 2, 3)")]
+    UnsupportedGgufVersion {
+        /// The file concerned.
+        path: PathBuf,
+        /// The version found.
+        version: u32,
+    },
+    /// A GGUF metadata key the import needs is missing or has the wrong type.
+    #[error("GGUF metadata `{key}`: {reason}")]
+    GgufMetadata {
+        /// The metadata key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A GGUF tensor is stored in a ggml type the importer does not convert.
+    #[error(
+        "tensor `{name}` has unsupported ggml type {ggml_type} \
+         (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)"
+    )]
+    UnsupportedTensorType {
+        /// The tensor name.
+        name: String,
+        /// The ggml type's name, e.g. `Q5_K`.
+        ggml_type: String,
+    },
+    /// The GGUF tokenizer is of a kind the importer cannot rebuild.
+    #[error("unsupported GGUF tokenizer: {what} (supported: tokenizer.ggml.model gpt2)")]
+    UnsupportedTokenizer {
+        /// The model or pre-tokenizer named, e.g. `tokenizer.ggml.pre = falcon`.
+        what: String,
+    },
 }
 
 impl ImportError {

@@ -8,7 +8,10 @@
 mod bert;
 mod config;
 mod error;
+pub mod gguf;
+pub mod gguf_tokenizer;
 mod graph;
+pub mod llama_config;
 mod weights;
 
 #[cfg(test)]
@@ -22,6 +25,9 @@ use gateway_core::{ModelCard, ModelKind, Pooling, MODEL_CARD_FILE};
 use serde_json::Value;
 
 pub use error::ImportError;
+pub use gguf::GgufFile;
+pub use gguf_tokenizer::{tokenizer_from_gguf, GgufTokenizer, TokenizerFacts};
+pub use llama_config::LlamaConfig;
 
 /// The ONNX protobuf types, generated at build time from `proto/onnx.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

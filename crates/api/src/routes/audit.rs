@@ -1,0 +1,195 @@
+//! The audit log of a project: `GET /v1/projects/{projectId}/audit-log?from=&to=&cursor=&limit=`
+//! answers one JSON page (`{"events": [...], "nextCursor"}`), oldest first;
+//! `GET …/audit-log/export` (or the page route with `Accept: application/x-ndjson`) answers
+//! every matching event as NDJSON, one JSON object per line.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use gateway_auth::{write_ndjson, AuditQuery};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::extract::{Caller, ManagedPath};
+use crate::state::AppState;
+
+/// The media type of the export.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// The query string as sent; [`audit_query`] checks it.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAuditQuery {
+    from: Option<String>,
+    to: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// Handles `GET …/audit-log`: one JSON page, or the NDJSON export when the client accepts
+/// `application/x-ndjson`.
+pub async fn audit_log(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    path: ManagedPath,
+    headers: HeaderMap,
+    query: Result<Query<RawAuditQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let query = checked_query(query)?;
+    if wants_ndjson(&headers) {
+        return export(&state, &caller, &path, &query).await;
+    }
+    let page = state
+        .management
+        .audit_page(&caller.actor, path.project_id, &query, &caller.ctx)
+        .await?;
+    Ok(Json(page).into_response())
+}
+
+/// Handles `GET …/audit-log/export`: every matching event as NDJSON.
+pub async fn export_audit_log(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    path: ManagedPath,
+    query: Result<Query<RawAuditQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let query = checked_query(query)?;
+    export(&state, &caller, &path, &query).await
+}
+
+async fn export(
+    state: &AppState,
+    caller: &Caller,
+    path: &ManagedPath,
+    query: &AuditQuery,
+) -> Result<Response, ApiError> {
+    let events = state
+        .management
+        .export_audit(&caller.actor, path.project_id, query, &caller.ctx)
+        .await?;
+    let mut body = Vec::new();
+    write_ndjson(&events, &mut body).map_err(|_| ApiError::Internal("audit export"))?;
+    Ok(([(header::CONTENT_TYPE, NDJSON)], body).into_response())
+}
+
+fn checked_query(
+    query: Result<Query<RawAuditQuery>, QueryRejection>,
+) -> Result<AuditQuery, ApiError> {
+    let Query(raw) = query.map_err(|rejection| ApiError::InvalidParam {
+        message: rejection.body_text(),
+        param: "query".to_owned(),
+    })?;
+    audit_query(raw)
+}
+
+/// Checks the query string: `from`/`to` are RFC 3339 times, `limit` a number; errors name the
+/// parameter. The cursor and the limit's range are checked by `gateway-auth`.
+pub fn audit_query(raw: RawAuditQuery) -> Result<AuditQuery, ApiError> {
+    Ok(AuditQuery {
+        from: raw.from.as_deref().map(|t| time("from", t)).transpose()?,
+        to: raw.to.as_deref().map(|t| time("to", t)).transpose()?,
+        cursor: raw.cursor,
+        limit: raw
+            .limit
+            .as_deref()
+            .map(|text| {
+                text.parse::<u32>().map_err(|_| ApiError::InvalidParam {
+                    message: "limit must be a whole number between 1 and 1000".to_owned(),
+                    param: "limit".to_owned(),
+                })
+            })
+            .transpose()?,
+    })
+}
+
+fn time(param: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|_| ApiError::InvalidParam {
+            message: format!("{param} must be an RFC 3339 time such as 2026-05-20T00:00:00Z"),
+            param: param.to_owned(),
+        })
+}
+
+/// Whether the `Accept` header asks for NDJSON.
+fn wants_ndjson(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains(NDJSON))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn raw(from: Option<&str>, to: Option<&str>, limit: Option<&str>) -> RawAuditQuery {
+        RawAuditQuery {
+            from: from.map(str::to_owned),
+            to: to.map(str::to_owned),
+            cursor: Some("7".to_owned()),
+            limit: limit.map(str::to_owned),
+        }
+    }
+
+    fn param(result: Result<AuditQuery, ApiError>) -> String {
+        match result {
+            Err(ApiError::InvalidParam { param, .. }) => param,
+            other => panic!("expected an invalid parameter, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_query_parses() {
+        let query = audit_query(raw(
+            Some("2026-05-20T00:00:00Z"),
+            Some("2026-05-21T02:00:00+02:00"),
+            Some("50"),
+        ))
+        .unwrap();
+        assert_eq!(
+            query.from.unwrap().to_rfc3339(),
+            "2026-05-20T00:00:00+00:00"
+        );
+        assert_eq!(query.to.unwrap().to_rfc3339(), "2026-05-21T00:00:00+00:00");
+        assert_eq!(query.limit, Some(50));
+        assert_eq!(query.cursor.as_deref(), Some("7"));
+        assert_eq!(
+            audit_query(RawAuditQuery::default()).unwrap(),
+            AuditQuery::default()
+        );
+    }
+
+    #[test]
+    fn errors_name_the_parameter() {
+        assert_eq!(
+            param(audit_query(raw(Some("yesterday"), None, None))),
+            "from"
+        );
+        assert_eq!(
+            param(audit_query(raw(None, Some("2026-13-01"), None))),
+            "to"
+        );
+        assert_eq!(param(audit_query(raw(None, None, Some("-1")))), "limit");
+    }
+
+    #[test]
+    fn ndjson_is_chosen_by_the_accept_header() {
+        let mut headers = HeaderMap::new();
+        assert!(!wants_ndjson(&headers));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        assert!(!wants_ndjson(&headers));
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
+        assert!(wants_ndjson(&headers));
+    }
+}

@@ -1,0 +1,50 @@
+"""End to end: configuration mistakes stop `gateway serve` at start with a message that says
+what is wrong, instead of a server that fails later."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from gateway_process import BINARY
+
+
+def serve_failure(data_dir, config_text: str, extra_env: dict | None = None) -> str:
+    """Runs `gateway serve` with `config_text`, expects it to exit non-zero, returns stderr."""
+    config = data_dir / "broken.toml"
+    config.write_text(config_text)
+    env = dict(os.environ, GATEWAY_DATA_DIR=str(data_dir))
+    env.pop("ORT_DYLIB_PATH", None)
+    env.update(extra_env or {})
+    result = subprocess.run(
+        [str(BINARY), "serve", "--config", str(config), "--listen", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode != 0, result.stderr
+    return result.stderr
+
+
+def test_cuda_without_the_feature_is_a_clear_error(data_dir):
+    stderr = serve_failure(data_dir, '[[models]]\npath = "models/all-minilm-l6-v2"\ndevice = "cuda"\n')
+    assert "cuda" in stderr and "feature" in stderr, stderr
+
+
+def test_unknown_field_is_named(data_dir):
+    stderr = serve_failure(data_dir, "[server]\nlisten_address = \"127.0.0.1:1\"\n")
+    assert "listen_address" in stderr, stderr
+
+
+def test_missing_onnx_runtime_library_is_named(data_dir):
+    stderr = serve_failure(data_dir, '[runtime]\nlibrary = "/nonexistent/libonnxruntime.so"\n')
+    assert "/nonexistent/libonnxruntime.so" in stderr, stderr
+
+
+@pytest.mark.parametrize("path", ["models/does-not-exist"])
+def test_missing_model_directory_is_named(data_dir, path):
+    stderr = serve_failure(data_dir, f'[[models]]\npath = "{path}"\n')
+    assert "does-not-exist" in stderr, stderr
