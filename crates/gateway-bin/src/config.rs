@@ -72,6 +72,9 @@ pub struct RuntimeConfig {
     pub library: Option<PathBuf>,
     /// Intra-op threads of each session; 0 uses the cores this process may run on.
     pub intra_threads: usize,
+    /// Whether idle ONNX Runtime threads spin before sleeping (off: they leave the CPU to the
+    /// HTTP side, which measured faster for short requests on small machines).
+    pub intra_op_spinning: bool,
 }
 
 /// Where a model runs.

@@ -12,7 +12,7 @@ use gateway_auth::Management;
 use gateway_engine::{Device, EmbedderConfig, OnnxEmbedder, OnnxRuntime, SessionConfig};
 
 use crate::cli::ServeArgs;
-use crate::config::{Config, DeviceName, ModelConfig};
+use crate::config::{Config, DeviceName, ModelConfig, RuntimeConfig};
 
 /// How often expired keys are looked for, to write their `token.expire` audit events.
 const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
@@ -92,15 +92,11 @@ fn library_path(config: &Config) -> PathBuf {
 }
 
 async fn load_models(config: &Config, runtime: &OnnxRuntime) -> anyhow::Result<ModelRegistry> {
-    let intra_threads = match config.runtime.intra_threads {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        threads => threads,
-    };
     let mut registry = ModelRegistry::default();
     let created = chrono::Utc::now().timestamp();
     for model in &config.models {
         let dir = config.in_data_dir(&model.path);
-        let embedder_config = embedder_config(model, intra_threads);
+        let embedder_config = embedder_config(model, &config.runtime);
         let runtime = runtime.clone();
         let load_dir = dir.clone();
         let embedder = tokio::task::spawn_blocking(move || {
@@ -118,7 +114,11 @@ async fn load_models(config: &Config, runtime: &OnnxRuntime) -> anyhow::Result<M
     Ok(registry)
 }
 
-fn embedder_config(model: &ModelConfig, intra_threads: usize) -> EmbedderConfig {
+fn embedder_config(model: &ModelConfig, runtime: &RuntimeConfig) -> EmbedderConfig {
+    let intra_threads = match runtime.intra_threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        threads => threads,
+    };
     let device = match model.device {
         DeviceName::Cpu => Device::Cpu,
         DeviceName::Cuda => Device::Cuda {
@@ -129,6 +129,7 @@ fn embedder_config(model: &ModelConfig, intra_threads: usize) -> EmbedderConfig 
         session: SessionConfig {
             device,
             intra_threads,
+            intra_op_spinning: runtime.intra_op_spinning,
         },
         max_batch_tokens: model.max_batch_tokens,
         queue_capacity: model.queue_capacity,
