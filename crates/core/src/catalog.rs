@@ -74,4 +74,13 @@ pub struct ModelCard {
     pub onnx_file: String,
     /// File name of the Hugging Face `tokenizer.json` inside the model directory.
     pub tokenizer_file: String,
+    /// Key/value heads per layer (decoders with grouped-query attention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_kv_heads: Option<usize>,
+    /// Width of one attention head (decoders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    /// Whether the directory holds a chat template (`chat_template.jinja`).
+    #[serde(default)]
+    pub chat_template: bool,
 }

@@ -3,6 +3,7 @@
 //! Hugging Face checkpoints into the ONNX model directories the engine runs.
 
 mod backend;
+pub mod chat_template;
 mod embedder;
 mod error;
 pub mod import;

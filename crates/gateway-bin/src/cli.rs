@@ -147,14 +147,15 @@ pub struct ServeArgs {
 /// `gateway models …` commands.
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
-    /// Convert a Hugging Face checkpoint directory into an ONNX model directory.
+    /// Convert a Hugging Face checkpoint directory or a GGUF file into an ONNX model directory.
     Import(ImportArgs),
 }
 
 /// Arguments of `gateway models import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The checkpoint directory (config.json, model.safetensors, tokenizer.json).
+    /// The checkpoint: a directory (config.json, model.safetensors, tokenizer.json) or a
+    /// LLaMA-family `.gguf` file.
     pub source: PathBuf,
     /// The model directory to write.
     #[arg(long)]
@@ -168,4 +169,19 @@ pub struct ImportArgs {
     /// Where the weights come from (e.g. the Hugging Face page), shown in the catalog.
     #[arg(long)]
     pub source_url: Option<String>,
+    /// How a decoder's projection weights are stored: `auto` keeps the source's 4-bit and
+    /// 8-bit blocks, `q4` makes every projection 4-bit, `f32` dequantizes everything.
+    #[arg(long, value_enum, default_value_t = WeightsArg::Auto)]
+    pub weights: WeightsArg,
+}
+
+/// Values of `gateway models import --weights`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightsArg {
+    /// Keep the source's quantized blocks (Q4_0/Q4_1 4-bit, Q8_0 8-bit), others f32.
+    Auto,
+    /// 4-bit `MatMulNBits` for every projection.
+    Q4,
+    /// f32 everywhere.
+    F32,
 }

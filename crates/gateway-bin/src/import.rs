@@ -2,9 +2,9 @@
 //! model card as JSON.
 
 use anyhow::Context;
-use gateway_engine::import::{import_model, ImportOptions};
+use gateway_engine::import::{import_model, ImportOptions, WeightFormat};
 
-use crate::cli::ImportArgs;
+use crate::cli::{ImportArgs, WeightsArg};
 
 /// Imports `args.source` into `args.out` and prints the model card on stdout.
 pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
@@ -12,6 +12,11 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
         id: args.id.clone(),
         license: args.license.clone(),
         source: args.source_url.clone(),
+        weights: match args.weights {
+            WeightsArg::Auto => WeightFormat::Auto,
+            WeightsArg::Q4 => WeightFormat::Q4,
+            WeightsArg::F32 => WeightFormat::F32,
+        },
     };
     let card = import_model(&args.source, &args.out, &options)
         .with_context(|| format!("cannot import {}", args.source.display()))?;

@@ -1,5 +1,6 @@
 //! A small ONNX graph builder: inputs and outputs with symbolic dimensions, nodes with
-//! attributes, small constant initializers kept in memory, and large f32 weights that are
+//! attributes (in the default or the `com.microsoft` domain), small constant initializers kept
+//! in memory, and large weights (f32, or uint8 for packed quantized blocks) that are
 //! *deferred*: their bytes are fetched one tensor at a time while the model is written, so a
 //! model is never held twice in memory (source weights plus encoded protobuf).
 //!
@@ -24,6 +25,8 @@ use super::onnx_proto::{
 pub(crate) const IR_VERSION: i64 = 10;
 /// Version of the default (`ai.onnx`) operator set the graphs use.
 pub(crate) const OPSET_VERSION: i64 = 17;
+/// Domain of ONNX Runtime's contrib operators (`MatMulNBits`, `GroupQueryAttention`, …).
+pub(crate) const MS_DOMAIN: &str = "com.microsoft";
 
 /// Values converted to bytes per write.
 const WRITE_BLOCK: usize = 1 << 16;
@@ -54,13 +57,34 @@ pub(crate) enum Attr {
     Ints(Vec<i64>),
 }
 
-/// A large f32 initializer whose data is supplied when the model is written.
+/// A large initializer whose data is supplied when the model is written.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct WeightSpec {
     /// Initializer name, as nodes refer to it.
     pub name: String,
     /// Shape of the tensor.
     pub dims: Vec<i64>,
+    /// Element type: `Float` or `Uint8`.
+    pub elem: DataType,
+}
+
+/// The data of one deferred weight, in row-major order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum WeightData {
+    /// f32 values.
+    F32(Vec<f32>),
+    /// Bytes (uint8 tensors).
+    U8(Vec<u8>),
+}
+
+impl WeightData {
+    /// Number of elements.
+    fn len(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len(),
+            Self::U8(v) => v.len(),
+        }
+    }
 }
 
 impl WeightSpec {
@@ -72,11 +96,19 @@ impl WeightSpec {
             .product()
     }
 
+    /// Bytes per element.
+    fn elem_bytes(&self) -> usize {
+        match self.elem {
+            DataType::Uint8 | DataType::Int8 => 1,
+            _ => 4,
+        }
+    }
+
     /// The tensor's header (everything but `raw_data`).
     fn header(&self) -> TensorProto {
         TensorProto {
             dims: self.dims.clone(),
-            data_type: Some(DataType::Float as i32),
+            data_type: Some(self.elem as i32),
             name: Some(self.name.clone()),
             ..TensorProto::default()
         }
@@ -84,7 +116,7 @@ impl WeightSpec {
 
     /// Encoded length of the whole `TensorProto`, raw data included.
     fn encoded_len(&self) -> usize {
-        let raw = self.numel() * 4;
+        let raw = self.numel() * self.elem_bytes();
         self.header().encoded_len()
             + key_len(TENSOR_RAW_DATA_FIELD)
             + encoded_len_varint(raw as u64)
@@ -99,7 +131,7 @@ pub(crate) enum WriteError<E> {
     Io(io::Error),
     /// The weight callback failed.
     Fetch(E),
-    /// The weight callback returned the wrong number of values.
+    /// The weight callback returned the wrong number of values (or values of the wrong type).
     WrongLength {
         /// The weight's name.
         name: String,
@@ -145,10 +177,17 @@ impl GraphBuilder {
 
     /// Declares a deferred f32 weight and returns its name.
     pub fn weight(&mut self, name: &str, dims: &[usize]) -> String {
+        self.typed_weight(name, dims, DataType::Float)
+    }
+
+    /// Declares a deferred weight of element type `elem` (`Float` or `Uint8`) and returns its
+    /// name.
+    pub fn typed_weight(&mut self, name: &str, dims: &[usize], elem: DataType) -> String {
         let dims = dims.iter().map(|&d| d as i64).collect();
         self.weights.push(WeightSpec {
             name: name.to_owned(),
             dims,
+            elem,
         });
         name.to_owned()
     }
@@ -185,20 +224,44 @@ impl GraphBuilder {
         inputs: &[&str],
         attrs: &[(&str, Attr)],
     ) -> String {
-        self.nodes.push(NodeProto {
-            input: inputs.iter().map(|s| (*s).to_owned()).collect(),
-            output: vec![output.to_owned()],
-            name: Some(output.to_owned()),
-            op_type: Some(op.to_owned()),
-            attribute: attrs.iter().map(|(n, a)| attribute(n, a)).collect(),
-            ..NodeProto::default()
-        });
+        self.node_in("", op, &[output], inputs, attrs);
         output.to_owned()
     }
 
-    /// Serializes the model into `w`, calling `fetch` once per deferred weight (in the
+    /// Adds a node of operator domain `domain` (`""` or [`MS_DOMAIN`]) with the given outputs
+    /// (an empty name skips an optional output; the first output also names the node).
+    pub fn node_in(
+        &mut self,
+        domain: &str,
+        op: &str,
+        outputs: &[&str],
+        inputs: &[&str],
+        attrs: &[(&str, Attr)],
+    ) {
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| (*s).to_owned()).collect(),
+            output: outputs.iter().map(|s| (*s).to_owned()).collect(),
+            name: outputs.first().map(|s| (*s).to_owned()),
+            op_type: Some(op.to_owned()),
+            domain: (!domain.is_empty()).then(|| domain.to_owned()),
+            attribute: attrs.iter().map(|(n, a)| attribute(n, a)).collect(),
+            ..NodeProto::default()
+        });
+    }
+
+    /// Serializes the model into `w`, calling `fetch` once per deferred f32 weight (in the
     /// order they were declared) for its row-major data. Returns the bytes written.
-    pub fn write<W, E, F>(
+    pub fn write<W, E, F>(self, graph_name: &str, w: W, mut fetch: F) -> Result<u64, WriteError<E>>
+    where
+        W: Write,
+        F: FnMut(&WeightSpec) -> Result<Vec<f32>, E>,
+    {
+        self.write_data(graph_name, w, |spec| fetch(spec).map(WeightData::F32))
+    }
+
+    /// Like [`Self::write`], for weights of any element type: `fetch` returns each weight's
+    /// data as [`WeightData`] matching its declared type.
+    pub fn write_data<W, E, F>(
         self,
         graph_name: &str,
         mut w: W,
@@ -206,14 +269,20 @@ impl GraphBuilder {
     ) -> Result<u64, WriteError<E>>
     where
         W: Write,
-        F: FnMut(&WeightSpec) -> Result<Vec<f32>, E>,
+        F: FnMut(&WeightSpec) -> Result<WeightData, E>,
     {
         let header = ModelProto {
             ir_version: Some(IR_VERSION),
-            opset_import: vec![OperatorSetIdProto {
-                domain: Some(String::new()),
-                version: Some(OPSET_VERSION),
-            }],
+            opset_import: vec![
+                OperatorSetIdProto {
+                    domain: Some(String::new()),
+                    version: Some(OPSET_VERSION),
+                },
+                OperatorSetIdProto {
+                    domain: Some(MS_DOMAIN.to_owned()),
+                    version: Some(1),
+                },
+            ],
             producer_name: Some("gateway-engine".to_owned()),
             producer_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             ..ModelProto::default()
@@ -247,7 +316,11 @@ impl GraphBuilder {
 
         for spec in &self.weights {
             let data = fetch(spec).map_err(WriteError::Fetch)?;
-            if data.len() != spec.numel() {
+            let matches_type = matches!(
+                (&data, spec.elem),
+                (WeightData::F32(_), DataType::Float) | (WeightData::U8(_), DataType::Uint8)
+            );
+            if data.len() != spec.numel() || !matches_type {
                 return Err(WriteError::WrongLength {
                     name: spec.name.clone(),
                     expected: spec.numel(),
@@ -265,16 +338,22 @@ impl GraphBuilder {
                 .encode(&mut head)
                 .map_err(|e| io::Error::other(e.to_string()))?;
             encode_key(TENSOR_RAW_DATA_FIELD, WireType::LengthDelimited, &mut head);
-            encode_varint((data.len() * 4) as u64, &mut head);
+            let raw_len = data.len() * spec.elem_bytes();
+            encode_varint(raw_len as u64, &mut head);
             w.write_all(&head)?;
-            // Little-endian bytes, a block at a time, so no second full copy is made.
-            let mut block = Vec::with_capacity(WRITE_BLOCK * 4);
-            for chunk in data.chunks(WRITE_BLOCK) {
-                block.clear();
-                block.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
-                w.write_all(&block)?;
+            match &data {
+                WeightData::U8(bytes) => w.write_all(bytes)?,
+                WeightData::F32(values) => {
+                    // Little-endian bytes, a block at a time, so no second full copy is made.
+                    let mut block = Vec::with_capacity(WRITE_BLOCK * 4);
+                    for chunk in values.chunks(WRITE_BLOCK) {
+                        block.clear();
+                        block.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+                        w.write_all(&block)?;
+                    }
+                }
             }
-            written += (head.len() + data.len() * 4) as u64;
+            written += (head.len() + raw_len) as u64;
         }
         w.flush()?;
         Ok(written)
@@ -330,66 +409,5 @@ fn attribute(name: &str, value: &Attr) -> AttributeProto {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn written_model_decodes_with_weights_in_place() {
-        let mut g = GraphBuilder::new();
-        let x = g.input(
-            "x",
-            DataType::Float,
-            &[Dim::Symbolic("batch"), Dim::Fixed(3)],
-        );
-        let w = g.weight("w", &[3, 2]);
-        let y = g.node("MatMul", "y", &[&x, &w], &[]);
-        g.const_i64("shape", &[1], &[2]);
-        g.output(
-            &y,
-            DataType::Float,
-            &[Dim::Symbolic("batch"), Dim::Fixed(2)],
-        );
-        let mut buf = Vec::new();
-        let n = g
-            .write("test", &mut buf, |spec| -> Result<Vec<f32>, io::Error> {
-                Ok((0..spec.numel()).map(|i| i as f32).collect())
-            })
-            .unwrap();
-        assert_eq!(n as usize, buf.len());
-        let model = ModelProto::decode(buf.as_slice()).unwrap();
-        assert_eq!(model.ir_version, Some(IR_VERSION));
-        let graph = model.graph.unwrap();
-        assert_eq!(graph.node.len(), 1);
-        assert_eq!(graph.initializer.len(), 2);
-        let weight = graph
-            .initializer
-            .iter()
-            .find(|t| t.name.as_deref() == Some("w"))
-            .unwrap();
-        assert_eq!(weight.dims, vec![3, 2]);
-        let raw = weight.raw_data.as_ref().unwrap();
-        let values: Vec<f32> = raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        assert_eq!(values, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
-    }
-
-    #[test]
-    fn wrong_weight_length_is_an_error() {
-        let mut g = GraphBuilder::new();
-        g.weight("w", &[2, 2]);
-        let err = g.write("t", Vec::new(), |_| -> Result<Vec<f32>, io::Error> {
-            Ok(vec![1.0])
-        });
-        assert!(matches!(
-            err,
-            Err(WriteError::WrongLength {
-                expected: 4,
-                found: 1,
-                ..
-            })
-        ));
-    }
-}
+#[path = "graph_tests.rs"]
+mod tests;

@@ -1,16 +1,21 @@
-//! Model import: Hugging Face checkpoints in, ONNX model directories out.
+//! Model import: Hugging Face checkpoints and GGUF files in, ONNX model directories out.
 //!
-//! [`import_model`] reads a BERT-family encoder checkpoint (`config.json`, `model.safetensors`,
+//! [`import_model`] dispatches on the source: a `.gguf` file, or a checkpoint directory whose
+//! `config.json` names a LLaMA-family `model_type` (llama, mistral, qwen2), becomes a decoder
+//! with a KV cache (`decoder`, `llama`); any other directory is read as a BERT-family encoder
+//! checkpoint (`config.json`, `model.safetensors`,
 //! `tokenizer.json`, and the sentence-transformers files `sentence_bert_config.json`,
 //! `modules.json`, `1_Pooling/config.json` when present) and writes a model directory:
 //! `model.onnx`, `tokenizer.json` and `model-card.json` ([`gateway_core::ModelCard`]).
 
 mod bert;
 mod config;
+mod decoder;
 mod error;
 pub mod gguf;
 pub mod gguf_tokenizer;
 mod graph;
+mod llama;
 pub mod llama_config;
 mod weights;
 
@@ -24,9 +29,11 @@ use std::path::{Path, PathBuf};
 use gateway_core::{ModelCard, ModelKind, Pooling, MODEL_CARD_FILE};
 use serde_json::Value;
 
+pub use decoder::{CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG_FILE};
 pub use error::ImportError;
 pub use gguf::GgufFile;
 pub use gguf_tokenizer::{tokenizer_from_gguf, GgufTokenizer, TokenizerFacts};
+pub use llama::WeightFormat;
 pub use llama_config::LlamaConfig;
 
 /// The ONNX protobuf types, generated at build time from `proto/onnx.proto`.
@@ -50,7 +57,12 @@ pub struct ImportOptions {
     pub license: Option<String>,
     /// Where the weights come from (e.g. a Hugging Face URL); defaults to empty.
     pub source: Option<String>,
+    /// How a decoder's projection weights are stored (encoders are always f32).
+    pub weights: WeightFormat,
 }
+
+/// `config.json` model types imported as LLaMA-family decoders.
+const DECODER_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2"];
 
 /// Imports the checkpoint in `src` into the model directory `out` (created if needed) and
 /// returns the model card written there.
@@ -59,7 +71,18 @@ pub fn import_model(
     out: &Path,
     options: &ImportOptions,
 ) -> Result<ModelCard, ImportError> {
+    if src.is_file()
+        && src
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        return decoder::import_gguf(src, out, options);
+    }
     let config = read_json(&src.join("config.json"))?;
+    let model_type = config.get("model_type").and_then(Value::as_str);
+    if model_type.is_some_and(|t| DECODER_MODEL_TYPES.contains(&t)) {
+        return decoder::import_safetensors(src, &config, out, options);
+    }
     let cfg = config::BertConfig::from_json(&config)?;
     let weights_path = require(src.join("model.safetensors"))?;
     let tokenizer_path = require(src.join(TOKENIZER_FILE))?;
@@ -84,6 +107,9 @@ pub fn import_model(
         source: options.source.clone().unwrap_or_default(),
         onnx_file: ONNX_FILE.to_owned(),
         tokenizer_file: TOKENIZER_FILE.to_owned(),
+        num_kv_heads: None,
+        head_dim: None,
+        chat_template: false,
     };
 
     fs::create_dir_all(out).map_err(ImportError::io(out))?;

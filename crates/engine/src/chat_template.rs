@@ -1,0 +1,168 @@
+//! Chat templates: renders a conversation into a model's prompt string with the model's own
+//! Jinja template (`chat_template.jinja` of an imported model directory), the way Hugging Face
+//! `transformers` does it: `trim_blocks` and `lstrip_blocks` on, the variables `messages`,
+//! `add_generation_prompt`, `bos_token`, `eos_token` (plus any extra ones the caller passes),
+//! the function `raise_exception(message)`, the `tojson` filter, and Python string and dict
+//! methods (`.strip()`, `.startswith()`, `.items()`, …) through `minijinja-contrib`'s
+//! `pycompat`.
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, Error, ErrorKind, Value};
+use serde::Serialize;
+
+/// Name the template is registered under.
+const TEMPLATE_NAME: &str = "chat";
+
+/// Why a chat template could not be compiled or rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatTemplateError {
+    /// The template does not parse.
+    #[error("invalid chat template: {0}")]
+    Syntax(#[source] Error),
+    /// Rendering failed (an undefined operation, a type error, …).
+    #[error("cannot render chat template: {0}")]
+    Render(#[source] Error),
+    /// The template itself rejected the conversation with `raise_exception(message)`.
+    #[error("chat template rejected the conversation: {0}")]
+    Rejected(String),
+}
+
+/// Variables of one rendering besides `messages`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RenderOptions {
+    /// Whether to end with the header of an assistant turn (`add_generation_prompt`).
+    pub add_generation_prompt: bool,
+    /// The tokenizer's BOS token (`bos_token`), empty when it has none.
+    pub bos_token: String,
+    /// The tokenizer's EOS token (`eos_token`), empty when it has none.
+    pub eos_token: String,
+}
+
+/// A compiled chat template.
+#[derive(Debug)]
+pub struct ChatTemplate {
+    env: Environment<'static>,
+}
+
+impl ChatTemplate {
+    /// Compiles `source` (Jinja) with Hugging Face's settings.
+    pub fn new(source: &str) -> Result<Self, ChatTemplateError> {
+        let mut env = Environment::new();
+        let syntax = SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(ChatTemplateError::Syntax)?;
+        env.set_syntax(syntax);
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_template_owned(TEMPLATE_NAME, source.to_owned())
+            .map_err(ChatTemplateError::Syntax)?;
+        Ok(Self { env })
+    }
+
+    /// Renders `messages` (a list of `{"role", "content", …}` objects, passed to the template
+    /// as they are) with `options`.
+    pub fn render<M: Serialize>(
+        &self,
+        messages: &M,
+        options: &RenderOptions,
+    ) -> Result<String, ChatTemplateError> {
+        let template = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(ChatTemplateError::Render)?;
+        let ctx = minijinja::context! {
+            messages => Value::from(minijinja::value::Serde(messages)),
+            add_generation_prompt => options.add_generation_prompt,
+            bos_token => options.bos_token.as_str(),
+            eos_token => options.eos_token.as_str(),
+        };
+        template.render(ctx).map_err(|e| {
+            let rejected = e.kind() == ErrorKind::InvalidOperation
+                && e.detail().is_some_and(|d| d.starts_with(REJECTED_PREFIX));
+            match e.detail().and_then(|d| d.strip_prefix(REJECTED_PREFIX)) {
+                Some(message) if rejected => ChatTemplateError::Rejected(message.to_owned()),
+                _ => ChatTemplateError::Render(e),
+            }
+        })
+    }
+}
+
+/// Marks the errors `raise_exception` raises, to tell them from other render errors.
+const REJECTED_PREFIX: &str = "raise_exception: ";
+
+/// The template function `raise_exception(message)`: fails the rendering with `message`.
+fn raise_exception(message: String) -> Result<Value, Error> {
+    Err(Error::new(
+        ErrorKind::InvalidOperation,
+        format!("{REJECTED_PREFIX}{message}"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' \
+        + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}\
+        {{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+    #[test]
+    fn renders_chatml_with_generation_prompt() {
+        let t = ChatTemplate::new(CHATML).unwrap();
+        let messages = json!([{"role": "user", "content": "Hi"}]);
+        let options = RenderOptions {
+            add_generation_prompt: true,
+            ..RenderOptions::default()
+        };
+        assert_eq!(
+            t.render(&messages, &options).unwrap(),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn raise_exception_rejects_with_its_message() {
+        let t = ChatTemplate::new(
+            "{% if messages[0]['role'] != 'user' %}{{ raise_exception('user first') }}{% endif %}",
+        )
+        .unwrap();
+        let err = t
+            .render(
+                &json!([{"role": "assistant", "content": "x"}]),
+                &RenderOptions::default(),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, ChatTemplateError::Rejected(m) if m == "user first"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn python_methods_tojson_and_block_trimming() {
+        let t = ChatTemplate::new(
+            "{% for m in messages %}\n  {{ m['content'].strip().upper() }}|{{ m | tojson }}\n{% endfor %}",
+        )
+        .unwrap();
+        let out = t
+            .render(
+                &json!([{"role": "user", "content": " a "}]),
+                &RenderOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(out, "  A|{\"content\": \" a \", \"role\": \"user\"}\n");
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        assert!(matches!(
+            ChatTemplate::new("{% for %}"),
+            Err(ChatTemplateError::Syntax(_))
+        ));
+    }
+}

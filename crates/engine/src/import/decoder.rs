@@ -1,0 +1,222 @@
+//! Import of LLaMA-family decoders into a model directory, from a GGUF file or a Hugging Face
+//! checkpoint directory: `model.onnx` (see [`super::llama`]), `tokenizer.json`,
+//! `tokenizer_config.json` (special tokens, `add_bos_token`, chat template),
+//! `chat_template.jinja` when the source has one, and `model-card.json`.
+
+use std::fs;
+use std::io::BufWriter;
+use std::path::Path;
+
+use gateway_core::{ModelCard, ModelKind, MODEL_CARD_FILE};
+use serde_json::{json, Value};
+
+use super::error::ImportError;
+use super::gguf::GgufFile;
+use super::gguf_tokenizer::tokenizer_from_gguf;
+use super::llama::{self, TensorSource};
+use super::llama_config::LlamaConfig;
+use super::weights::SafetensorsFile;
+use super::{
+    default_id, read_optional_json, readme_license, require, spdx, ImportOptions, ONNX_FILE,
+    TOKENIZER_FILE,
+};
+
+/// File name of the chat template (Jinja) in an imported model directory.
+pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
+/// File name of the tokenizer settings (special tokens, chat template) in a model directory.
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+
+/// Imports the GGUF file `src` into the model directory `out`.
+pub(crate) fn import_gguf(
+    src: &Path,
+    out: &Path,
+    options: &ImportOptions,
+) -> Result<ModelCard, ImportError> {
+    let gguf = GgufFile::open(src)?;
+    let cfg = LlamaConfig::from_gguf(&gguf)?;
+    let tokenizer = tokenizer_from_gguf(&gguf)?;
+    let license = match &options.license {
+        Some(l) => l.clone(),
+        None => gguf
+            .get("general.license")
+            .and_then(|v| v.as_str())
+            .map_or_else(|| "unknown".to_owned(), spdx),
+    };
+    let id = options.id.clone().unwrap_or_else(|| {
+        src.file_stem().map_or_else(
+            || "model".to_owned(),
+            |s| s.to_string_lossy().to_lowercase(),
+        )
+    });
+    let facts = &tokenizer.facts;
+    let tokenizer_config = json!({
+        "bos_token": facts.bos_token,
+        "eos_token": facts.eos_token,
+        "pad_token": facts.pad_token,
+        "unk_token": facts.unk_token,
+        "bos_token_id": facts.bos_token_id,
+        "eos_token_id": facts.eos_token_id,
+        "pad_token_id": facts.pad_token_id,
+        "add_bos_token": facts.add_bos_token,
+        "add_eos_token": facts.add_eos_token,
+        "chat_template": facts.chat_template,
+        "model_max_length": cfg.context_length,
+    });
+    fs::create_dir_all(out).map_err(ImportError::io(out))?;
+    let tokenizer_path = out.join(TOKENIZER_FILE);
+    write_json(&tokenizer_path, &tokenizer.tokenizer_json, false)?;
+    write_json(&out.join(TOKENIZER_CONFIG_FILE), &tokenizer_config, true)?;
+    let chat_template = write_template(out, facts.chat_template.as_deref())?;
+    let mut source = TensorSource::Gguf(gguf);
+    let quantization = write_model(&cfg, &mut source, options, out)?;
+    let card = card(&cfg, id, quantization, license, options, chat_template);
+    write_card(out, &card)?;
+    Ok(card)
+}
+
+/// Imports the Hugging Face checkpoint directory `src` (whose parsed `config.json` is
+/// `config`) into the model directory `out`.
+pub(crate) fn import_safetensors(
+    src: &Path,
+    config: &Value,
+    out: &Path,
+    options: &ImportOptions,
+) -> Result<ModelCard, ImportError> {
+    let cfg = LlamaConfig::from_hf_config(config)?;
+    let weights = SafetensorsFile::open(&require(src.join("model.safetensors"))?)?;
+    let tokenizer = require(src.join(TOKENIZER_FILE))?;
+    let tokenizer_config = read_optional_json(&src.join(TOKENIZER_CONFIG_FILE))?;
+    let template_file = src.join(CHAT_TEMPLATE_FILE);
+    let template = if template_file.is_file() {
+        Some(fs::read_to_string(&template_file).map_err(ImportError::io(&template_file))?)
+    } else {
+        tokenizer_config
+            .as_ref()
+            .and_then(|c| c.get("chat_template"))
+            .and_then(template_of)
+    };
+    let license = match &options.license {
+        Some(l) => l.clone(),
+        None => readme_license(src)?.unwrap_or_else(|| "unknown".to_owned()),
+    };
+    let id = options.id.clone().unwrap_or_else(|| default_id(src));
+
+    fs::create_dir_all(out).map_err(ImportError::io(out))?;
+    let tokenizer_out = out.join(TOKENIZER_FILE);
+    fs::copy(&tokenizer, &tokenizer_out).map_err(ImportError::io(&tokenizer_out))?;
+    if let Some(mut tc) = tokenizer_config {
+        if let (Some(obj), Some(t)) = (tc.as_object_mut(), &template) {
+            obj.insert("chat_template".to_owned(), Value::String(t.clone()));
+        }
+        write_json(&out.join(TOKENIZER_CONFIG_FILE), &tc, true)?;
+    }
+    let chat_template = write_template(out, template.as_deref())?;
+    let mut source = TensorSource::Safetensors(weights);
+    let quantization = write_model(&cfg, &mut source, options, out)?;
+    let card = card(&cfg, id, quantization, license, options, chat_template);
+    write_card(out, &card)?;
+    Ok(card)
+}
+
+/// A `chat_template` value of `tokenizer_config.json`: a string, or a list of named templates
+/// of which the one named `default` (else the first) is taken.
+fn template_of(value: &Value) -> Option<String> {
+    if let Some(s) = value.as_str() {
+        return Some(s.to_owned());
+    }
+    let list = value.as_array()?;
+    let named = |n: &Value| n.get("template").and_then(Value::as_str).map(str::to_owned);
+    list.iter()
+        .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+        .or_else(|| list.first())
+        .and_then(named)
+}
+
+/// Writes `model.onnx` (under a temporary name, renamed when complete) and returns the
+/// quantization label.
+fn write_model(
+    cfg: &LlamaConfig,
+    source: &mut TensorSource,
+    options: &ImportOptions,
+    out: &Path,
+) -> Result<&'static str, ImportError> {
+    let onnx_path = out.join(ONNX_FILE);
+    let partial = out.join(format!("{ONNX_FILE}.partial"));
+    let file = fs::File::create(&partial).map_err(ImportError::io(&partial))?;
+    let sink = BufWriter::with_capacity(1 << 20, file);
+    match llama::write_onnx(cfg, source, options.weights, sink, &partial) {
+        Ok(label) => {
+            fs::rename(&partial, &onnx_path).map_err(ImportError::io(&onnx_path))?;
+            Ok(label)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+/// Writes `chat_template.jinja` when there is a template; returns whether it did.
+fn write_template(out: &Path, template: Option<&str>) -> Result<bool, ImportError> {
+    let Some(template) = template else {
+        return Ok(false);
+    };
+    let path = out.join(CHAT_TEMPLATE_FILE);
+    fs::write(&path, template).map_err(ImportError::io(&path))?;
+    Ok(true)
+}
+
+/// Writes `value` as JSON to `path`.
+fn write_json(path: &Path, value: &Value, pretty: bool) -> Result<(), ImportError> {
+    let bytes = if pretty {
+        serde_json::to_vec_pretty(value)
+    } else {
+        serde_json::to_vec(value)
+    };
+    let bytes = bytes.map_err(|source| ImportError::Json {
+        file: path.to_owned(),
+        source,
+    })?;
+    fs::write(path, bytes).map_err(ImportError::io(path))
+}
+
+/// The model card of a decoder.
+fn card(
+    cfg: &LlamaConfig,
+    id: String,
+    quantization: &str,
+    license: String,
+    options: &ImportOptions,
+    chat_template: bool,
+) -> ModelCard {
+    ModelCard {
+        id,
+        kind: ModelKind::Chat,
+        architecture: cfg.architecture.clone(),
+        context_length: cfg.context_length,
+        hidden_size: cfg.hidden_size,
+        num_layers: cfg.num_layers,
+        num_heads: cfg.num_heads,
+        vocab_size: cfg.vocab_size,
+        quantization: quantization.to_owned(),
+        pooling: None,
+        normalize: false,
+        license,
+        source: options.source.clone().unwrap_or_default(),
+        onnx_file: ONNX_FILE.to_owned(),
+        tokenizer_file: TOKENIZER_FILE.to_owned(),
+        num_kv_heads: Some(cfg.num_kv_heads),
+        head_dim: Some(cfg.head_dim),
+        chat_template,
+    }
+}
+
+/// Writes `model-card.json`.
+fn write_card(out: &Path, card: &ModelCard) -> Result<(), ImportError> {
+    let path = out.join(MODEL_CARD_FILE);
+    let json = serde_json::to_value(card).map_err(|source| ImportError::Json {
+        file: path.clone(),
+        source,
+    })?;
+    write_json(&path, &json, true)
+}
