@@ -2,7 +2,8 @@
 
 Starts the release `gateway` on the bundled all-MiniLM-L6-v2 (with an API key made by
 `gateway admin`, so the key check is part of every request), then measures embeddings per
-second for 1, 8 and 64 concurrent clients (one input per request, keep-alive HTTP) with short
+second for 1, 8 and 64 concurrent clients, with ONNX Runtime's thread spinning on (the
+default) and off, (one input per request, keep-alive HTTP) with short
 and 256-token inputs. In the same run it measures a bare ONNX Runtime session (Python
 onnxruntime, same model.onnx, same thread count, pre-tokenized inputs, batch size = number of
 clients): the limit the gateway's overhead is measured against.
@@ -121,6 +122,25 @@ def sentence_transformers_rates(texts: dict[str, str]) -> dict:
     return rates
 
 
+def measure_gateway(data_dir: Path, texts: dict[str, str], spinning: bool, label: str) -> dict:
+    """Runs the gateway with ONNX Runtime's thread spinning on or off and measures every cell."""
+    config = (
+        f"[runtime]\nintra_threads = {THREADS}\nintra_op_spinning = {str(spinning).lower()}\n"
+        f'[[models]]\npath = "models/{MODEL}"\n'
+    )
+    server = gateway_process.Gateway(data_dir, config, {"RUST_LOG": "warn,gateway=info"})
+    key = gateway_process.create_api_key(data_dir, "bench")
+    results = {}
+    try:
+        for name, text in texts.items():
+            gateway_rate(server.address, key, text, 8)  # warm-up
+            for clients in CONCURRENCY:
+                results[(name, clients, label)] = gateway_rate(server.address, key, text, clients)
+    finally:
+        server.stop()
+    return results
+
+
 def main() -> None:
     data_dir, binary = Path(sys.argv[1]), Path(sys.argv[2])
     model_dir = data_dir / "models" / MODEL
@@ -130,17 +150,10 @@ def main() -> None:
     texts = inputs(tokenizer)
 
     gateway_process.BINARY = binary
-    config = f"[runtime]\nintra_threads = {THREADS}\n[[models]]\npath = \"models/{MODEL}\"\n"
-    server = gateway_process.Gateway(data_dir, config, {"RUST_LOG": "warn,gateway=info"})
-    key = gateway_process.create_api_key(data_dir, "bench")
     results = {}
-    try:
-        for name, text in texts.items():
-            gateway_rate(server.address, key, text, 8)  # warm-up
-            for clients in CONCURRENCY:
-                results[(name, clients, "gateway")] = gateway_rate(server.address, key, text, clients)
-    finally:
-        server.stop()
+    for spinning in (True, False):
+        label = "gateway" if spinning else "gateway-no-spinning"
+        results.update(measure_gateway(data_dir, texts, spinning, label))
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = THREADS
@@ -156,19 +169,20 @@ def main() -> None:
 
     print(f"threads={THREADS} duration={DURATION_S}s per cell")
     print(
-        "| input | clients | gateway (HTTP) emb/s | bare ORT session emb/s (batch = clients) "
-        "| gateway / bare | sentence-transformers emb/s (batch = clients) |"
+        "| input | clients | gateway (HTTP) emb/s | gateway, ORT spinning off | bare ORT session emb/s "
+        "(batch = clients) | gateway / bare | sentence-transformers emb/s (batch = clients) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name, text in texts.items():
         for clients in CONCURRENCY:
             ours = results[(name, clients, "gateway")]
+            no_spinning = results[(name, clients, "gateway-no-spinning")]
             bare = results[(name, clients, "bare")]
             torch_rate = torch_rates.get((name, clients))
             torch_cell = f"{torch_rate:.1f}" if torch_rate else "not installed"
             print(
                 f"| {name} ({len(tokenizer.encode(text).ids)} tokens) | {clients} | {ours:.1f} "
-                f"| {bare:.1f} | {ours / bare:.2f} | {torch_cell} |"
+                f"| {no_spinning:.1f} | {bare:.1f} | {ours / bare:.2f} | {torch_cell} |"
             )
 
 
