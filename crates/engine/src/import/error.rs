@@ -137,3 +137,25 @@ impl ImportError {
         move |source| Self::Io { path, source }
     }
 }
+
+impl super::graph::WriteError<ImportError> {
+    /// The import error for a failed write of the graph file at `path`.
+    pub(crate) fn into_import_error(self, path: &std::path::Path) -> ImportError {
+        match self {
+            Self::Io(source) => ImportError::Io {
+                path: path.to_owned(),
+                source,
+            },
+            Self::Fetch(error) => error,
+            Self::WrongLength {
+                name,
+                expected,
+                found,
+            } => ImportError::ShapeMismatch {
+                name,
+                expected: vec![expected],
+                found: vec![found],
+            },
+        }
+    }
+}

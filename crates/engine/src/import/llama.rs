@@ -30,7 +30,7 @@ use std::path::Path;
 
 use super::error::ImportError;
 use super::gguf::QK;
-use super::graph::{Attr, Dim, GraphBuilder, WriteError, MS_DOMAIN};
+use super::graph::{Attr, Dim, GraphBuilder, MS_DOMAIN};
 use super::llama_config::LlamaConfig;
 use super::onnx_proto::tensor_proto::DataType;
 use recipe::{fetch, Layout, Part, Recipe};
@@ -272,22 +272,7 @@ pub(crate) fn write_onnx<W: Write>(
             })?;
         fetch(src, recipe)
     });
-    written.map_err(|e| match e {
-        WriteError::Io(source) => ImportError::Io {
-            path: out_path.to_owned(),
-            source,
-        },
-        WriteError::Fetch(e) => e,
-        WriteError::WrongLength {
-            name,
-            expected,
-            found,
-        } => ImportError::ShapeMismatch {
-            name,
-            expected: vec![expected],
-            found: vec![found],
-        },
-    })?;
+    written.map_err(|e| e.into_import_error(out_path))?;
     Ok(label)
 }
 
