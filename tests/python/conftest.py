@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from gateway_process import Gateway, create_api_key, prepare_data_dir  # noqa: E402
 
 MODEL = "all-minilm-l6-v2"
+CHAT_MODEL = "smollm2-135m-instruct"
 
 TEST_CONFIG = """
 [server]
@@ -23,6 +24,13 @@ shutdown_grace_secs = 10
 [[models]]
 path = "models/all-minilm-l6-v2"
 max_inputs = 64
+
+[[models]]
+path = "models/smollm2-135m-instruct"
+max_context = 1024
+max_batch_sequences = 8
+kv_budget_tokens = 8192
+queue_capacity = 16
 """
 
 

@@ -142,6 +142,9 @@ MODEL_ROUTES = [
     ("GET", f"/v1/models/{MODEL}", None),
     ("GET", "/v1/nothing-here", None),
     ("POST", "/v1/chat/completions", {"model": MODEL, "messages": []}),
+    ("POST", "/v1/completions", {"model": MODEL, "prompt": "hi"}),
+    ("POST", "/v1/tokenize", {"model": MODEL, "prompt": "hi"}),
+    ("POST", "/v1/detokenize", {"model": MODEL, "tokens": [1]}),
     ("GET", "/v1/embeddings", None),
 ]
 

@@ -23,6 +23,14 @@ pub enum ApiError {
         /// The JSON path of the parameter.
         param: String,
     },
+    /// The prompt and the completion asked for do not fit the model's context.
+    #[error("{message}")]
+    ContextLengthExceeded {
+        /// What is too long, with the numbers.
+        message: String,
+        /// The parameter holding the prompt (`messages` or `prompt`).
+        param: String,
+    },
     /// The body is larger than the configured limit.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge {
@@ -76,9 +84,10 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Wire(_) | Self::InvalidParam { .. } | Self::UnreadableBody => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::Wire(_)
+            | Self::InvalidParam { .. }
+            | Self::ContextLengthExceeded { .. }
+            | Self::UnreadableBody => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ModelNotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -98,6 +107,10 @@ impl ApiError {
             Self::Wire(error) => error.to_error_body(),
             Self::InvalidParam { message, param } => {
                 ErrorBody::invalid_param(message.clone(), param.clone())
+            }
+            Self::ContextLengthExceeded { message, param } => {
+                ErrorBody::invalid_param(message.clone(), param.clone())
+                    .with_code("context_length_exceeded")
             }
             Self::ModelNotFound { .. } => ErrorBody::new(ErrorType::NotFound, self.to_string())
                 .with_param("model")
@@ -162,6 +175,11 @@ fn engine_client_body(error: &EngineError) -> ErrorBody {
     let body = ErrorBody::invalid_param(error.to_string(), "input");
     match error {
         EngineError::ContextLengthExceeded { .. } => body.with_code("context_length_exceeded"),
+        EngineError::PromptTooLong { .. } => {
+            ErrorBody::invalid_param(error.to_string(), "messages")
+                .with_code("context_length_exceeded")
+        }
+        EngineError::ChatTemplate(_) => ErrorBody::invalid_param(error.to_string(), "messages"),
         EngineError::Unsupported { .. } => ErrorBody::invalid_param(error.to_string(), "model"),
         _ => body,
     }

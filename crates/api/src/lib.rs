@@ -6,9 +6,11 @@
 mod auth_layer;
 mod error;
 mod extract;
+mod generation;
 mod metrics;
 mod middleware;
 mod routes;
+mod sse;
 mod state;
 
 use std::future::Future;
@@ -44,6 +46,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/embeddings",
             post(routes::embeddings::create_embeddings),
         )
+        .route(
+            "/v1/chat/completions",
+            post(routes::chat::create_chat_completion),
+        )
+        .route(
+            "/v1/completions",
+            post(routes::completions::create_completion),
+        )
+        .route("/v1/tokenize", post(routes::tokenize::tokenize))
+        .route("/v1/detokenize", post(routes::tokenize::detokenize))
         .route("/v1/models", get(routes::models::list_models))
         .route("/v1/models/{model}", get(routes::models::get_model))
         .route(

@@ -93,6 +93,16 @@ impl Metrics {
             .inc_by(tokens);
     }
 
+    /// Counts metered completion (generated) tokens of a served model.
+    pub fn add_completion_tokens(&self, model: &str, tokens: u64) {
+        self.tokens
+            .get_or_create(&TokenLabels {
+                model: model.to_owned(),
+                kind: "completion",
+            })
+            .inc_by(tokens);
+    }
+
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -112,12 +122,16 @@ mod tests {
         metrics.observe_request("/v1/embeddings", "POST", 200, 0.01);
         metrics.observe_request("/v1/embeddings", "POST", 404, 0.01);
         metrics.add_prompt_tokens("all-minilm-l6-v2", 7);
+        metrics.add_completion_tokens("smollm2-135m-instruct", 3);
         let text = metrics.render();
         assert!(text.contains(
             r#"gateway_requests_total{route="/v1/embeddings",method="POST",status="2xx"} 1"#
         ));
         assert!(text.contains(r#"status="4xx"} 1"#));
         assert!(text.contains(r#"gateway_tokens_total{model="all-minilm-l6-v2",kind="prompt"} 7"#));
+        assert!(text.contains(
+            r#"gateway_tokens_total{model="smollm2-135m-instruct",kind="completion"} 3"#
+        ));
         assert!(text.contains("gateway_request_duration_seconds_bucket"));
     }
 }

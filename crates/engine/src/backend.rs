@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use gateway_core::ModelCard;
 
-use crate::EngineError;
+use crate::{ChatTurn, EngineError, GenerationRequest, GenerationStream};
 
 /// The inputs of one embedding request, as the client sent them.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +53,38 @@ pub trait Backend: Send + Sync {
         let _ = inputs;
         Err(EngineError::Unsupported {
             operation: "embeddings",
+        })
+    }
+
+    /// Starts a generation; its events arrive on the returned stream. Dropping the stream
+    /// cancels the generation.
+    async fn generate(&self, request: GenerationRequest) -> Result<GenerationStream, EngineError> {
+        let _ = request;
+        Err(EngineError::Unsupported {
+            operation: "text generation",
+        })
+    }
+
+    /// Renders a conversation with the model's chat template (ending with the header of an
+    /// assistant turn) and tokenizes it: the exact prompt a chat request runs.
+    fn render_chat(&self, turns: &[ChatTurn]) -> Result<Vec<u32>, EngineError> {
+        let _ = turns;
+        Err(EngineError::Unsupported { operation: "chat" })
+    }
+
+    /// Tokenizes a raw prompt the way a completion request runs it.
+    fn tokenize(&self, text: &str) -> Result<Vec<u32>, EngineError> {
+        let _ = text;
+        Err(EngineError::Unsupported {
+            operation: "tokenization",
+        })
+    }
+
+    /// Turns token ids back into text (special tokens left out).
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError> {
+        let _ = tokens;
+        Err(EngineError::Unsupported {
+            operation: "detokenization",
         })
     }
 }

@@ -39,6 +39,19 @@ pub enum EngineError {
         /// The model's context length.
         max: usize,
     },
+    /// The prompt and the requested completion do not fit the model's context.
+    #[error("This model's maximum context length is {context_length} tokens. However, you requested {} tokens ({prompt_tokens} in the prompt, {max_tokens} for the completion). Please reduce the length of the prompt or the completion.", prompt_tokens + max_tokens)]
+    PromptTooLong {
+        /// Tokens of the prompt.
+        prompt_tokens: usize,
+        /// Tokens requested for the completion.
+        max_tokens: usize,
+        /// The model's (served) context length.
+        context_length: usize,
+    },
+    /// The chat template could not render the conversation (or rejected it).
+    #[error(transparent)]
+    ChatTemplate(#[from] crate::chat_template::ChatTemplateError),
     /// A token id is outside the model's vocabulary.
     #[error(
         "input[{index}] contains token id {token}, outside the vocabulary of {vocab_size} tokens"
@@ -110,7 +123,9 @@ impl EngineError {
                 | Self::EmptyItem { .. }
                 | Self::TooManyInputs { .. }
                 | Self::ContextLengthExceeded { .. }
+                | Self::PromptTooLong { .. }
                 | Self::TokenOutOfRange { .. }
+                | Self::ChatTemplate(crate::chat_template::ChatTemplateError::Rejected(_))
         )
     }
 }

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
-/// Id of the model `gateway serve` serves when the configuration names none.
+/// Id of the embedding model `gateway serve` serves when the configuration names none.
 pub const DEFAULT_MODEL_ID: &str = "all-minilm-l6-v2";
+/// Id of the chat model `gateway serve` serves when the configuration names none.
+pub const DEFAULT_CHAT_MODEL_ID: &str = "smollm2-135m-instruct";
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +128,36 @@ pub struct ModelConfig {
     /// Cut inputs over the context length instead of answering 400.
     #[serde(default)]
     pub truncate: bool,
+    /// Chat models: most sequences in the running batch.
+    #[serde(default = "default_max_batch_sequences")]
+    pub max_batch_sequences: usize,
+    /// Chat models: longest sequence (prompt + completion) served, in tokens; the model's
+    /// context length if smaller.
+    #[serde(default = "default_max_context")]
+    pub max_context: usize,
+    /// Chat models: tokens (prompt + `max_tokens` of every running sequence) the KV cache
+    /// may hold at once; requests beyond it wait in the queue.
+    #[serde(default = "default_kv_budget_tokens")]
+    pub kv_budget_tokens: usize,
+    /// Chat models: most prompt tokens run in one prefill chunk.
+    #[serde(default = "default_prefill_chunk_tokens")]
+    pub prefill_chunk_tokens: usize,
+}
+
+fn default_max_batch_sequences() -> usize {
+    16
+}
+
+fn default_max_context() -> usize {
+    2048
+}
+
+fn default_kv_budget_tokens() -> usize {
+    16_384
+}
+
+fn default_prefill_chunk_tokens() -> usize {
+    256
 }
 
 fn default_max_batch_tokens() -> usize {
@@ -141,10 +173,19 @@ fn default_max_inputs() -> usize {
 }
 
 impl ModelConfig {
-    /// The bundled default model, as imported by the setup script.
+    /// The bundled default embedding model, as imported by the setup script.
     pub fn bundled() -> Self {
+        Self::bundled_at(DEFAULT_MODEL_ID)
+    }
+
+    /// The bundled default chat model, as imported by the setup script.
+    pub fn bundled_chat() -> Self {
+        Self::bundled_at(DEFAULT_CHAT_MODEL_ID)
+    }
+
+    fn bundled_at(id: &str) -> Self {
         Self {
-            path: PathBuf::from("models").join(DEFAULT_MODEL_ID),
+            path: PathBuf::from("models").join(id),
             id: None,
             device: DeviceName::Cpu,
             cuda_device_id: 0,
@@ -152,6 +193,10 @@ impl ModelConfig {
             queue_capacity: default_queue_capacity(),
             max_inputs: default_max_inputs(),
             truncate: false,
+            max_batch_sequences: default_max_batch_sequences(),
+            max_context: default_max_context(),
+            kv_budget_tokens: default_kv_budget_tokens(),
+            prefill_chunk_tokens: default_prefill_chunk_tokens(),
         }
     }
 }
@@ -162,7 +207,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             runtime: RuntimeConfig::default(),
             database: DatabaseConfig::default(),
-            models: vec![ModelConfig::bundled()],
+            models: vec![ModelConfig::bundled(), ModelConfig::bundled_chat()],
         }
     }
 }
@@ -233,7 +278,11 @@ mod tests {
         let config = Config::parse("").unwrap();
         assert_eq!(config.server.listen.port(), 8080);
         assert!(config.runtime.intra_op_spinning);
-        assert_eq!(config.models.len(), 1);
+        assert_eq!(config.models.len(), 2);
+        assert_eq!(
+            config.models[1].path,
+            PathBuf::from("models/smollm2-135m-instruct")
+        );
         assert_eq!(
             config.models[0].path,
             PathBuf::from("models/all-minilm-l6-v2")

@@ -9,7 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use gateway_api::{AppState, Limits, ModelRegistry};
 use gateway_auth::Management;
-use gateway_engine::{Device, EmbedderConfig, OnnxEmbedder, OnnxRuntime, SessionConfig};
+use gateway_core::ModelKind;
+use gateway_engine::{
+    Backend, Device, EmbedderConfig, GeneratorConfig, OnnxEmbedder, OnnxGenerator, OnnxRuntime,
+    SessionConfig,
+};
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, DeviceName, ModelConfig, RuntimeConfig};
@@ -96,25 +100,61 @@ async fn load_models(config: &Config, runtime: &OnnxRuntime) -> anyhow::Result<M
     let created = chrono::Utc::now().timestamp();
     for model in &config.models {
         let dir = config.in_data_dir(&model.path);
-        let embedder_config = embedder_config(model, &config.runtime);
+        let session = session_config(model, &config.runtime);
         let runtime = runtime.clone();
         let load_dir = dir.clone();
-        let embedder = tokio::task::spawn_blocking(move || {
-            OnnxEmbedder::load(&runtime, &load_dir, embedder_config)
+        let settings = model.clone();
+        let backend = tokio::task::spawn_blocking(move || {
+            load_backend(&runtime, &load_dir, &settings, session)
         })
         .await?
         .with_context(|| format!("cannot load the model in {}", dir.display()))?;
         let id = model
             .id
             .clone()
-            .unwrap_or_else(|| gateway_engine::Backend::card(&embedder).id.clone());
+            .unwrap_or_else(|| backend.card().id.clone());
         tracing::info!(model = %id, dir = %dir.display(), "model loaded");
-        registry.insert(id, Arc::new(embedder), created);
+        registry.insert(id, backend, created);
     }
     Ok(registry)
 }
 
-fn embedder_config(model: &ModelConfig, runtime: &RuntimeConfig) -> EmbedderConfig {
+/// Loads the model in `dir` as the backend its card's kind asks for.
+fn load_backend(
+    runtime: &OnnxRuntime,
+    dir: &Path,
+    model: &ModelConfig,
+    session: SessionConfig,
+) -> Result<Arc<dyn Backend>, gateway_engine::EngineError> {
+    let card = gateway_engine::read_model_card(dir)?;
+    Ok(match card.kind {
+        ModelKind::Embedding => Arc::new(OnnxEmbedder::load(
+            runtime,
+            dir,
+            EmbedderConfig {
+                session,
+                max_batch_tokens: model.max_batch_tokens,
+                queue_capacity: model.queue_capacity,
+                max_inputs: model.max_inputs,
+                truncate: model.truncate,
+            },
+        )?),
+        ModelKind::Chat => Arc::new(OnnxGenerator::load(
+            runtime,
+            dir,
+            GeneratorConfig {
+                session,
+                max_batch_sequences: model.max_batch_sequences,
+                max_context: model.max_context,
+                kv_budget_tokens: model.kv_budget_tokens,
+                prefill_chunk_tokens: model.prefill_chunk_tokens,
+                queue_capacity: model.queue_capacity,
+            },
+        )?),
+    })
+}
+
+fn session_config(model: &ModelConfig, runtime: &RuntimeConfig) -> SessionConfig {
     let intra_threads = match runtime.intra_threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         threads => threads,
@@ -125,16 +165,10 @@ fn embedder_config(model: &ModelConfig, runtime: &RuntimeConfig) -> EmbedderConf
             device_id: model.cuda_device_id,
         },
     };
-    EmbedderConfig {
-        session: SessionConfig {
-            device,
-            intra_threads,
-            intra_op_spinning: runtime.intra_op_spinning,
-        },
-        max_batch_tokens: model.max_batch_tokens,
-        queue_capacity: model.queue_capacity,
-        max_inputs: model.max_inputs,
-        truncate: model.truncate,
+    SessionConfig {
+        device,
+        intra_threads,
+        intra_op_spinning: runtime.intra_op_spinning,
     }
 }
 

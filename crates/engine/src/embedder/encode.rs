@@ -43,12 +43,7 @@ impl InputEncoder {
     /// Loads `tokenizer.json`, dropping its own padding and truncation settings: the engine pads
     /// per batch and applies `limits` itself.
     pub(crate) fn load(path: &Path, limits: EncodeLimits) -> Result<Self, EngineError> {
-        let mut tokenizer =
-            Tokenizer::from_file(path).map_err(|error| EngineError::InvalidModel {
-                path: path.to_path_buf(),
-                message: error.to_string(),
-            })?;
-        tokenizer.with_padding(None);
+        let mut tokenizer = crate::model_dir::read_tokenizer(path)?;
         let truncation = limits.truncate.then_some(TruncationParams {
             max_length: limits.context_length,
             strategy: TruncationStrategy::LongestFirst,

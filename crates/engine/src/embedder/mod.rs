@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use gateway_core::{ModelCard, ModelKind, Pooling, MODEL_CARD_FILE};
+use gateway_core::{ModelCard, ModelKind, Pooling};
 use tokio::sync::{mpsc, oneshot};
 
 use self::encode::{EncodeLimits, InputEncoder};
 use self::worker::{run_worker, Job, WorkerModel};
+use crate::model_dir::read_card;
 use crate::runtime::{OnnxRuntime, SessionConfig};
 use crate::{Backend, EmbeddingInputs, Embeddings, EngineError};
 
@@ -59,7 +60,7 @@ impl OnnxEmbedder {
         dir: &Path,
         config: EmbedderConfig,
     ) -> Result<Self, EngineError> {
-        let card = read_card(dir)?;
+        let card = read_card(dir, ModelKind::Embedding)?;
         let limits = EncodeLimits {
             context_length: card.context_length,
             max_inputs: config.max_inputs,
@@ -113,27 +114,6 @@ impl Backend for OnnxEmbedder {
             prompt_tokens,
         })
     }
-}
-
-/// Reads and checks `model-card.json` of an embedding model directory.
-fn read_card(dir: &Path) -> Result<ModelCard, EngineError> {
-    let path = dir.join(MODEL_CARD_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| EngineError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let card: ModelCard =
-        serde_json::from_str(&text).map_err(|error| EngineError::InvalidModel {
-            path: path.clone(),
-            message: error.to_string(),
-        })?;
-    if card.kind != ModelKind::Embedding {
-        return Err(EngineError::InvalidModel {
-            path,
-            message: format!("model {} is not an embedding model", card.id),
-        });
-    }
-    Ok(card)
 }
 
 /// Checks the session's inputs and outputs against the card and gathers what the worker needs.

@@ -1,0 +1,240 @@
+//! Choosing the next token from a row of logits: presence and frequency penalties, greedy
+//! choice at temperature 0, otherwise temperature, top-k and top-p (nucleus) sampling with a
+//! seeded random generator, and the log-probabilities of the chosen token and the likeliest
+//! alternatives. Pure: the same parameters, seed and logits give the same tokens.
+
+use std::collections::HashMap;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::SamplingParams;
+
+/// Temperatures at or below this are greedy.
+const GREEDY_TEMPERATURE: f32 = 1e-5;
+
+/// The chosen token and its log-probabilities.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Sampled {
+    /// The token id.
+    pub(crate) token: u32,
+    /// Its log-probability under the penalized distribution (temperature 1).
+    pub(crate) logprob: f32,
+    /// The `top_logprobs` likeliest tokens and their log-probabilities, likeliest first.
+    pub(crate) top: Vec<(u32, f32)>,
+}
+
+/// The sampling state of one sequence: its parameters, random generator and the counts of
+/// the tokens it has generated (for the penalties).
+#[derive(Debug)]
+pub(crate) struct Sampler {
+    params: SamplingParams,
+    rng: StdRng,
+    counts: HashMap<u32, u32>,
+}
+
+impl Sampler {
+    /// A sampler seeded with `params.seed`.
+    pub(crate) fn new(params: SamplingParams) -> Self {
+        Self {
+            params,
+            rng: StdRng::seed_from_u64(params.seed),
+            counts: HashMap::new(),
+        }
+    }
+
+    /// Whether the sequence reports log-probabilities.
+    pub(crate) fn wants_logprobs(&self) -> bool {
+        self.params.top_logprobs.is_some()
+    }
+
+    /// Chooses the next token from `logits` (one score per vocabulary entry) and remembers it.
+    pub(crate) fn sample(&mut self, logits: &[f32]) -> Sampled {
+        let mut scores = logits.to_vec();
+        self.apply_penalties(&mut scores);
+        let logprobs = log_softmax(&scores);
+        let token = if self.params.temperature <= GREEDY_TEMPERATURE {
+            argmax(&scores)
+        } else {
+            self.draw(&scores)
+        };
+        *self.counts.entry(token as u32).or_default() += 1;
+        let top = self
+            .params
+            .top_logprobs
+            .map(|count| top_entries(&logprobs, count))
+            .unwrap_or_default();
+        Sampled {
+            token: token as u32,
+            logprob: logprobs.get(token).copied().unwrap_or(f32::NEG_INFINITY),
+            top,
+        }
+    }
+
+    fn apply_penalties(&self, scores: &mut [f32]) {
+        let (presence, frequency) = (self.params.presence_penalty, self.params.frequency_penalty);
+        if presence == 0.0 && frequency == 0.0 {
+            return;
+        }
+        for (&token, &count) in &self.counts {
+            if let Some(score) = scores.get_mut(token as usize) {
+                *score -= presence + frequency * count as f32;
+            }
+        }
+    }
+
+    /// Samples among the top-k / top-p candidates at the configured temperature.
+    fn draw(&mut self, scores: &[f32]) -> usize {
+        let mut candidates: Vec<usize> = (0..scores.len()).collect();
+        let by_score = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]);
+        let top_k = self.params.top_k;
+        if top_k > 0 && top_k < candidates.len() {
+            candidates.select_nth_unstable_by(top_k - 1, by_score);
+            candidates.truncate(top_k);
+        }
+        let max = candidates
+            .iter()
+            .map(|&i| scores[i])
+            .fold(f32::NEG_INFINITY, f32::max);
+        let temperature = self.params.temperature;
+        let mut weights: Vec<f64> = candidates
+            .iter()
+            .map(|&i| f64::from((scores[i] - max) / temperature).exp())
+            .collect();
+        if self.params.top_p < 1.0 {
+            let mut order: Vec<usize> = (0..candidates.len()).collect();
+            order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]));
+            let total: f64 = weights.iter().sum();
+            let mass = f64::from(self.params.top_p) * total;
+            let mut cumulative = 0.0;
+            let mut kept = Vec::new();
+            for index in order {
+                kept.push(index);
+                cumulative += weights[index];
+                if cumulative >= mass {
+                    break;
+                }
+            }
+            candidates = kept.iter().map(|&k| candidates[k]).collect();
+            weights = kept.iter().map(|&k| weights[k]).collect();
+        }
+        let total: f64 = weights.iter().sum();
+        let mut target = self.rng.random::<f64>() * total;
+        for (&candidate, &weight) in candidates.iter().zip(&weights) {
+            if target < weight {
+                return candidate;
+            }
+            target -= weight;
+        }
+        candidates.last().copied().unwrap_or(0)
+    }
+}
+
+/// Index of the largest score (the first one on ties).
+fn argmax(scores: &[f32]) -> usize {
+    let mut best = 0;
+    for (index, score) in scores.iter().enumerate() {
+        if score.total_cmp(&scores[best]).is_gt() {
+            best = index;
+        }
+    }
+    best
+}
+
+/// `log(softmax(scores))`, computed stably.
+fn log_softmax(scores: &[f32]) -> Vec<f32> {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = scores
+        .iter()
+        .map(|&s| f64::from(s - max).exp())
+        .sum::<f64>();
+    let log_sum = sum.ln() as f32;
+    scores.iter().map(|&s| s - max - log_sum).collect()
+}
+
+/// The `count` largest entries of `logprobs` with their indices, largest first.
+fn top_entries(logprobs: &[f32], count: usize) -> Vec<(u32, f32)> {
+    let mut order: Vec<usize> = (0..logprobs.len()).collect();
+    let by_value = |a: &usize, b: &usize| logprobs[*b].total_cmp(&logprobs[*a]);
+    if count > 0 && count < order.len() {
+        order.select_nth_unstable_by(count - 1, by_value);
+        order.truncate(count);
+    }
+    order.sort_by(by_value);
+    order.truncate(count);
+    order.into_iter().map(|i| (i as u32, logprobs[i])).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(temperature: f32) -> SamplingParams {
+        SamplingParams {
+            temperature,
+            ..SamplingParams::default()
+        }
+    }
+
+    const LOGITS: [f32; 5] = [1.0, 3.0, 2.0, 0.5, 2.9];
+
+    #[test]
+    fn temperature_zero_is_greedy_with_logprobs() {
+        let mut sampler = Sampler::new(SamplingParams {
+            top_logprobs: Some(2),
+            ..params(0.0)
+        });
+        let sampled = sampler.sample(&LOGITS);
+        assert_eq!(sampled.token, 1);
+        let expected = log_softmax(&LOGITS);
+        assert!((sampled.logprob - expected[1]).abs() < 1e-6);
+        assert_eq!(sampled.top, vec![(1, expected[1]), (4, expected[4])]);
+        let total: f32 = expected.iter().map(|l| l.exp()).sum();
+        assert!((total - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_tokens() {
+        let run = |seed| {
+            let mut sampler = Sampler::new(SamplingParams {
+                seed,
+                ..params(1.5)
+            });
+            (0..32)
+                .map(|_| sampler.sample(&LOGITS).token)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+    }
+
+    #[test]
+    fn top_k_and_top_p_restrict_the_candidates() {
+        let mut top_k = Sampler::new(SamplingParams {
+            top_k: 2,
+            ..params(5.0)
+        });
+        assert!((0..200).all(|_| [1, 4].contains(&top_k.sample(&LOGITS).token)));
+        let mut top_p = Sampler::new(SamplingParams {
+            top_p: 0.01,
+            ..params(1.0)
+        });
+        assert!((0..50).all(|_| top_p.sample(&LOGITS).token == 1));
+    }
+
+    #[test]
+    fn penalties_push_repeated_tokens_down() {
+        let mut presence = Sampler::new(SamplingParams {
+            presence_penalty: 2.0,
+            ..params(0.0)
+        });
+        let tokens: Vec<u32> = (0..3).map(|_| presence.sample(&LOGITS).token).collect();
+        assert_eq!(tokens, vec![1, 4, 2]);
+        let mut frequency = Sampler::new(SamplingParams {
+            frequency_penalty: 0.15,
+            ..params(0.0)
+        });
+        let tokens: Vec<u32> = (0..3).map(|_| frequency.sample(&LOGITS).token).collect();
+        assert_eq!(tokens, vec![1, 4, 1]);
+    }
+}

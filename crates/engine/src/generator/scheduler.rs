@@ -1,0 +1,340 @@
+//! Continuous batching. The scheduler owns the running sequences of one model and, at every
+//! step: admits waiting requests while a sequence slot and the KV-cache token budget allow
+//! (a request reserves its prompt plus `max_tokens`; the bounded channel in front is the
+//! queue), drops sequences whose client went away, runs one prefill chunk of the oldest
+//! sequence still reading its prompt (so a long prompt never stalls the others for more than
+//! a chunk), then one decode step for every sequence that is generating. Each new token is
+//! sampled, detokenized, checked against stop strings and sent to its request's channel.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::detokenize::{Detokenizer, TokenDecoder};
+use super::model::StepModel;
+use super::sampler::{Sampled, Sampler};
+use super::stop::StopMatcher;
+use crate::{EngineError, FinishReason, GenerationEvent, GenerationRequest, TokenLogprob};
+
+/// One queued generation and where its events go.
+pub(crate) struct Job {
+    pub(crate) request: GenerationRequest,
+    pub(crate) events: mpsc::UnboundedSender<GenerationEvent>,
+}
+
+/// The limits the scheduler keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SchedulerLimits {
+    /// Most sequences in the running batch.
+    pub(crate) max_sequences: usize,
+    /// Most tokens (prompt + `max_tokens`) reserved by the running sequences together.
+    pub(crate) kv_budget_tokens: usize,
+    /// Most prompt tokens run in one prefill chunk.
+    pub(crate) prefill_chunk: usize,
+}
+
+/// The tokenizer side of the scheduler: turning tokens into text and the end-of-turn tokens.
+pub(crate) struct Vocabulary<D> {
+    pub(crate) decoder: D,
+    pub(crate) eos: Vec<u32>,
+}
+
+/// A running sequence.
+struct Sequence {
+    slot: usize,
+    events: mpsc::UnboundedSender<GenerationEvent>,
+    prompt: Vec<u32>,
+    prefilled: usize,
+    reserved: usize,
+    max_tokens: usize,
+    generated: usize,
+    next: Option<u32>,
+    sampler: Sampler,
+    detokenizer: Detokenizer,
+    stop: StopMatcher,
+    done: bool,
+}
+
+/// The running batch of one model.
+pub(crate) struct Scheduler<M, D> {
+    model: M,
+    vocab: Vocabulary<D>,
+    limits: SchedulerLimits,
+    running: Vec<Sequence>,
+    free_slots: Vec<usize>,
+    reserved: usize,
+    waiting: Option<Job>,
+}
+
+impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
+    /// A scheduler with no running sequence.
+    pub(crate) fn new(model: M, vocab: Vocabulary<D>, limits: SchedulerLimits) -> Self {
+        Self {
+            model,
+            vocab,
+            limits,
+            running: Vec::new(),
+            free_slots: (0..limits.max_sequences).rev().collect(),
+            reserved: 0,
+            waiting: None,
+        }
+    }
+
+    /// Serves jobs until every sender is gone and nothing runs, then marks itself stopped.
+    pub(crate) fn run(mut self, mut jobs: mpsc::Receiver<Job>, alive: Arc<AtomicBool>) {
+        loop {
+            if self.running.is_empty() && self.waiting.is_none() {
+                match jobs.blocking_recv() {
+                    Some(job) => self.waiting = Some(job),
+                    None => break,
+                }
+            }
+            self.admit(&mut jobs);
+            self.step();
+        }
+        alive.store(false, Ordering::SeqCst);
+    }
+
+    /// Moves waiting jobs into the batch while a slot and the token budget allow.
+    pub(crate) fn admit(&mut self, jobs: &mut mpsc::Receiver<Job>) {
+        loop {
+            let job = match self.waiting.take() {
+                Some(job) => job,
+                None => match jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+            };
+            if job.events.is_closed() {
+                continue;
+            }
+            let reserve = job.request.prompt.len() + job.request.max_tokens;
+            let fits = self.reserved + reserve <= self.limits.kv_budget_tokens;
+            match self.free_slots.last() {
+                Some(&slot) if fits => {
+                    self.free_slots.pop();
+                    self.reserved += reserve;
+                    self.running.push(Sequence {
+                        slot,
+                        events: job.events,
+                        prefilled: 0,
+                        reserved: reserve,
+                        max_tokens: job.request.max_tokens,
+                        generated: 0,
+                        next: None,
+                        sampler: Sampler::new(job.request.sampling),
+                        detokenizer: Detokenizer::default(),
+                        stop: StopMatcher::new(&job.request.stop),
+                        done: false,
+                        prompt: job.request.prompt,
+                    });
+                }
+                _ => {
+                    self.waiting = Some(job);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Number of sequences in the batch.
+    #[cfg(test)]
+    pub(crate) fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// One scheduling step: drop cancelled sequences, one prefill chunk, one decode step.
+    pub(crate) fn step(&mut self) {
+        for sequence in &mut self.running {
+            sequence.done |= sequence.events.is_closed();
+        }
+        self.retire();
+        self.prefill_chunk();
+        self.decode();
+        self.retire();
+    }
+
+    fn prefill_chunk(&mut self) {
+        let Some(index) = self
+            .running
+            .iter()
+            .position(|s| s.prefilled < s.prompt.len())
+        else {
+            return;
+        };
+        let sequence = &self.running[index];
+        let end =
+            (sequence.prefilled + self.limits.prefill_chunk.max(1)).min(sequence.prompt.len());
+        let chunk = &sequence.prompt[sequence.prefilled..end];
+        match self.model.run(&[(sequence.slot, chunk)]) {
+            Ok(logits) => {
+                let sequence = &mut self.running[index];
+                sequence.prefilled = end;
+                if end == sequence.prompt.len() {
+                    if let Some(row) = logits.first() {
+                        self.emit(index, row);
+                    }
+                }
+            }
+            Err(error) => fail(&mut self.running[index], error),
+        }
+    }
+
+    fn decode(&mut self) {
+        let indices: Vec<usize> = (0..self.running.len())
+            .filter(|&i| !self.running[i].done && self.running[i].next.is_some())
+            .collect();
+        if indices.is_empty() {
+            return;
+        }
+        let tokens: Vec<[u32; 1]> = indices
+            .iter()
+            .map(|&i| [self.running[i].next.unwrap_or_default()])
+            .collect();
+        let rows: Vec<(usize, &[u32])> = indices
+            .iter()
+            .zip(&tokens)
+            .map(|(&i, token)| (self.running[i].slot, &token[..]))
+            .collect();
+        match self.model.run(&rows) {
+            Ok(logits) => {
+                for (&index, row) in indices.iter().zip(&logits) {
+                    self.emit(index, row);
+                }
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                for &index in &indices {
+                    fail(&mut self.running[index], shared(&error));
+                }
+            }
+        }
+    }
+
+    /// Samples the next token of sequence `index` from `logits` and reports it.
+    fn emit(&mut self, index: usize, logits: &[f32]) {
+        let decoder = &self.vocab.decoder;
+        let sequence = &mut self.running[index];
+        let sampled = sequence.sampler.sample(logits);
+        sequence.generated += 1;
+        let is_eos = self.vocab.eos.contains(&sampled.token);
+        let released = if is_eos {
+            None
+        } else {
+            match sequence.detokenizer.push(decoder, sampled.token) {
+                Ok(text) => Some(sequence.stop.push(&text)),
+                Err(error) => return fail(sequence, error),
+            }
+        };
+        let logprob = match token_logprob(decoder, &sampled, sequence.sampler.wants_logprobs()) {
+            Ok(logprob) => logprob,
+            Err(error) => return fail(sequence, error),
+        };
+        let stopped = released.as_ref().is_some_and(|r| r.stopped);
+        let text = released.map(|r| r.text).unwrap_or_default();
+        if sequence
+            .events
+            .send(GenerationEvent::Token { text, logprob })
+            .is_err()
+        {
+            sequence.done = true;
+        } else if is_eos || stopped {
+            finish(sequence, decoder, FinishReason::Stop, stopped);
+        } else if sequence.generated >= sequence.max_tokens {
+            finish(sequence, decoder, FinishReason::Length, false);
+        } else {
+            sequence.next = Some(sampled.token);
+        }
+    }
+
+    /// Removes finished and cancelled sequences and frees their slots and budget.
+    fn retire(&mut self) {
+        let (done, running): (Vec<Sequence>, Vec<Sequence>) = std::mem::take(&mut self.running)
+            .into_iter()
+            .partition(|s| s.done);
+        self.running = running;
+        for sequence in done {
+            self.model.release(sequence.slot);
+            self.free_slots.push(sequence.slot);
+            self.reserved -= sequence.reserved;
+        }
+    }
+}
+
+/// Ends `sequence` normally: the text still held back (none after a stop string), then the
+/// usage.
+fn finish(
+    sequence: &mut Sequence,
+    decoder: &dyn TokenDecoder,
+    mut reason: FinishReason,
+    stopped_by_string: bool,
+) {
+    let mut tail = String::new();
+    if !stopped_by_string {
+        let rest = match sequence.detokenizer.finish(decoder) {
+            Ok(rest) => rest,
+            Err(error) => return fail(sequence, error),
+        };
+        let released = sequence.stop.push(&rest);
+        tail = released.text;
+        if released.stopped {
+            reason = FinishReason::Stop;
+        } else {
+            tail.push_str(&sequence.stop.finish());
+        }
+    }
+    // A closed channel means the client went away; the sequence ends either way.
+    let _ = sequence.events.send(GenerationEvent::Finished {
+        reason,
+        tail,
+        prompt_tokens: sequence.prompt.len(),
+        completion_tokens: sequence.generated,
+    });
+    sequence.done = true;
+}
+
+/// Ends `sequence` with an error.
+fn fail(sequence: &mut Sequence, error: EngineError) {
+    tracing::error!(%error, "generation failed");
+    let _ = sequence.events.send(GenerationEvent::Failed(error));
+    sequence.done = true;
+}
+
+/// A copy of a run's error for each of its rows.
+fn shared(error: &Arc<EngineError>) -> EngineError {
+    match error.as_ref() {
+        EngineError::Inference(inner) => EngineError::Inference(Arc::clone(inner)),
+        other => EngineError::OutputShape(other.to_string()),
+    }
+}
+
+/// The log-probabilities of a sampled token as the API reports them, when asked for.
+fn token_logprob(
+    decoder: &dyn TokenDecoder,
+    sampled: &Sampled,
+    wanted: bool,
+) -> Result<Option<TokenLogprob>, EngineError> {
+    if !wanted {
+        return Ok(None);
+    }
+    let text = decoder.decode(&[sampled.token])?;
+    let top = sampled
+        .top
+        .iter()
+        .map(|&(token, logprob)| {
+            let text = decoder.decode(&[token])?;
+            Ok((text.clone(), text.into_bytes(), logprob))
+        })
+        .collect::<Result<_, EngineError>>()?;
+    Ok(Some(TokenLogprob {
+        bytes: text.clone().into_bytes(),
+        text,
+        logprob: sampled.logprob,
+        top,
+    }))
+}
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;

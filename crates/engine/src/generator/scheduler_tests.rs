@@ -1,0 +1,192 @@
+//! Scheduler tests with a fake decoder: each row's next token is its last token + 1 (bytes),
+//! and `e` is followed by the end-of-turn token.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::generator::detokenize::tests::ByteDecoder;
+use crate::SamplingParams;
+
+const EOS: u32 = 256;
+const VOCAB: usize = 301;
+
+#[derive(Default)]
+struct FakeModel {
+    last: HashMap<usize, u32>,
+    /// Each run's rows as (slot, tokens added).
+    runs: Vec<Vec<(usize, usize)>>,
+}
+
+impl StepModel for FakeModel {
+    fn run(&mut self, rows: &[(usize, &[u32])]) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.runs
+            .push(rows.iter().map(|(slot, t)| (*slot, t.len())).collect());
+        Ok(rows
+            .iter()
+            .map(|&(slot, tokens)| {
+                let last = *tokens.last().unwrap();
+                self.last.insert(slot, last);
+                let next = if last == u32::from(b'e') {
+                    EOS
+                } else {
+                    last + 1
+                };
+                let mut logits = vec![0.0; VOCAB];
+                logits[next as usize] = 10.0;
+                logits
+            })
+            .collect())
+    }
+
+    fn release(&mut self, slot: usize) {
+        self.last.remove(&slot);
+    }
+}
+
+fn scheduler(max_sequences: usize, prefill_chunk: usize) -> Scheduler<FakeModel, ByteDecoder> {
+    let limits = SchedulerLimits {
+        max_sequences,
+        kv_budget_tokens: 64,
+        prefill_chunk,
+    };
+    let vocab = Vocabulary {
+        decoder: ByteDecoder,
+        eos: vec![EOS],
+    };
+    Scheduler::new(FakeModel::default(), vocab, limits)
+}
+
+fn job(
+    prompt: &str,
+    max_tokens: usize,
+    stop: &[&str],
+) -> (Job, mpsc::UnboundedReceiver<GenerationEvent>) {
+    let (events, receiver) = mpsc::unbounded_channel();
+    let request = GenerationRequest {
+        prompt: prompt.bytes().map(u32::from).collect(),
+        max_tokens,
+        sampling: SamplingParams {
+            temperature: 0.0,
+            ..SamplingParams::default()
+        },
+        stop: stop.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    (Job { request, events }, receiver)
+}
+
+/// The text, finish reason and token counts a receiver got so far.
+fn outcome(
+    receiver: &mut mpsc::UnboundedReceiver<GenerationEvent>,
+) -> (String, Option<(FinishReason, usize, usize)>) {
+    let mut text = String::new();
+    let mut end = None;
+    while let Ok(event) = receiver.try_recv() {
+        match event {
+            GenerationEvent::Token { text: piece, .. } => text.push_str(&piece),
+            GenerationEvent::Finished {
+                reason,
+                tail,
+                prompt_tokens,
+                completion_tokens,
+            } => {
+                text.push_str(&tail);
+                end = Some((reason, prompt_tokens, completion_tokens));
+            }
+            GenerationEvent::Failed(error) => panic!("{error}"),
+        }
+    }
+    (text, end)
+}
+
+fn run_all(scheduler: &mut Scheduler<FakeModel, ByteDecoder>, jobs: Vec<Job>) {
+    let (sender, mut receiver) = mpsc::channel(8);
+    for job in jobs {
+        sender.try_send(job).ok().unwrap();
+    }
+    for _ in 0..32 {
+        scheduler.admit(&mut receiver);
+        scheduler.step();
+    }
+}
+
+#[test]
+fn generates_until_the_end_of_turn_token() {
+    let mut s = scheduler(4, 16);
+    let (first, mut a) = job("a", 10, &[]);
+    let (second, mut b) = job("ab", 2, &[]);
+    let (third, mut c) = job("a", 10, &["d"]);
+    run_all(&mut s, vec![first, second, third]);
+    assert_eq!(
+        outcome(&mut a),
+        ("bcde".into(), Some((FinishReason::Stop, 1, 5)))
+    );
+    assert_eq!(
+        outcome(&mut b),
+        ("cd".into(), Some((FinishReason::Length, 2, 2)))
+    );
+    assert_eq!(
+        outcome(&mut c),
+        ("bc".into(), Some((FinishReason::Stop, 1, 3)))
+    );
+    assert_eq!(s.running(), 0);
+}
+
+#[test]
+fn long_prompts_are_prefilled_in_chunks_between_decode_steps() {
+    let mut s = scheduler(4, 2);
+    let (short, _a) = job("a", 10, &[]);
+    let (long, _b) = job("aaaab", 10, &[]);
+    run_all(&mut s, vec![short, long]);
+    let runs = &s.model.runs;
+    // The short prompt's prefill and first decode step, then the long prompt's chunks
+    // alternate with decode steps of the short one, then both decode together.
+    let expected = [
+        vec![(0, 1)],
+        vec![(0, 1)],
+        vec![(1, 2)],
+        vec![(0, 1)],
+        vec![(1, 2)],
+        vec![(0, 1)],
+        vec![(1, 1)],
+        vec![(0, 1), (1, 1)],
+    ];
+    assert_eq!(&runs[..8], &expected);
+}
+
+#[test]
+fn a_full_batch_queues_and_a_dropped_stream_frees_its_slot() {
+    let mut s = scheduler(1, 16);
+    let (sender, mut jobs) = mpsc::channel(8);
+    let (first, a) = job("a", 50, &[]);
+    let (second, mut b) = job("a", 2, &[]);
+    sender.try_send(first).ok().unwrap();
+    sender.try_send(second).ok().unwrap();
+    s.admit(&mut jobs);
+    s.step();
+    assert_eq!(s.running(), 1);
+    assert_eq!(outcome(&mut b), (String::new(), None));
+    drop(a);
+    s.step();
+    assert_eq!(s.running(), 0);
+    for _ in 0..4 {
+        s.admit(&mut jobs);
+        s.step();
+    }
+    assert_eq!(
+        outcome(&mut b),
+        ("bc".into(), Some((FinishReason::Length, 1, 2)))
+    );
+}
+
+#[test]
+fn the_token_budget_limits_admission() {
+    let mut s = scheduler(4, 16);
+    let (sender, mut jobs) = mpsc::channel(8);
+    let (big, _a) = job("a", 60, &[]);
+    let (next, _b) = job("a", 10, &[]);
+    sender.try_send(big).ok().unwrap();
+    sender.try_send(next).ok().unwrap();
+    s.admit(&mut jobs);
+    assert_eq!(s.running(), 1);
+}
