@@ -296,3 +296,23 @@ def test_completion_over_the_context_names_the_prompt(gateway):
     assert_error(status, body, 400, "prompt")
     assert body["error"]["code"] == "context_length_exceeded"
     assert "5000" in body["error"]["message"]
+
+
+def test_no_prompt_or_completion_text_in_the_log(client, gateway):
+    secret = "zebra-umbrella-4471"
+    messages = [SYSTEM, {"role": "user", "content": f"Repeat after me: {secret}"}]
+    completion = client.chat.completions.create(
+        model=CHAT_MODEL, messages=messages, max_tokens=16, temperature=0)
+    stream = client.chat.completions.create(
+        model=CHAT_MODEL, messages=messages, max_tokens=16, temperature=0, stream=True)
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    client.completions.create(model=CHAT_MODEL, prompt=secret, max_tokens=4)
+    post_json(gateway, "/v1/chat/completions",
+              {"model": CHAT_MODEL, "messages": messages, "max_tokens": 99999})
+    generated = [
+        text.strip() for text in (completion.choices[0].message.content, streamed)
+        if text and len(text.strip()) >= 8
+    ]
+    assert "usage" in gateway.log  # the usage line is there, with counts only
+    for text in [secret, *generated]:
+        assert text not in gateway.log
