@@ -4,6 +4,7 @@
 # libonnxruntime.so.zst, libonnxruntime_providers_shared.so, cuda.zst.part* = the zstd of
 # libonnxruntime_providers_cuda.so split in parts), gateway.zst (the release binary built with
 # --features gateway-engine/cuda) and MODEL_SRC (the MiniLM checkpoint to import).
+# ZSTD_DIR names a folder holding a zstd binary, for a machine that has none.
 # Usage: bench/gpu_embeddings.sh PARTS_DIR MODEL_SRC
 set -euo pipefail
 if ! command -v zstd >/dev/null && [ -x "${ZSTD_DIR:-}/zstd" ]; then export PATH="$ZSTD_DIR:$PATH"; fi
