@@ -198,6 +198,10 @@ class Server:
         status = Path(f"/proc/{self.pid}/status").read_text()
         return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
 
+    def engine_figures(self) -> dict | None:
+        """The server's cumulative scheduler figures, where it reports them."""
+        return None
+
     def stop(self) -> None:
         raise NotImplementedError
 
@@ -218,6 +222,16 @@ class OurGateway(Server):
         self.pid = self.process.process.pid
         self.headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
         self.weights = data_dir / "models" / MODEL / "model.onnx"
+
+    def engine_figures(self) -> dict:
+        """`gateway_engine_*` of /metrics: steps, decode_rows, prefill_tokens, step_seconds,
+        onnx_seconds (cumulative since start)."""
+        with urllib.request.urlopen(f"http://{self.address}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        figures = {}
+        for match in re.finditer(rf'gateway_engine_(\w+){{model="{MODEL}"}} ([0-9.e+-]+)', text):
+            figures[match.group(1)] = float(match.group(2))
+        return figures
 
     def stop(self) -> None:
         self.process.stop()
@@ -333,9 +347,14 @@ def measure(server: Server, long_messages: list[list[dict]] | None, levels: dict
     # warm-up: one short request (not measured)
     stream_chat(server.address, server.headers, server.body(essay_messages(999), 16))
     index = 0
+    out["rss_loaded"] = server.peak_rss_mb()
     for streams, per_stream in sorted(levels.items()):
         began = time.monotonic()
+        before = server.engine_figures()
         out[streams] = run_level(server, streams, per_stream, index)
+        after = server.engine_figures()
+        if before is not None and after is not None:
+            out[streams]["steps"] = {k: after[k] - before.get(k, 0.0) for k in after}
         index += streams * per_stream
         level = out[streams]
         print(
@@ -497,14 +516,31 @@ def main() -> None:
     print(row("prefill tok/s (prompt tokens / TTFT), same",
               ours["long_prompt_tokens"] / ours["long_ttft"],
               theirs["long_prompt_tokens"] / theirs["long_ttft"]))
-    print(row("peak RSS of the server (MB, VmHWM; llama.cpp: the 64-slot instance)",
-              ours["rss"], theirs["rss"]))
+    print(row("peak RSS with the model loaded, after one request (MB, VmHWM)",
+              ours["rss_loaded"], theirs["rss_loaded"]))
+    print(row("peak RSS after all levels up to 64 streams (MB, VmHWM; llama.cpp: the 64-slot "
+              "instance)", ours["rss"], theirs["rss"]))
     print(row("mean generated tokens per request (usage)",
               statistics.mean(ours[n]["mean_tokens"] for n in REQUESTS),
               statistics.mean(theirs[n]["mean_tokens"] for n in REQUESTS)))
     print(row("mean prompt tokens per request (short prompts)",
               statistics.mean(ours[n]["prompt_tokens"] for n in REQUESTS),
               statistics.mean(theirs[n]["prompt_tokens"] for n in REQUESTS)))
+    print()
+    print("Our scheduler's steps per level (from /metrics; a step = at most one prefill chunk "
+          "and one decode run):")
+    print()
+    print("| streams | steps | mean decode rows per step | mean step (ms) | "
+          "share of step time outside ONNX Runtime |")
+    print("|---|---|---|---|---|")
+    for streams in sorted(REQUESTS):
+        steps = ours[streams].get("steps")
+        if not steps or not steps.get("steps"):
+            continue
+        n = steps["steps"]
+        print(f"| {streams} | {n:.0f} | {steps['decode_rows'] / n:.1f} | "
+              f"{1000 * steps['step_seconds'] / n:.2f} | "
+              f"{100 * (1 - steps['onnx_seconds'] / steps['step_seconds']):.1f} % |")
     print()
     bw = bandwidth["read"]
     print(f"Memory bandwidth (NumPy, {THREADS} threads, 1 GiB float32): read (sum) {bw:.1f} GB/s, "

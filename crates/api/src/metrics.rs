@@ -5,8 +5,12 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use gateway_engine::StepStats;
 
 /// Labels of a finished HTTP request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -35,12 +39,33 @@ pub struct TokenLabels {
     pub kind: &'static str,
 }
 
+/// Labels of a served model.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ModelLabels {
+    /// A served model id.
+    pub model: String,
+}
+
+/// A figure of a model's scheduler, copied from its cumulative [`StepStats`] when scraped.
+type EngineFigure = Family<ModelLabels, Gauge<f64, AtomicU64>>;
+
+/// The scheduler figures of generating models.
+#[derive(Default)]
+struct EngineFigures {
+    steps: EngineFigure,
+    decode_rows: EngineFigure,
+    prefill_tokens: EngineFigure,
+    step_seconds: EngineFigure,
+    onnx_seconds: EngineFigure,
+}
+
 /// The gateway's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
     tokens: Family<TokenLabels, Counter>,
+    engine: EngineFigures,
 }
 
 impl Default for Metrics {
@@ -58,11 +83,43 @@ impl Default for Metrics {
         );
         let tokens = Family::<TokenLabels, Counter>::default();
         registry.register("tokens", "Tokens metered", tokens.clone());
+        let engine = EngineFigures::default();
+        let figures = [
+            (
+                "engine_steps",
+                "Scheduler steps run since start",
+                &engine.steps,
+            ),
+            (
+                "engine_decode_rows",
+                "Sequence rows of all decode steps since start",
+                &engine.decode_rows,
+            ),
+            (
+                "engine_prefill_tokens",
+                "Prompt tokens prefilled since start",
+                &engine.prefill_tokens,
+            ),
+            (
+                "engine_step_seconds",
+                "Seconds spent in scheduler steps since start",
+                &engine.step_seconds,
+            ),
+            (
+                "engine_onnx_seconds",
+                "Seconds of scheduler steps spent inside ONNX Runtime since start",
+                &engine.onnx_seconds,
+            ),
+        ];
+        for (name, help, family) in figures {
+            registry.register(name, help, family.clone());
+        }
         Self {
             registry,
             requests,
             durations,
             tokens,
+            engine,
         }
     }
 }
@@ -103,6 +160,23 @@ impl Metrics {
             .inc_by(tokens);
     }
 
+    /// Copies the scheduler figures of generating model `model`.
+    pub fn set_engine_stats(&self, model: &str, stats: &StepStats) {
+        let labels = ModelLabels {
+            model: model.to_owned(),
+        };
+        let figures = [
+            (&self.engine.steps, stats.steps as f64),
+            (&self.engine.decode_rows, stats.decode_rows as f64),
+            (&self.engine.prefill_tokens, stats.prefill_tokens as f64),
+            (&self.engine.step_seconds, stats.step_seconds),
+            (&self.engine.onnx_seconds, stats.onnx_seconds),
+        ];
+        for (family, value) in figures {
+            family.get_or_create(&labels).set(value);
+        }
+    }
+
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -133,5 +207,21 @@ mod tests {
             r#"gateway_tokens_total{model="smollm2-135m-instruct",kind="completion"} 3"#
         ));
         assert!(text.contains("gateway_request_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn renders_engine_figures() {
+        let metrics = Metrics::default();
+        let stats = StepStats {
+            steps: 3,
+            decode_rows: 40,
+            prefill_tokens: 60,
+            step_seconds: 0.5,
+            onnx_seconds: 0.25,
+        };
+        metrics.set_engine_stats("smollm2-135m-instruct", &stats);
+        let text = metrics.render();
+        assert!(text.contains(r#"gateway_engine_decode_rows{model="smollm2-135m-instruct"} 40"#));
+        assert!(text.contains(r#"gateway_engine_onnx_seconds{model="smollm2-135m-instruct"} 0.25"#));
     }
 }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use gateway_core::ModelCard;
 
-use crate::{ChatTurn, EngineError, GenerationRequest, GenerationStream};
+use crate::{ChatTurn, EngineError, GenerationRequest, GenerationStream, StepStats};
 
 /// The inputs of one embedding request, as the client sent them.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +47,11 @@ pub trait Backend: Send + Sync {
 
     /// Whether the backend can take requests now (its worker is alive).
     fn is_ready(&self) -> bool;
+
+    /// Where a generating model's scheduler spends its time; `None` for other backends.
+    fn step_stats(&self) -> Option<StepStats> {
+        None
+    }
 
     /// Embeds the inputs; one vector per input, in order.
     async fn embed(&self, inputs: EmbeddingInputs) -> Result<Embeddings, EngineError> {

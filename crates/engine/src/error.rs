@@ -79,6 +79,9 @@ pub enum EngineError {
     /// The model's output did not have the shape the engine expects.
     #[error("unexpected model output: {0}")]
     OutputShape(String),
+    /// The KV cache could not take a run (no free row, or past its capacity).
+    #[error("KV cache: {0}")]
+    KvCache(String),
     /// A model file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {

@@ -20,6 +20,6 @@ pub use generation::{
     ChatTurn, FinishReason, GenerationEvent, GenerationRequest, GenerationStream, SamplingParams,
     TokenLogprob,
 };
-pub use generator::{GeneratorConfig, OnnxGenerator};
+pub use generator::{GeneratorConfig, OnnxGenerator, StepStats};
 pub use model_dir::read_model_card;
 pub use runtime::{Device, OnnxRuntime, SessionConfig};

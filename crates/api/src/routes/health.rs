@@ -33,8 +33,13 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-/// Handles `GET /metrics`.
+/// Handles `GET /metrics`: the counters, and the scheduler figures of generating models.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    for (id, model) in state.models.iter() {
+        if let Some(stats) = model.backend.step_stats() {
+            state.metrics.set_engine_stats(id, &stats);
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -1,13 +1,15 @@
-//! The key/value cache of the running sequences, one entry per sequence slot.
+//! The key/value cache of the running sequences, preallocated and updated in place.
 //!
-//! Each slot keeps, per layer, its keys and its values position-major (`[len, kv_heads,
-//! head_dim]`), growing by the positions each run adds. A run's `past_key_values.*` inputs are
-//! built by copying the slots of the batch's rows into `[batch, kv_heads, past, head_dim]`
-//! tensors, right-padded with zeros to the longest row, and the new positions are copied back
-//! from `present.*` afterwards. Cost: every decode step copies the whole cache of the batch
-//! twice over (in, and the ONNX Runtime output back out, of which only the new positions are
-//! kept): `batch × past × layers × 2 × kv_heads × head_dim × 4` bytes in. Simple and correct;
-//! a cache that ONNX Runtime reads in place (I/O binding of preallocated buffers) would avoid it.
+//! Each cache tensor (a key and a value per layer) is one zero-initialised buffer
+//! `[rows, kv_heads, capacity, head_dim]`; its pages become resident only when written, so
+//! memory follows the positions actually cached. A run binds a range of rows of every buffer
+//! both as the graph's `past_key_values.*` input and as its `present.*` output, and ONNX
+//! Runtime's `GroupQueryAttention` writes just the new positions there
+//! (`docs/model-format.md`, in-place mode): a step never copies the cache.
+//!
+//! Rows are kept dense: every sequence slot in use owns one of the rows `0 .. in_use`, and
+//! releasing a slot moves the last row's cached positions into the freed row. A decode step's
+//! batch is then the contiguous rows `0 .. in_use`.
 
 /// The dimensions of the cache of one position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,101 +27,131 @@ impl KvShape {
     pub(crate) fn tensors(&self) -> usize {
         self.layers * 2
     }
-
-    fn position_width(&self) -> usize {
-        self.heads * self.head_dim
-    }
 }
 
-/// The caches of every sequence slot.
+/// A row of the cache in use.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    slot: usize,
+    len: usize,
+}
+
+/// The cache buffers and which sequence slot owns each row.
 #[derive(Debug)]
 pub(crate) struct KvCache {
     shape: KvShape,
-    /// `slots[slot][tensor]`, tensor `2 × layer` the keys and `2 × layer + 1` the values.
-    slots: Vec<Vec<Vec<f32>>>,
+    capacity: usize,
+    /// One buffer per cache tensor, tensor `2 × layer` the keys and `2 × layer + 1` the values.
+    buffers: Vec<Vec<f32>>,
+    /// The rows in use, in row order.
+    rows: Vec<Row>,
+    /// The row of each slot, if it has one.
+    row_of_slot: Vec<Option<usize>>,
 }
 
 impl KvCache {
-    /// An empty cache of `slots` sequences.
-    pub(crate) fn new(shape: KvShape, slots: usize) -> Self {
+    /// A cache of `max_rows` sequences of at most `capacity` positions each.
+    pub(crate) fn new(shape: KvShape, max_rows: usize, capacity: usize) -> Self {
+        let floats = max_rows * shape.heads * capacity * shape.head_dim;
         Self {
             shape,
-            slots: vec![vec![Vec::new(); shape.tensors()]; slots],
+            capacity,
+            buffers: (0..shape.tensors()).map(|_| vec![0.0; floats]).collect(),
+            rows: Vec::with_capacity(max_rows),
+            row_of_slot: vec![None; max_rows],
         }
     }
 
-    /// Positions cached for `slot`.
-    pub(crate) fn len(&self, slot: usize) -> usize {
-        self.slots
-            .get(slot)
-            .and_then(|tensors| tensors.first())
-            .map_or(0, |data| data.len() / self.shape.position_width())
+    /// Positions per row.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
     }
 
-    /// Forgets the cache of `slot` and returns its memory.
-    pub(crate) fn clear(&mut self, slot: usize) {
-        if let Some(tensors) = self.slots.get_mut(slot) {
-            for data in tensors {
-                *data = Vec::new();
+    /// The dimensions of a view of `rows` rows: `[rows, kv_heads, capacity, head_dim]`.
+    pub(crate) fn view_dims(&self, rows: usize) -> [usize; 4] {
+        [rows, self.shape.heads, self.capacity, self.shape.head_dim]
+    }
+
+    /// Rows in use.
+    pub(crate) fn in_use(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Positions cached in row `row`.
+    pub(crate) fn row_len(&self, row: usize) -> usize {
+        self.rows.get(row).map_or(0, |r| r.len)
+    }
+
+    /// The row of `slot`, giving it the next free row when it has none; `None` when the
+    /// slot is out of range or every row is taken.
+    pub(crate) fn row(&mut self, slot: usize) -> Option<usize> {
+        match self.row_of_slot.get(slot)? {
+            Some(row) => Some(*row),
+            None if self.rows.len() < self.row_of_slot.len() => {
+                let row = self.rows.len();
+                self.rows.push(Row { slot, len: 0 });
+                self.row_of_slot[slot] = Some(row);
+                Some(row)
             }
+            None => None,
         }
     }
 
-    /// The `past` input for cache tensor `tensor` of a batch whose rows are the sequences in
-    /// `rows`: `[rows, heads, past, head_dim]`, each row's positions first, zeros after.
-    pub(crate) fn gather(&self, tensor: usize, rows: &[usize], past: usize) -> Vec<f32> {
+    /// Records `count` more positions written for `slot`.
+    pub(crate) fn advance(&mut self, slot: usize, count: usize) {
+        if let Some(&Some(row)) = self.row_of_slot.get(slot) {
+            self.rows[row].len += count;
+        }
+    }
+
+    /// Frees the row of `slot`, moving the last row into it to keep the rows dense.
+    pub(crate) fn release(&mut self, slot: usize) {
+        let Some(row) = self.row_of_slot.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        let last = self.rows.len() - 1;
+        if row != last {
+            self.copy_row(last, row);
+            let moved = self.rows[last];
+            self.rows[row] = moved;
+            self.row_of_slot[moved.slot] = Some(row);
+        }
+        self.rows.pop();
+    }
+
+    /// The floats of rows `first .. first + rows` of cache tensor `tensor`: the memory a run
+    /// binds as that tensor's past and present.
+    pub(crate) fn rows_mut(&mut self, tensor: usize, first: usize, rows: usize) -> &mut [f32] {
+        let stride = self.row_floats();
+        &mut self.buffers[tensor][first * stride..(first + rows) * stride]
+    }
+
+    fn row_floats(&self) -> usize {
+        self.shape.heads * self.capacity * self.shape.head_dim
+    }
+
+    /// Copies the cached positions of row `from` over row `to`, head by head.
+    fn copy_row(&mut self, from: usize, to: usize) {
         let KvShape {
             heads, head_dim, ..
         } = self.shape;
-        let mut out = vec![0.0; rows.len() * heads * past * head_dim];
-        for (row, &slot) in rows.iter().enumerate() {
-            let data = &self.slots[slot][tensor];
-            let len = (data.len() / self.shape.position_width()).min(past);
-            for position in 0..len {
-                for head in 0..heads {
-                    let src = (position * heads + head) * head_dim;
-                    let dst = ((row * heads + head) * past + position) * head_dim;
-                    out[dst..dst + head_dim].copy_from_slice(&data[src..src + head_dim]);
-                }
-            }
-        }
-        out
-    }
-
-    /// Appends positions `from .. from + count` of row `row` of a `present` output
-    /// (`[batch, heads, total, head_dim]`) for cache tensor `tensor` to `slot`.
-    pub(crate) fn append(&mut self, tensor: usize, slot: usize, present: &Present<'_>) {
-        let KvShape {
-            heads, head_dim, ..
-        } = self.shape;
-        let data = &mut self.slots[slot][tensor];
-        data.reserve(present.count * heads * head_dim);
-        for position in present.from..present.from + present.count {
+        let used = self.rows[from].len * head_dim;
+        let head_floats = self.capacity * head_dim;
+        let stride = self.row_floats();
+        for buffer in &mut self.buffers {
             for head in 0..heads {
-                let src = ((present.row * heads + head) * present.total + position) * head_dim;
-                data.extend_from_slice(&present.data[src..src + head_dim]);
+                let src = from * stride + head * head_floats;
+                let dst = to * stride + head * head_floats;
+                buffer.copy_within(src..src + used, dst);
             }
         }
     }
-}
-
-/// The positions of one row of a `present` output to keep.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Present<'a> {
-    /// The output, `[batch, heads, total, head_dim]`.
-    pub(crate) data: &'a [f32],
-    /// Its third dimension.
-    pub(crate) total: usize,
-    /// The row.
-    pub(crate) row: usize,
-    /// First position to keep.
-    pub(crate) from: usize,
-    /// Positions to keep.
-    pub(crate) count: usize,
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     const SHAPE: KvShape = KvShape {
@@ -128,31 +160,56 @@ mod tests {
         head_dim: 1,
     };
 
+    /// Writes `len` positions of `row` as 100·slot + 10·head + position.
+    fn fill(cache: &mut KvCache, slot: usize, len: usize) {
+        let row = cache.row(slot).unwrap();
+        let capacity = cache.capacity();
+        for tensor in 0..SHAPE.tensors() {
+            let data = cache.rows_mut(tensor, row, 1);
+            for head in 0..SHAPE.heads {
+                for position in 0..len {
+                    data[head * capacity + position] = (100 * slot + 10 * head + position) as f32;
+                }
+            }
+        }
+        cache.advance(slot, len);
+    }
+
     #[test]
-    fn appended_positions_come_back_right_padded() {
-        let mut cache = KvCache::new(SHAPE, 2);
-        // present [2 rows, 2 heads, 3 positions, 1]: value = 100·row + 10·head + position.
-        let data: Vec<f32> = (0..2)
-            .flat_map(|r| {
-                (0..2).flat_map(move |h| (0..3).map(move |p| (100 * r + 10 * h + p) as f32))
-            })
-            .collect();
-        let present = |row, count| Present {
-            data: &data,
-            total: 3,
-            row,
-            from: 0,
-            count,
-        };
-        cache.append(0, 0, &present(0, 3));
-        cache.append(0, 1, &present(1, 1));
-        assert_eq!((cache.len(0), cache.len(1)), (3, 1));
-        let past = cache.gather(0, &[1, 0], 3);
-        assert_eq!(
-            past,
-            vec![100.0, 0.0, 0.0, 110.0, 0.0, 0.0, 0.0, 1.0, 2.0, 10.0, 11.0, 12.0]
-        );
-        cache.clear(0);
-        assert_eq!(cache.len(0), 0);
+    fn slots_take_dense_rows_in_order() {
+        let mut cache = KvCache::new(SHAPE, 3, 4);
+        assert_eq!(cache.row(2), Some(0));
+        assert_eq!(cache.row(0), Some(1));
+        assert_eq!(cache.row(2), Some(0));
+        assert_eq!(cache.row(1), Some(2));
+        assert_eq!(cache.in_use(), 3);
+        assert_eq!(cache.row(5), None);
+    }
+
+    #[test]
+    fn release_moves_the_last_row_into_the_hole() {
+        let mut cache = KvCache::new(SHAPE, 3, 4);
+        fill(&mut cache, 0, 2);
+        fill(&mut cache, 1, 1);
+        fill(&mut cache, 2, 3);
+        cache.release(0);
+        assert_eq!(cache.in_use(), 2);
+        assert_eq!(cache.row_len(0), 3);
+        assert_eq!(cache.row(2), Some(0));
+        assert_eq!(cache.row(1), Some(1));
+        let moved = cache.rows_mut(1, 0, 1).to_vec();
+        assert_eq!(&moved[0..3], &[200.0, 201.0, 202.0]);
+        assert_eq!(&moved[4..7], &[210.0, 211.0, 212.0]);
+        cache.release(1);
+        cache.release(1);
+        assert_eq!(cache.in_use(), 1);
+        assert_eq!(cache.row(0), Some(1));
+    }
+
+    #[test]
+    fn views_cover_whole_rows() {
+        let mut cache = KvCache::new(SHAPE, 3, 4);
+        assert_eq!(cache.view_dims(2), [2, 2, 4, 1]);
+        assert_eq!(cache.rows_mut(0, 1, 2).len(), 2 * 2 * 4);
     }
 }

@@ -8,6 +8,7 @@ mod kv_cache;
 mod model;
 mod sampler;
 mod scheduler;
+mod stats;
 mod stop;
 
 use std::path::Path;
@@ -22,6 +23,8 @@ use tokio::sync::mpsc;
 use self::kv_cache::KvShape;
 use self::model::OnnxDecoder;
 use self::scheduler::{Job, Scheduler, SchedulerLimits, Vocabulary};
+use self::stats::StepCounters;
+pub use self::stats::StepStats;
 use crate::chat_template::{ChatTemplate, RenderOptions};
 use crate::model_dir::{read_card, read_tokenizer};
 use crate::runtime::{OnnxRuntime, SessionConfig};
@@ -60,6 +63,7 @@ pub struct OnnxGenerator {
     add_bos: Option<u32>,
     jobs: mpsc::Sender<Job>,
     alive: Arc<AtomicBool>,
+    counters: Arc<StepCounters>,
 }
 
 impl std::fmt::Debug for OnnxGenerator {
@@ -130,12 +134,19 @@ impl OnnxGenerator {
             prefill_chunk: config.prefill_chunk_tokens.max(1),
         };
         let session = runtime.open_session(&dir.join(&card.onnx_file), &config.session)?;
-        let model = OnnxDecoder::new(session, shape, card.vocab_size, limits.max_sequences);
+        let model = OnnxDecoder::new(
+            session,
+            shape,
+            card.vocab_size,
+            limits.max_sequences,
+            card.context_length,
+        );
         let vocab = Vocabulary {
             decoder: Arc::clone(&tokenizer),
             eos,
         };
-        let scheduler = Scheduler::new(model, vocab, limits);
+        let counters = Arc::new(StepCounters::default());
+        let scheduler = Scheduler::new(model, vocab, limits, Arc::clone(&counters));
         let (jobs, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let alive = Arc::new(AtomicBool::new(true));
         let worker_alive = Arc::clone(&alive);
@@ -154,6 +165,7 @@ impl OnnxGenerator {
             add_bos,
             jobs,
             alive,
+            counters,
         })
     }
 }
@@ -166,6 +178,10 @@ impl Backend for OnnxGenerator {
 
     fn is_ready(&self) -> bool {
         self.alive.load(Ordering::SeqCst)
+    }
+
+    fn step_stats(&self) -> Option<StepStats> {
+        Some(self.counters.snapshot())
     }
 
     async fn generate(&self, request: GenerationRequest) -> Result<GenerationStream, EngineError> {

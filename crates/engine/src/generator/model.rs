@@ -1,126 +1,280 @@
 //! One forward pass of the decoder graph (`docs/model-format.md`): the [`StepModel`] the
-//! scheduler drives, and its ONNX Runtime implementation, which builds the right-padded
-//! inputs from the [`KvCache`], runs the session and keeps the new cache positions.
+//! scheduler drives, and its ONNX Runtime implementation, which runs prefill chunks and
+//! decode steps against the in-place [`KvCache`].
 
 use std::borrow::Cow;
+use std::time::{Duration, Instant};
 
-use ort::session::{Session, SessionInputValue};
+use ort::session::{OutputSelector, RunOptions, Session, SessionInputValue};
 use ort::value::Tensor;
 
-use super::kv_cache::{KvCache, KvShape, Present};
+use super::kv_cache::{KvCache, KvShape};
 use crate::EngineError;
+
+/// The input naming the positions whose logits the graph computes.
+const LOGITS_POSITIONS: &str = "logits_positions";
 
 /// A decoder the scheduler can run, one sequence slot per running sequence.
 pub(crate) trait StepModel {
-    /// Runs `tokens` of the sequence in `slot` after its cached positions (all rows of a run
-    /// add the same number of tokens) and returns, per row, the logits of its last token.
-    fn run(&mut self, rows: &[(usize, &[u32])]) -> Result<Vec<Vec<f32>>, EngineError>;
+    /// Runs `tokens` of the sequence in `slot` after its cached positions and returns the
+    /// logits of the last one.
+    fn prefill(&mut self, slot: usize, tokens: &[u32]) -> Result<Vec<f32>, EngineError>;
+
+    /// Runs one token for each `(slot, token)` (every slot already prefilled) and returns the
+    /// logits of each, in the order given.
+    fn decode(&mut self, rows: &[(usize, u32)]) -> Result<Logits, EngineError>;
 
     /// Forgets the cache of `slot`.
     fn release(&mut self, slot: usize);
+
+    /// Time spent inside ONNX Runtime since the last call.
+    fn take_run_time(&mut self) -> Duration;
+}
+
+/// The next-token logits of a decode step: one row per requested sequence.
+#[derive(Debug, Clone)]
+pub(crate) struct Logits {
+    data: Vec<f32>,
+    vocab: usize,
+    /// The batch row holding each requested sequence's logits.
+    rows: Vec<usize>,
+}
+
+impl Logits {
+    /// Logits `[batch, vocab]` of which request `i` reads batch row `rows[i]`.
+    pub(crate) fn new(data: Vec<f32>, vocab: usize, rows: Vec<usize>) -> Self {
+        Self { data, vocab, rows }
+    }
+
+    /// The logits of request `index` (empty when out of range).
+    pub(crate) fn row(&self, index: usize) -> &[f32] {
+        self.rows
+            .get(index)
+            .and_then(|&row| self.data.get(row * self.vocab..(row + 1) * self.vocab))
+            .unwrap_or_default()
+    }
 }
 
 /// The decoder session and the cache of its slots.
 pub(crate) struct OnnxDecoder {
     session: Session,
     cache: KvCache,
-    shape: KvShape,
     vocab: usize,
+    /// Whether the graph takes `logits_positions` (else it returns every position's logits).
+    selects_positions: bool,
     /// `past_key_values.{i}.key|value`, in cache tensor order.
     past_names: Vec<String>,
     /// `present.{i}.key|value`, in cache tensor order.
     present_names: Vec<String>,
+    /// Time inside `Session::run` not yet taken by [`StepModel::take_run_time`].
+    run_time: Duration,
 }
 
 impl OnnxDecoder {
-    /// Wraps `session` with a cache of `slots` sequences.
-    pub(crate) fn new(session: Session, shape: KvShape, vocab: usize, slots: usize) -> Self {
+    /// Wraps `session` with a cache of `slots` sequences of at most `capacity` positions.
+    pub(crate) fn new(
+        session: Session,
+        shape: KvShape,
+        vocab: usize,
+        slots: usize,
+        capacity: usize,
+    ) -> Self {
         let names = |prefix: &str| {
             (0..shape.layers)
                 .flat_map(|layer| ["key", "value"].map(|kind| format!("{prefix}.{layer}.{kind}")))
                 .collect()
         };
+        let selects_positions = session
+            .inputs()
+            .iter()
+            .any(|input| input.name() == LOGITS_POSITIONS);
         Self {
             session,
-            cache: KvCache::new(shape, slots),
-            shape,
+            cache: KvCache::new(shape, slots, capacity),
             vocab,
+            selects_positions,
             past_names: names("past_key_values"),
             present_names: names("present"),
+            run_time: Duration::ZERO,
         }
+    }
+
+    /// Runs `new` tokens per row (`ids`, row-major) for the cache rows `first .. first +
+    /// rows` and returns each row's last-token logits, `[rows, vocab]`.
+    fn forward(
+        &mut self,
+        first: usize,
+        rows: usize,
+        ids: Vec<i64>,
+        new: usize,
+    ) -> Result<Vec<f32>, EngineError> {
+        let lengths: Vec<usize> = (first..first + rows)
+            .map(|row| self.cache.row_len(row))
+            .collect();
+        let total = lengths.iter().copied().max().unwrap_or(0) + new;
+        if total > self.cache.capacity() {
+            return Err(EngineError::KvCache(format!(
+                "{total} positions exceed the capacity of {}",
+                self.cache.capacity()
+            )));
+        }
+        let mut mask = vec![0i64; rows * total];
+        for (row, len) in lengths.iter().enumerate() {
+            mask[row * total..row * total + len + new].fill(1);
+        }
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
+            (
+                "input_ids".into(),
+                Tensor::from_array(([rows, new], ids))?.into(),
+            ),
+            (
+                "attention_mask".into(),
+                Tensor::from_array(([rows, total], mask))?.into(),
+            ),
+        ];
+        if self.selects_positions {
+            let last = vec![new as i64 - 1; rows];
+            inputs.push((
+                LOGITS_POSITIONS.into(),
+                Tensor::from_array(([rows, 1], last))?.into(),
+            ));
+        }
+        let dims = self.cache.view_dims(rows);
+        let mut outputs = OutputSelector::default();
+        for (tensor, (past, present)) in self.past_names.iter().zip(&self.present_names).enumerate()
+        {
+            let memory = self.cache.rows_mut(tensor, first, rows);
+            let (input, output) = in_place::bind(memory, dims)?;
+            inputs.push((past.as_str().into(), input.into()));
+            outputs = outputs.preallocate(present.as_str(), output);
+        }
+        let options = RunOptions::new()?.with_outputs(outputs);
+        let started = Instant::now();
+        let outputs = self.session.run_with_options(inputs, &options);
+        self.run_time += started.elapsed();
+        let outputs = outputs?;
+        let shape_error = || EngineError::OutputShape("bad output logits".to_owned());
+        let (logit_dims, logits) = outputs
+            .get("logits")
+            .ok_or_else(shape_error)?
+            .try_extract_tensor::<f32>()?;
+        let positions = if self.selects_positions { 1 } else { new };
+        if logit_dims[..] != [rows as i64, positions as i64, self.vocab as i64] {
+            return Err(shape_error());
+        }
+        if positions == 1 {
+            return Ok(logits.to_vec());
+        }
+        Ok((0..rows)
+            .flat_map(|row| {
+                let start = (row * positions + positions - 1) * self.vocab;
+                logits[start..start + self.vocab].iter().copied()
+            })
+            .collect())
     }
 }
 
 impl StepModel for OnnxDecoder {
-    fn run(&mut self, rows: &[(usize, &[u32])]) -> Result<Vec<Vec<f32>>, EngineError> {
-        let batch = rows.len();
-        let new = rows.first().map_or(0, |(_, tokens)| tokens.len());
-        let slots: Vec<usize> = rows.iter().map(|&(slot, _)| slot).collect();
-        let lengths: Vec<usize> = slots.iter().map(|&slot| self.cache.len(slot)).collect();
-        let past = lengths.iter().copied().max().unwrap_or(0);
-        let total = past + new;
-        let mut ids = Vec::with_capacity(batch * new);
-        let mut mask = vec![0i64; batch * total];
-        for (row, (_, tokens)) in rows.iter().enumerate() {
-            ids.extend(tokens.iter().map(|&t| i64::from(t)));
-            mask[row * total..row * total + lengths[row] + new].fill(1);
+    fn prefill(&mut self, slot: usize, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+        let row = self
+            .cache
+            .row(slot)
+            .ok_or_else(|| EngineError::KvCache(format!("no free row for slot {slot}")))?;
+        let ids = tokens.iter().map(|&t| i64::from(t)).collect();
+        let logits = self.forward(row, 1, ids, tokens.len())?;
+        self.cache.advance(slot, tokens.len());
+        Ok(logits)
+    }
+
+    fn decode(&mut self, rows: &[(usize, u32)]) -> Result<Logits, EngineError> {
+        let batch = self.cache.in_use();
+        // Rows not decoding this step (still reading their prompt) run a filler token whose
+        // key and value land after their cached positions, where their next chunk writes.
+        let mut ids = vec![0i64; batch];
+        let mut picks = Vec::with_capacity(rows.len());
+        for &(slot, token) in rows {
+            let row = self
+                .cache
+                .row(slot)
+                .filter(|&row| row < batch)
+                .ok_or_else(|| EngineError::KvCache(format!("slot {slot} was not prefilled")))?;
+            ids[row] = i64::from(token);
+            picks.push(row);
         }
-        let KvShape {
-            heads, head_dim, ..
-        } = self.shape;
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
-            (
-                "input_ids".into(),
-                Tensor::from_array(([batch, new], ids))?.into(),
-            ),
-            (
-                "attention_mask".into(),
-                Tensor::from_array(([batch, total], mask))?.into(),
-            ),
-        ];
-        for (tensor, name) in self.past_names.iter().enumerate() {
-            let data = self.cache.gather(tensor, &slots, past);
-            let value = Tensor::from_array(([batch, heads, past, head_dim], data))?;
-            inputs.push((name.as_str().into(), value.into()));
+        let data = self.forward(0, batch, ids, 1)?;
+        for &(slot, _) in rows {
+            self.cache.advance(slot, 1);
         }
-        let outputs = self.session.run(inputs)?;
-        let shape_error = |name: &str| EngineError::OutputShape(format!("bad output {name}"));
-        let (dims, logits) = outputs
-            .get("logits")
-            .ok_or_else(|| shape_error("logits"))?
-            .try_extract_tensor::<f32>()?;
-        if dims[..] != [batch as i64, new as i64, self.vocab as i64] {
-            return Err(shape_error("logits"));
-        }
-        let last = (0..batch)
-            .map(|row| {
-                let start = (row * new + new - 1) * self.vocab;
-                logits[start..start + self.vocab].to_vec()
-            })
-            .collect();
-        for (tensor, name) in self.present_names.iter().enumerate() {
-            let (dims, data) = outputs
-                .get(name.as_str())
-                .ok_or_else(|| shape_error(name))?
-                .try_extract_tensor::<f32>()?;
-            if dims[..] != [batch as i64, heads as i64, total as i64, head_dim as i64] {
-                return Err(shape_error(name));
-            }
-            for (row, (&slot, &from)) in slots.iter().zip(&lengths).enumerate() {
-                let present = Present {
-                    data,
-                    total,
-                    row,
-                    from,
-                    count: new,
-                };
-                self.cache.append(tensor, slot, &present);
-            }
-        }
-        Ok(last)
+        Ok(Logits::new(data, self.vocab, picks))
     }
 
     fn release(&mut self, slot: usize) {
-        self.cache.clear(slot);
+        self.cache.release(slot);
+    }
+
+    fn take_run_time(&mut self) -> Duration {
+        std::mem::take(&mut self.run_time)
+    }
+}
+
+/// ONNX Runtime tensors over cache memory, without copies.
+#[allow(unsafe_code)]
+mod in_place {
+    use std::ptr::NonNull;
+
+    use ort::memory::{Allocator, MemoryInfo};
+    use ort::sys::ONNXTensorElementDataType;
+    use ort::value::DynValue;
+    use ort::AsPointer;
+
+    use crate::EngineError;
+
+    /// Two tensors of shape `dims` over `memory`: the `past` input and the `present` output
+    /// of one cache tensor, so that `GroupQueryAttention` sees one shared buffer and writes
+    /// only the new positions into it.
+    ///
+    /// The values borrow `memory` without a lifetime: the caller drops both before it touches
+    /// `memory` again (they live only for one run, inside `OnnxDecoder::forward`).
+    pub(super) fn bind(
+        memory: &mut [f32],
+        dims: [usize; 4],
+    ) -> Result<(DynValue, DynValue), EngineError> {
+        if dims.iter().product::<usize>() != memory.len() {
+            return Err(EngineError::KvCache(format!(
+                "a view of {dims:?} does not cover {} floats",
+                memory.len()
+            )));
+        }
+        let shape = dims.map(|d| d as i64);
+        let data = memory.as_mut_ptr();
+        let bytes = std::mem::size_of_val(memory);
+        Ok((tensor(data, bytes, &shape)?, tensor(data, bytes, &shape)?))
+    }
+
+    /// An f32 tensor over `bytes` bytes at `data`.
+    fn tensor(data: *mut f32, bytes: usize, shape: &[i64; 4]) -> Result<DynValue, EngineError> {
+        let info = MemoryInfo::default();
+        let mut value = std::ptr::null_mut();
+        // SAFETY: `data` points to `bytes` bytes of initialised f32s that outlive the value
+        // (see `bind`), and `shape` describes exactly that many floats. ONNX Runtime does not
+        // take ownership of `data`: releasing the value leaves the memory alone.
+        let status = unsafe {
+            (ort::api().CreateTensorWithDataAsOrtValue)(
+                info.ptr(),
+                data.cast(),
+                bytes,
+                shape.as_ptr(),
+                shape.len(),
+                ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
+                &mut value,
+            )
+        };
+        // SAFETY: `status` was just returned by the ONNX Runtime API.
+        unsafe { ort::Error::result_from_status(status) }?;
+        let value = NonNull::new(value)
+            .ok_or_else(|| EngineError::KvCache("ONNX Runtime returned no tensor".to_owned()))?;
+        // SAFETY: `value` is a valid tensor created above, owned by nobody else; the default
+        // allocator is the CPU allocator its memory info describes.
+        Ok(unsafe { DynValue::from_ptr(value, Some(&Allocator::default())) })
     }
 }

@@ -8,12 +8,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
 use super::detokenize::{Detokenizer, TokenDecoder};
 use super::model::StepModel;
 use super::sampler::{Sampled, Sampler};
+use super::stats::{StepCounters, StepRecord};
 use super::stop::StopMatcher;
 use crate::{EngineError, FinishReason, GenerationEvent, GenerationRequest, TokenLogprob};
 
@@ -65,11 +67,17 @@ pub(crate) struct Scheduler<M, D> {
     free_slots: Vec<usize>,
     reserved: usize,
     waiting: Option<Job>,
+    counters: Arc<StepCounters>,
 }
 
 impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
-    /// A scheduler with no running sequence.
-    pub(crate) fn new(model: M, vocab: Vocabulary<D>, limits: SchedulerLimits) -> Self {
+    /// A scheduler with no running sequence, adding the figures of its steps to `counters`.
+    pub(crate) fn new(
+        model: M,
+        vocab: Vocabulary<D>,
+        limits: SchedulerLimits,
+        counters: Arc<StepCounters>,
+    ) -> Self {
         Self {
             model,
             vocab,
@@ -78,6 +86,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
             free_slots: (0..limits.max_sequences).rev().collect(),
             reserved: 0,
             waiting: None,
+            counters,
         }
     }
 
@@ -90,8 +99,12 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
                     None => break,
                 }
             }
+            let started = Instant::now();
             self.admit(&mut jobs);
-            self.step();
+            let record = self.step();
+            if record.decode_rows + record.prefill_tokens > 0 {
+                self.counters.record(&record, started.elapsed());
+            }
         }
         alive.store(false, Ordering::SeqCst);
     }
@@ -145,62 +158,71 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
     }
 
     /// One scheduling step: drop cancelled sequences, one prefill chunk, one decode step.
-    pub(crate) fn step(&mut self) {
+    /// Returns what it ran.
+    pub(crate) fn step(&mut self) -> StepRecord {
         for sequence in &mut self.running {
             sequence.done |= sequence.events.is_closed();
         }
         self.retire();
-        self.prefill_chunk();
-        self.decode();
+        let prefill_tokens = self.prefill_chunk();
+        let decode_rows = self.decode();
         self.retire();
+        StepRecord {
+            decode_rows,
+            prefill_tokens,
+            onnx: self.model.take_run_time(),
+        }
     }
 
-    fn prefill_chunk(&mut self) {
+    /// Runs the next prompt chunk of the oldest sequence still reading its prompt; returns
+    /// the chunk's length.
+    fn prefill_chunk(&mut self) -> usize {
         let Some(index) = self
             .running
             .iter()
             .position(|s| s.prefilled < s.prompt.len())
         else {
-            return;
+            return 0;
         };
         let sequence = &self.running[index];
         let end =
             (sequence.prefilled + self.limits.prefill_chunk.max(1)).min(sequence.prompt.len());
         let chunk = &sequence.prompt[sequence.prefilled..end];
-        match self.model.run(&[(sequence.slot, chunk)]) {
+        let count = chunk.len();
+        match self.model.prefill(sequence.slot, chunk) {
             Ok(logits) => {
                 let sequence = &mut self.running[index];
                 sequence.prefilled = end;
                 if end == sequence.prompt.len() {
-                    if let Some(row) = logits.first() {
-                        self.emit(index, row);
-                    }
+                    self.emit(index, &logits);
                 }
             }
             Err(error) => fail(&mut self.running[index], error),
         }
+        count
     }
 
-    fn decode(&mut self) {
+    /// Runs one decode step of every sequence that is generating; returns their number.
+    fn decode(&mut self) -> usize {
         let indices: Vec<usize> = (0..self.running.len())
             .filter(|&i| !self.running[i].done && self.running[i].next.is_some())
             .collect();
         if indices.is_empty() {
-            return;
+            return 0;
         }
-        let tokens: Vec<[u32; 1]> = indices
+        let rows: Vec<(usize, u32)> = indices
             .iter()
-            .map(|&i| [self.running[i].next.unwrap_or_default()])
+            .map(|&i| {
+                (
+                    self.running[i].slot,
+                    self.running[i].next.unwrap_or_default(),
+                )
+            })
             .collect();
-        let rows: Vec<(usize, &[u32])> = indices
-            .iter()
-            .zip(&tokens)
-            .map(|(&i, token)| (self.running[i].slot, &token[..]))
-            .collect();
-        match self.model.run(&rows) {
+        match self.model.decode(&rows) {
             Ok(logits) => {
-                for (&index, row) in indices.iter().zip(&logits) {
-                    self.emit(index, row);
+                for (position, &index) in indices.iter().enumerate() {
+                    self.emit(index, logits.row(position));
                 }
             }
             Err(error) => {
@@ -210,6 +232,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
                 }
             }
         }
+        indices.len()
     }
 
     /// Samples the next token of sequence `index` from `logits` and reports it.

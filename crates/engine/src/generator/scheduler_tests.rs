@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::generator::detokenize::tests::ByteDecoder;
+use crate::generator::model::Logits;
 use crate::SamplingParams;
 
 const EOS: u32 = 256;
@@ -18,29 +19,45 @@ struct FakeModel {
     runs: Vec<Vec<(usize, usize)>>,
 }
 
+impl FakeModel {
+    /// The fake logits after `last`: a peak at the next byte, or at the end-of-turn token.
+    fn logits_after(last: u32) -> Vec<f32> {
+        let next = if last == u32::from(b'e') {
+            EOS
+        } else {
+            last + 1
+        };
+        let mut logits = vec![0.0; VOCAB];
+        logits[next as usize] = 10.0;
+        logits
+    }
+}
+
 impl StepModel for FakeModel {
-    fn run(&mut self, rows: &[(usize, &[u32])]) -> Result<Vec<Vec<f32>>, EngineError> {
+    fn prefill(&mut self, slot: usize, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+        self.runs.push(vec![(slot, tokens.len())]);
+        let last = *tokens.last().unwrap();
+        self.last.insert(slot, last);
+        Ok(Self::logits_after(last))
+    }
+
+    fn decode(&mut self, rows: &[(usize, u32)]) -> Result<Logits, EngineError> {
         self.runs
-            .push(rows.iter().map(|(slot, t)| (*slot, t.len())).collect());
-        Ok(rows
-            .iter()
-            .map(|&(slot, tokens)| {
-                let last = *tokens.last().unwrap();
-                self.last.insert(slot, last);
-                let next = if last == u32::from(b'e') {
-                    EOS
-                } else {
-                    last + 1
-                };
-                let mut logits = vec![0.0; VOCAB];
-                logits[next as usize] = 10.0;
-                logits
-            })
-            .collect())
+            .push(rows.iter().map(|&(slot, _)| (slot, 1)).collect());
+        let mut data = Vec::with_capacity(rows.len() * VOCAB);
+        for &(slot, token) in rows {
+            self.last.insert(slot, token);
+            data.extend(Self::logits_after(token));
+        }
+        Ok(Logits::new(data, VOCAB, (0..rows.len()).collect()))
     }
 
     fn release(&mut self, slot: usize) {
         self.last.remove(&slot);
+    }
+
+    fn take_run_time(&mut self) -> std::time::Duration {
+        std::time::Duration::ZERO
     }
 }
 
@@ -54,7 +71,7 @@ fn scheduler(max_sequences: usize, prefill_chunk: usize) -> Scheduler<FakeModel,
         decoder: ByteDecoder,
         eos: vec![EOS],
     };
-    Scheduler::new(FakeModel::default(), vocab, limits)
+    Scheduler::new(FakeModel::default(), vocab, limits, Arc::default())
 }
 
 fn job(

@@ -1,0 +1,98 @@
+//! Where a decoder's scheduler spends its time: counters the scheduler thread adds to after
+//! every step and anyone may read, so the share of a step spent outside ONNX Runtime
+//! (scheduling, sampling, detokenizing, sending) can be watched on a live server.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Cumulative figures of a decoder's scheduler since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepStats {
+    /// Scheduler steps that ran at least one forward pass.
+    pub steps: u64,
+    /// Sequence rows of all decode runs (a step decoding 16 sequences adds 16).
+    pub decode_rows: u64,
+    /// Prompt tokens run through prefill chunks.
+    pub prefill_tokens: u64,
+    /// Seconds spent in those steps, everything included.
+    pub step_seconds: f64,
+    /// Seconds of those steps spent inside ONNX Runtime's `run`.
+    pub onnx_seconds: f64,
+}
+
+/// The counters behind [`StepStats`], shared between the scheduler thread and readers.
+#[derive(Debug, Default)]
+pub(crate) struct StepCounters {
+    steps: AtomicU64,
+    decode_rows: AtomicU64,
+    prefill_tokens: AtomicU64,
+    step_nanos: AtomicU64,
+    onnx_nanos: AtomicU64,
+}
+
+/// What one scheduler step did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StepRecord {
+    pub(crate) decode_rows: usize,
+    pub(crate) prefill_tokens: usize,
+    pub(crate) onnx: Duration,
+}
+
+impl StepCounters {
+    /// Adds one step that took `elapsed` in all.
+    pub(crate) fn record(&self, record: &StepRecord, elapsed: Duration) {
+        let add = |counter: &AtomicU64, value: u64| counter.fetch_add(value, Ordering::Relaxed);
+        add(&self.steps, 1);
+        add(&self.decode_rows, record.decode_rows as u64);
+        add(&self.prefill_tokens, record.prefill_tokens as u64);
+        add(&self.step_nanos, nanos(elapsed));
+        add(&self.onnx_nanos, nanos(record.onnx));
+    }
+
+    /// The figures so far.
+    pub(crate) fn snapshot(&self) -> StepStats {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        StepStats {
+            steps: read(&self.steps),
+            decode_rows: read(&self.decode_rows),
+            prefill_tokens: read(&self.prefill_tokens),
+            step_seconds: read(&self.step_nanos) as f64 / 1e9,
+            onnx_seconds: read(&self.onnx_nanos) as f64 / 1e9,
+        }
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_add_up() {
+        let counters = StepCounters::default();
+        let record = StepRecord {
+            decode_rows: 16,
+            prefill_tokens: 0,
+            onnx: Duration::from_millis(30),
+        };
+        counters.record(&record, Duration::from_millis(32));
+        counters.record(
+            &StepRecord {
+                decode_rows: 0,
+                prefill_tokens: 100,
+                onnx: Duration::from_millis(90),
+            },
+            Duration::from_millis(91),
+        );
+        let stats = counters.snapshot();
+        assert_eq!(
+            (stats.steps, stats.decode_rows, stats.prefill_tokens),
+            (2, 16, 100)
+        );
+        assert!((stats.step_seconds - 0.123).abs() < 1e-9);
+        assert!((stats.onnx_seconds - 0.120).abs() < 1e-9);
+    }
+}
