@@ -77,6 +77,10 @@ pub struct RuntimeConfig {
     /// Whether idle ONNX Runtime threads spin before sleeping. On (ONNX Runtime's default)
     /// measured as fast or faster here; off leaves idle CPU to other work on a shared machine.
     pub intra_op_spinning: bool,
+    /// Worker threads of the async runtime (HTTP, key checks, streaming); 0 = one per four
+    /// cores this process may run on, at least one, so they do not crowd ONNX Runtime's
+    /// intra-op threads, which do the compute.
+    pub async_threads: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -85,8 +89,33 @@ impl Default for RuntimeConfig {
             library: None,
             intra_threads: 0,
             intra_op_spinning: true,
+            async_threads: 0,
         }
     }
+}
+
+impl RuntimeConfig {
+    /// Intra-op threads per session: the configured number, else the cores this process may
+    /// run on.
+    pub fn intra_threads(&self) -> usize {
+        match self.intra_threads {
+            0 => available_cores(),
+            threads => threads,
+        }
+    }
+
+    /// Worker threads of the async runtime: the configured number, else one per four cores.
+    pub fn async_threads(&self) -> usize {
+        match self.async_threads {
+            0 => (available_cores() / 4).max(1),
+            threads => threads,
+        }
+    }
+}
+
+/// The cores this process may run on (its CPU affinity and cgroup quota), at least one.
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Where a model runs.

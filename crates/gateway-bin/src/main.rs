@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => runtime().and_then(|runtime| runtime.block_on(serve::run(args))),
+        Command::Serve(args) => serve::main(&args),
         Command::Models(ModelsCommand::Import(args)) => import::run(&args),
         Command::Admin(args) => runtime().and_then(|runtime| runtime.block_on(admin::run(args))),
     };

@@ -21,9 +21,25 @@ use crate::config::{Config, DeviceName, ModelConfig, RuntimeConfig};
 /// How often expired keys are looked for, to write their `token.expire` audit events.
 const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Runs the server with the configuration that `args` and the environment select.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = effective_config(&args)?;
+/// Runs the server with the configuration that `args` and the environment select, on an
+/// async runtime of `runtime.async_threads` workers.
+pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = effective_config(args)?;
+    let workers = config.runtime.async_threads();
+    tracing::info!(
+        async_threads = workers,
+        intra_threads = config.runtime.intra_threads(),
+        "threads"
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?
+        .block_on(run(config))
+}
+
+/// Runs the server with `config`.
+async fn run(config: Config) -> anyhow::Result<()> {
     let store = crate::store::open(&config).await?;
     tracing::info!("database opened");
     let sweeper = tokio::spawn(sweep_expired_keys(Management::new(Arc::clone(&store))));
@@ -155,10 +171,7 @@ fn load_backend(
 }
 
 fn session_config(model: &ModelConfig, runtime: &RuntimeConfig) -> SessionConfig {
-    let intra_threads = match runtime.intra_threads {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        threads => threads,
-    };
+    let intra_threads = runtime.intra_threads();
     let device = match model.device {
         DeviceName::Cpu => Device::Cpu,
         DeviceName::Cuda => Device::Cuda {
