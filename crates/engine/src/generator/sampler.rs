@@ -13,12 +13,20 @@ use crate::SamplingParams;
 /// Temperatures at or below this are greedy.
 const GREEDY_TEMPERATURE: f32 = 1e-5;
 
-/// The chosen token and its log-probabilities.
+/// The chosen token, and its log-probabilities when the request asked for them.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Sampled {
     /// The token id.
     pub(crate) token: u32,
-    /// Its log-probability under the penalized distribution (temperature 1).
+    /// Its log-probabilities, computed only when asked for (they cost a pass of `exp` over
+    /// the whole vocabulary).
+    pub(crate) logprobs: Option<Logprobs>,
+}
+
+/// The log-probabilities of a chosen token.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Logprobs {
+    /// The token's log-probability under the penalized distribution (temperature 1).
     pub(crate) logprob: f32,
     /// The `top_logprobs` likeliest tokens and their log-probabilities, likeliest first.
     pub(crate) top: Vec<(u32, f32)>,
@@ -43,44 +51,48 @@ impl Sampler {
         }
     }
 
-    /// Whether the sequence reports log-probabilities.
-    pub(crate) fn wants_logprobs(&self) -> bool {
-        self.params.top_logprobs.is_some()
-    }
-
     /// Chooses the next token from `logits` (one score per vocabulary entry) and remembers it.
     pub(crate) fn sample(&mut self, logits: &[f32]) -> Sampled {
-        let mut scores = logits.to_vec();
-        self.apply_penalties(&mut scores);
-        let logprobs = log_softmax(&scores);
-        let token = if self.params.temperature <= GREEDY_TEMPERATURE {
-            argmax(&scores)
+        let penalized;
+        let scores = if self.has_penalties() {
+            penalized = self.penalized(logits);
+            &penalized[..]
         } else {
-            self.draw(&scores)
+            logits
+        };
+        let token = if self.params.temperature <= GREEDY_TEMPERATURE {
+            argmax(scores)
+        } else {
+            self.draw(scores)
         };
         *self.counts.entry(token as u32).or_default() += 1;
-        let top = self
-            .params
-            .top_logprobs
-            .map(|count| top_entries(&logprobs, count))
-            .unwrap_or_default();
+        let logprobs = self.params.top_logprobs.map(|count| {
+            let logprobs = log_softmax(scores);
+            Logprobs {
+                logprob: logprobs.get(token).copied().unwrap_or(f32::NEG_INFINITY),
+                top: top_entries(&logprobs, count),
+            }
+        });
         Sampled {
             token: token as u32,
-            logprob: logprobs.get(token).copied().unwrap_or(f32::NEG_INFINITY),
-            top,
+            logprobs,
         }
     }
 
-    fn apply_penalties(&self, scores: &mut [f32]) {
+    fn has_penalties(&self) -> bool {
+        self.params.presence_penalty != 0.0 || self.params.frequency_penalty != 0.0
+    }
+
+    /// `logits` lowered by the presence and frequency penalties of the tokens generated so far.
+    fn penalized(&self, logits: &[f32]) -> Vec<f32> {
         let (presence, frequency) = (self.params.presence_penalty, self.params.frequency_penalty);
-        if presence == 0.0 && frequency == 0.0 {
-            return;
-        }
+        let mut scores = logits.to_vec();
         for (&token, &count) in &self.counts {
             if let Some(score) = scores.get_mut(token as usize) {
                 *score -= presence + frequency * count as f32;
             }
         }
+        scores
     }
 
     /// Samples among the top-k / top-p candidates at the configured temperature.
@@ -167,6 +179,8 @@ fn top_entries(logprobs: &[f32], count: usize) -> Vec<(u32, f32)> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::panic)]
+
     use super::*;
 
     fn params(temperature: f32) -> SamplingParams {
@@ -187,10 +201,23 @@ mod tests {
         let sampled = sampler.sample(&LOGITS);
         assert_eq!(sampled.token, 1);
         let expected = log_softmax(&LOGITS);
-        assert!((sampled.logprob - expected[1]).abs() < 1e-6);
-        assert_eq!(sampled.top, vec![(1, expected[1]), (4, expected[4])]);
+        let logprobs = sampled.logprobs.unwrap_or_else(|| panic!("no logprobs"));
+        assert!((logprobs.logprob - expected[1]).abs() < 1e-6);
+        assert_eq!(logprobs.top, vec![(1, expected[1]), (4, expected[4])]);
         let total: f32 = expected.iter().map(|l| l.exp()).sum();
         assert!((total - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn logprobs_are_computed_only_when_asked_for() {
+        let mut sampler = Sampler::new(params(0.0));
+        assert_eq!(
+            sampler.sample(&LOGITS),
+            Sampled {
+                token: 1,
+                logprobs: None
+            }
+        );
     }
 
     #[test]

@@ -250,7 +250,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
                 Err(error) => return fail(sequence, error),
             }
         };
-        let logprob = match token_logprob(decoder, &sampled, sequence.sampler.wants_logprobs()) {
+        let logprob = match token_logprob(decoder, &sampled) {
             Ok(logprob) => logprob,
             Err(error) => return fail(sequence, error),
         };
@@ -336,13 +336,12 @@ fn shared(error: &Arc<EngineError>) -> EngineError {
 fn token_logprob(
     decoder: &dyn TokenDecoder,
     sampled: &Sampled,
-    wanted: bool,
 ) -> Result<Option<TokenLogprob>, EngineError> {
-    if !wanted {
+    let Some(logprobs) = &sampled.logprobs else {
         return Ok(None);
-    }
+    };
     let text = decoder.decode(&[sampled.token])?;
-    let top = sampled
+    let top = logprobs
         .top
         .iter()
         .map(|&(token, logprob)| {
@@ -353,7 +352,7 @@ fn token_logprob(
     Ok(Some(TokenLogprob {
         bytes: text.clone().into_bytes(),
         text,
-        logprob: sampled.logprob,
+        logprob: logprobs.logprob,
         top,
     }))
 }
