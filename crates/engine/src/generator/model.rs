@@ -16,9 +16,10 @@ const LOGITS_POSITIONS: &str = "logits_positions";
 
 /// A decoder the scheduler can run, one sequence slot per running sequence.
 pub(crate) trait StepModel {
-    /// Runs `tokens` of the sequence in `slot` after its cached positions and returns the
-    /// logits of the last one.
-    fn prefill(&mut self, slot: usize, tokens: &[u32]) -> Result<Vec<f32>, EngineError>;
+    /// Runs prompt chunks `(slot, tokens)`, each after its sequence's cached positions, and
+    /// returns the logits of each chunk's last token, in the order given. Several chunks run
+    /// together only when each starts its sequence (nothing cached yet).
+    fn prefill(&mut self, chunks: &[(usize, &[u32])]) -> Result<Logits, EngineError>;
 
     /// Runs one token for each `(slot, token)` (every slot already prefilled) and returns the
     /// logits of each, in the order given.
@@ -99,19 +100,20 @@ impl OnnxDecoder {
         }
     }
 
-    /// Runs `new` tokens per row (`ids`, row-major) for the cache rows `first .. first +
-    /// rows` and returns each row's last-token logits, `[rows, vocab]`.
+    /// Runs `new[r]` tokens for each cache row `first + r` (`ids` row-major, `width` per row,
+    /// right-padded) and returns each row's last-token logits, `[rows, vocab]`.
     fn forward(
         &mut self,
         first: usize,
-        rows: usize,
         ids: Vec<i64>,
-        new: usize,
+        width: usize,
+        new: &[usize],
     ) -> Result<Vec<f32>, EngineError> {
+        let rows = new.len();
         let lengths: Vec<usize> = (first..first + rows)
             .map(|row| self.cache.row_len(row))
             .collect();
-        let total = lengths.iter().copied().max().unwrap_or(0) + new;
+        let total = lengths.iter().copied().max().unwrap_or(0) + width;
         if total > self.cache.capacity() {
             return Err(EngineError::KvCache(format!(
                 "{total} positions exceed the capacity of {}",
@@ -119,13 +121,14 @@ impl OnnxDecoder {
             )));
         }
         let mut mask = vec![0i64; rows * total];
-        for (row, len) in lengths.iter().enumerate() {
-            mask[row * total..row * total + len + new].fill(1);
+        for (row, (len, count)) in lengths.iter().zip(new).enumerate() {
+            mask[row * total..row * total + len + count].fill(1);
         }
+        let last: Vec<i64> = new.iter().map(|&count| count as i64 - 1).collect();
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
             (
                 "input_ids".into(),
-                Tensor::from_array(([rows, new], ids))?.into(),
+                Tensor::from_array(([rows, width], ids))?.into(),
             ),
             (
                 "attention_mask".into(),
@@ -133,10 +136,9 @@ impl OnnxDecoder {
             ),
         ];
         if self.selects_positions {
-            let last = vec![new as i64 - 1; rows];
             inputs.push((
                 LOGITS_POSITIONS.into(),
-                Tensor::from_array(([rows, 1], last))?.into(),
+                Tensor::from_array(([rows, 1], last.clone()))?.into(),
             ));
         }
         let dims = self.cache.view_dims(rows);
@@ -158,32 +160,56 @@ impl OnnxDecoder {
             .get("logits")
             .ok_or_else(shape_error)?
             .try_extract_tensor::<f32>()?;
-        let positions = if self.selects_positions { 1 } else { new };
+        let positions = if self.selects_positions { 1 } else { width };
         if logit_dims[..] != [rows as i64, positions as i64, self.vocab as i64] {
             return Err(shape_error());
         }
         if positions == 1 {
             return Ok(logits.to_vec());
         }
-        Ok((0..rows)
-            .flat_map(|row| {
-                let start = (row * positions + positions - 1) * self.vocab;
-                logits[start..start + self.vocab].iter().copied()
+        let vocab = self.vocab;
+        Ok(last
+            .iter()
+            .enumerate()
+            .flat_map(|(row, &position)| {
+                let start = (row * positions + position as usize) * vocab;
+                logits[start..start + vocab].iter().copied()
             })
             .collect())
     }
 }
 
 impl StepModel for OnnxDecoder {
-    fn prefill(&mut self, slot: usize, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
-        let row = self
-            .cache
-            .row(slot)
-            .ok_or_else(|| EngineError::KvCache(format!("no free row for slot {slot}")))?;
-        let ids = tokens.iter().map(|&t| i64::from(t)).collect();
-        let logits = self.forward(row, 1, ids, tokens.len())?;
-        self.cache.advance(slot, tokens.len());
-        Ok(logits)
+    fn prefill(&mut self, chunks: &[(usize, &[u32])]) -> Result<Logits, EngineError> {
+        let mut rows = Vec::with_capacity(chunks.len());
+        for &(slot, _) in chunks {
+            let row = self
+                .cache
+                .row(slot)
+                .ok_or_else(|| EngineError::KvCache(format!("no free row for slot {slot}")))?;
+            rows.push(row);
+        }
+        let first = rows.first().copied().unwrap_or(0);
+        let adjacent = rows.iter().enumerate().all(|(i, &row)| row == first + i);
+        let fresh = rows.iter().all(|&row| self.cache.row_len(row) == 0);
+        if !adjacent || (chunks.len() > 1 && !fresh) {
+            return Err(EngineError::KvCache(
+                "prompt chunks run together must start new sequences in adjacent rows".to_owned(),
+            ));
+        }
+        let new: Vec<usize> = chunks.iter().map(|(_, tokens)| tokens.len()).collect();
+        let width = new.iter().copied().max().unwrap_or(0);
+        let mut ids = vec![0i64; chunks.len() * width];
+        for (row, (_, tokens)) in chunks.iter().enumerate() {
+            for (id, &token) in ids[row * width..].iter_mut().zip(tokens.iter()) {
+                *id = i64::from(token);
+            }
+        }
+        let data = self.forward(first, ids, width, &new)?;
+        for &(slot, tokens) in chunks {
+            self.cache.advance(slot, tokens.len());
+        }
+        Ok(Logits::new(data, self.vocab, (0..chunks.len()).collect()))
     }
 
     fn decode(&mut self, rows: &[(usize, u32)]) -> Result<Logits, EngineError> {
@@ -201,7 +227,7 @@ impl StepModel for OnnxDecoder {
             ids[row] = i64::from(token);
             picks.push(row);
         }
-        let data = self.forward(0, batch, ids, 1)?;
+        let data = self.forward(0, ids, 1, &vec![1; batch])?;
         for &(slot, _) in rows {
             self.cache.advance(slot, 1);
         }

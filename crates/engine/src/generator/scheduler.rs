@@ -174,32 +174,72 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
         }
     }
 
-    /// Runs the next prompt chunk of the oldest sequence still reading its prompt; returns
-    /// the chunk's length.
+    /// Runs the next prompt chunk of the oldest sequence still reading its prompt, together
+    /// with the whole prompts of the sequences admitted after it when they all fit the chunk
+    /// budget (right-padded: rows × longest prompt); returns the prompt tokens run.
     fn prefill_chunk(&mut self) -> usize {
-        let Some(index) = self
+        let Some(first) = self
             .running
             .iter()
             .position(|s| s.prefilled < s.prompt.len())
         else {
             return 0;
         };
-        let sequence = &self.running[index];
-        let end =
-            (sequence.prefilled + self.limits.prefill_chunk.max(1)).min(sequence.prompt.len());
-        let chunk = &sequence.prompt[sequence.prefilled..end];
-        let count = chunk.len();
-        match self.model.prefill(sequence.slot, chunk) {
+        let budget = self.limits.prefill_chunk.max(1);
+        let indices = self.prefill_batch(first, budget);
+        let chunks: Vec<(usize, &[u32])> = indices
+            .iter()
+            .map(|&i| {
+                let sequence = &self.running[i];
+                let end = (sequence.prefilled + budget).min(sequence.prompt.len());
+                (sequence.slot, &sequence.prompt[sequence.prefilled..end])
+            })
+            .collect();
+        let count = chunks.iter().map(|(_, chunk)| chunk.len()).sum();
+        let ends: Vec<usize> = indices
+            .iter()
+            .zip(&chunks)
+            .map(|(&i, (_, chunk))| self.running[i].prefilled + chunk.len())
+            .collect();
+        match self.model.prefill(&chunks) {
             Ok(logits) => {
-                let sequence = &mut self.running[index];
-                sequence.prefilled = end;
-                if end == sequence.prompt.len() {
-                    self.emit(index, &logits);
+                for (position, (&index, end)) in indices.iter().zip(ends).enumerate() {
+                    let sequence = &mut self.running[index];
+                    sequence.prefilled = end;
+                    if end == sequence.prompt.len() {
+                        self.emit(index, logits.row(position));
+                    }
                 }
             }
-            Err(error) => fail(&mut self.running[index], error),
+            Err(error) => {
+                let error = Arc::new(error);
+                for &index in &indices {
+                    fail(&mut self.running[index], shared(&error));
+                }
+            }
         }
         count
+    }
+
+    /// The sequences to prefill in one run, starting at `first`: only it, unless it starts
+    /// its prompt and that fits `budget`; then also the following sequences (all new) while
+    /// rows × longest prompt stays within `budget`.
+    fn prefill_batch(&self, first: usize, budget: usize) -> Vec<usize> {
+        let mut batch = vec![first];
+        let head = &self.running[first];
+        if head.prefilled > 0 || head.prompt.len() > budget {
+            return batch;
+        }
+        let mut longest = head.prompt.len();
+        for (index, sequence) in self.running.iter().enumerate().skip(first + 1) {
+            let widest = longest.max(sequence.prompt.len());
+            if sequence.prefilled > 0 || widest * (batch.len() + 1) > budget {
+                break;
+            }
+            batch.push(index);
+            longest = widest;
+        }
+        batch
     }
 
     /// Runs one decode step of every sequence that is generating; returns their number.

@@ -34,11 +34,16 @@ impl FakeModel {
 }
 
 impl StepModel for FakeModel {
-    fn prefill(&mut self, slot: usize, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
-        self.runs.push(vec![(slot, tokens.len())]);
-        let last = *tokens.last().unwrap();
-        self.last.insert(slot, last);
-        Ok(Self::logits_after(last))
+    fn prefill(&mut self, chunks: &[(usize, &[u32])]) -> Result<Logits, EngineError> {
+        self.runs
+            .push(chunks.iter().map(|&(slot, t)| (slot, t.len())).collect());
+        let mut data = Vec::with_capacity(chunks.len() * VOCAB);
+        for &(slot, tokens) in chunks {
+            let last = *tokens.last().unwrap();
+            self.last.insert(slot, last);
+            data.extend(Self::logits_after(last));
+        }
+        Ok(Logits::new(data, VOCAB, (0..chunks.len()).collect()))
     }
 
     fn decode(&mut self, rows: &[(usize, u32)]) -> Result<Logits, EngineError> {
@@ -169,6 +174,24 @@ fn long_prompts_are_prefilled_in_chunks_between_decode_steps() {
         vec![(0, 1), (1, 1)],
     ];
     assert_eq!(&runs[..8], &expected);
+}
+
+#[test]
+fn new_prompts_that_fit_the_chunk_budget_are_prefilled_together() {
+    let mut s = scheduler(4, 8);
+    let (a, mut a_events) = job("a", 2, &[]);
+    let (b, _b) = job("abc", 2, &[]);
+    let (c, _c) = job("ab", 2, &[]);
+    let (d, _d) = job("abcd", 2, &[]);
+    run_all(&mut s, vec![a, b, c, d]);
+    // Rows × longest prompt within 8: a, b and c (3 × 3) do not fit, a and b (2 × 3) do.
+    assert_eq!(&s.model.runs[0], &[(0, 1), (1, 3)]);
+    assert_eq!(&s.model.runs[1], &[(0, 1), (1, 1)]);
+    assert_eq!(&s.model.runs[2], &[(2, 2), (3, 4)]);
+    assert_eq!(
+        outcome(&mut a_events),
+        ("bc".into(), Some((FinishReason::Length, 1, 2)))
+    );
 }
 
 #[test]
