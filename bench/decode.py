@@ -505,11 +505,11 @@ def main() -> None:
         kvu = results["llama.cpp-kvu"][64]["rate"]
         print(f"| aggregate generated tok/s, 64 streams, llama-server --kv-unified | "
               f"{ours[64]['rate']:.1f} | {kvu:.1f} | {ours[64]['rate'] / kvu:.2f} |")
-    if 16 in REQUESTS:
+    for streams in sorted(REQUESTS):
         for q in (50, 99):
-            print(row(f"inter-token latency p{q}, 16 streams (ms)",
-                      1000 * percentile(ours[16]["gaps"], q),
-                      1000 * percentile(theirs[16]["gaps"], q)))
+            print(row(f"inter-token latency p{q}, {streams} streams (ms)",
+                      1000 * percentile(ours[streams]["gaps"], q),
+                      1000 * percentile(theirs[streams]["gaps"], q)))
     print(row(f"TTFT p50, {ours['long_prompt_tokens']:.0f}-token prompt, 1 stream (ms; "
               "llama-server --parallel 1 -c 1024)",
               1000 * ours["long_ttft"], 1000 * theirs["long_ttft"]))
