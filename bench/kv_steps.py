@@ -13,9 +13,6 @@ C tokens of context, for C in 128, 1024 and 4096:
   scheme that hands the cache over by value pays; the engine before the in-place cache also
   gathered each sequence's cache into the batch first).
 
-Also reports, from ONNX Runtime's profiler in a separate in-place run, the time per step
-inside GroupQueryAttention: what attention itself costs at that context.
-
 Usage: .venv/bin/python bench/kv_steps.py MODEL_DIR [BATCH]
 Knobs: BENCH_STEPS (20 timed steps per cell, median of 3 rounds), BENCH_CONTEXTS
 ("128,1024,4096").
@@ -23,7 +20,6 @@ Knobs: BENCH_STEPS (20 timed steps per cell, median of 3 rounds), BENCH_CONTEXTS
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -37,10 +33,9 @@ STEPS = int(os.environ.get("BENCH_STEPS", "20"))
 CONTEXTS = [int(c) for c in os.environ.get("BENCH_CONTEXTS", "128,1024,4096").split(",")]
 
 
-def session(model: Path, profile: bool = False) -> ort.InferenceSession:
+def session(model: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
-    options.enable_profiling = profile
     return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
 
@@ -111,24 +106,6 @@ def timed(step) -> float:
     return statistics.median(rounds)
 
 
-def attention_ms(model: Path, batch: int, context: int, capacity: int) -> float:
-    """Mean time per step inside GroupQueryAttention (all layers), in-place mode, profiled."""
-    sess = session(model, profile=True)
-    step, kept = in_place_step(sess, batch, context, capacity)
-    for _ in range(3 + STEPS):
-        step()
-    del kept
-    profile = Path(sess.end_profiling())
-    events = json.loads(profile.read_text())
-    profile.unlink()
-    total = sum(
-        e["dur"] for e in events
-        if e.get("cat") == "Node" and e["args"].get("op_name") == "GroupQueryAttention"
-        and e["name"].endswith("_kernel_time")
-    )
-    return total / (STEPS + 3) / 1000
-
-
 def main() -> None:
     model_dir = Path(sys.argv[1])
     batch = int(sys.argv[2]) if len(sys.argv) > 2 else 16
@@ -137,17 +114,15 @@ def main() -> None:
     print(f"{model}, batch {batch}, 2 threads, capacity {capacity} positions per row; "
           f"{STEPS} steps x 3 rounds per cell, median")
     print()
-    print("| context | in place: step (ms) | copied: step (ms) | copied / in place | "
-          "attention (GroupQueryAttention) in the in-place step (ms) |")
-    print("|---|---|---|---|---|")
+    print("| context | in place: step (ms) | copied: step (ms) | copied / in place |")
+    print("|---|---|---|---|")
     sess = session(model)
     for context in CONTEXTS:
         in_place, buffers = in_place_step(sess, batch, context, capacity)
         a = timed(in_place)
         del in_place, buffers
         b = timed(copied_step(sess, batch, context))
-        attention = attention_ms(model, batch, context, capacity)
-        print(f"| {context} | {a:.1f} | {b:.1f} | {b / a:.2f} | {attention:.1f} |", flush=True)
+        print(f"| {context} | {a:.1f} | {b:.1f} | {b / a:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
