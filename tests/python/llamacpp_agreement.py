@@ -8,6 +8,7 @@ Run by hand (llama-cpp-python takes ~10 minutes to build from source, too long f
         nice -n 19 .venv/bin/pip install llama-cpp-python==0.3.36
     cargo build -p gateway-bin
     .venv/bin/python tests/python/llamacpp_agreement.py [--gguf PATH] [--steps 20]
+        [--weights auto|int8|q4|f32]
 
 For each prompt of `test_llama_import.PROMPTS` (same token ids fed to both: our
 `tokenizer.json`'s), it compares the next-token top-1 at every prompt position, then the
@@ -68,6 +69,7 @@ def main() -> int:
     ap.add_argument("--gguf", type=Path, default=None)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--weights", default="auto", choices=["auto", "int8", "q4", "f32"])
     args = ap.parse_args()
     gguf = args.gguf or default_gguf()
 
@@ -77,8 +79,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "smollm2"
         start = time.monotonic()
-        subprocess.run([str(BINARY), "models", "import", str(gguf), "--out", str(out)],
-                       check=True, capture_output=True)
+        subprocess.run([str(BINARY), "models", "import", str(gguf), "--out", str(out),
+                        "--weights", args.weights], check=True, capture_output=True)
         import_s = time.monotonic() - start
         ours = Decoder(out)
         tok = Tokenizer.from_file(str(out / "tokenizer.json"))
@@ -103,6 +105,7 @@ def main() -> int:
             per_prompt.append({"tokens": len(ids), "top1_agree": same,
                                "greedy_identical_prefix": prefix})
     summary = {
+        "weights": ours.card["quantization"],
         "import_seconds": round(import_s, 2),
         "top1_agreement": f"{agree}/{total} = {100 * agree / total:.1f} %",
         "greedy_identical": f"{greedy_same}/{len(PROMPTS)} prompts ({args.steps} tokens)",

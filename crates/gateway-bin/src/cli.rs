@@ -169,19 +169,35 @@ pub struct ImportArgs {
     /// Where the weights come from (e.g. the Hugging Face page), shown in the catalog.
     #[arg(long)]
     pub source_url: Option<String>,
-    /// How a decoder's projection weights are stored: `auto` keeps the source's 4-bit and
-    /// 8-bit blocks, `q4` makes every projection 4-bit, `f32` dequantizes everything.
+    /// How a decoder's projection weights are stored: `auto` picks the fastest format for
+    /// `--execution-provider` (int8 on the CPU, q4 on CUDA), `int8` quantizes every projection
+    /// to int8 with per-column scales, `q4` keeps the source's 4-bit/8-bit blocks and makes
+    /// every other projection 4-bit, `f32` dequantizes everything.
     #[arg(long, value_enum, default_value_t = WeightsArg::Auto)]
     pub weights: WeightsArg,
+    /// The execution provider the model is imported for (what `--weights auto` resolves to).
+    #[arg(long, value_enum, default_value_t = ExecutionProviderArg::Cpu)]
+    pub execution_provider: ExecutionProviderArg,
 }
 
 /// Values of `gateway models import --weights`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WeightsArg {
-    /// Keep the source's quantized blocks (Q4_0/Q4_1 4-bit, Q8_0 8-bit), others f32.
+    /// The fastest format for the execution provider: int8 (cpu) or q4 (cuda).
     Auto,
-    /// 4-bit `MatMulNBits` for every projection.
+    /// int8 weights, per-column scales, for `MatMulIntegerToFloat` (fast on CPUs).
+    Int8,
+    /// 4-bit `MatMulNBits` (the source's Q4_0/Q4_1 blocks exactly, Q8_0 as 8-bit).
     Q4,
     /// f32 everywhere.
     F32,
+}
+
+/// Values of `gateway models import --execution-provider`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutionProviderArg {
+    /// ONNX Runtime's CPU execution provider.
+    Cpu,
+    /// ONNX Runtime's CUDA execution provider.
+    Cuda,
 }

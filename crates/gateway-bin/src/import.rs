@@ -2,9 +2,9 @@
 //! model card as JSON.
 
 use anyhow::Context;
-use gateway_engine::import::{import_model, ImportOptions, WeightFormat};
+use gateway_engine::import::{import_model, ExecutionProvider, ImportOptions, WeightFormat};
 
-use crate::cli::{ImportArgs, WeightsArg};
+use crate::cli::{ExecutionProviderArg, ImportArgs, WeightsArg};
 
 /// Imports `args.source` into `args.out` and prints the model card on stdout.
 pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
@@ -14,8 +14,13 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
         source: args.source_url.clone(),
         weights: match args.weights {
             WeightsArg::Auto => WeightFormat::Auto,
+            WeightsArg::Int8 => WeightFormat::Int8,
             WeightsArg::Q4 => WeightFormat::Q4,
             WeightsArg::F32 => WeightFormat::F32,
+        },
+        execution_provider: match args.execution_provider {
+            ExecutionProviderArg::Cpu => ExecutionProvider::Cpu,
+            ExecutionProviderArg::Cuda => ExecutionProvider::Cuda,
         },
     };
     let card = import_model(&args.source, &args.out, &options)

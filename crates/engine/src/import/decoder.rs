@@ -132,22 +132,23 @@ fn template_of(value: &Value) -> Option<String> {
         .and_then(named)
 }
 
-/// Writes `model.onnx` (under a temporary name, renamed when complete) and returns the
-/// quantization label.
+/// Writes `model.onnx` (under a temporary name, renamed when complete) with the weight
+/// format `options` resolve to, and returns that format's quantization label.
 fn write_model(
     cfg: &LlamaConfig,
     source: &mut TensorSource,
     options: &ImportOptions,
     out: &Path,
 ) -> Result<&'static str, ImportError> {
+    let format = options.weights.resolve(options.execution_provider);
     let onnx_path = out.join(ONNX_FILE);
     let partial = out.join(format!("{ONNX_FILE}.partial"));
     let file = fs::File::create(&partial).map_err(ImportError::io(&partial))?;
     let sink = BufWriter::with_capacity(1 << 20, file);
-    match llama::write_onnx(cfg, source, options.weights, sink, &partial) {
-        Ok(label) => {
+    match llama::write_onnx(cfg, source, format, sink, &partial) {
+        Ok(()) => {
             fs::rename(&partial, &onnx_path).map_err(ImportError::io(&onnx_path))?;
-            Ok(label)
+            Ok(format.label())
         }
         Err(e) => {
             let _ = fs::remove_file(&partial);

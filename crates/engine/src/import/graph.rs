@@ -1,6 +1,6 @@
 //! A small ONNX graph builder: inputs and outputs with symbolic dimensions, nodes with
 //! attributes (in the default or the `com.microsoft` domain), small constant initializers kept
-//! in memory, and large weights (f32, or uint8 for packed quantized blocks) that are
+//! in memory, and large weights (f32, or uint8 / int8 for quantized weights) that are
 //! *deferred*: their bytes are fetched one tensor at a time while the model is written, so a
 //! model is never held twice in memory (source weights plus encoded protobuf).
 //!
@@ -23,7 +23,8 @@ use super::onnx_proto::{
 
 /// ONNX IR version written (ONNX Runtime 1.31 reads up to 11).
 pub(crate) const IR_VERSION: i64 = 10;
-/// Version of the default (`ai.onnx`) operator set the graphs use.
+/// Version of the default (`ai.onnx`) operator set a graph uses unless
+/// [`GraphBuilder::with_opset`] says otherwise.
 pub(crate) const OPSET_VERSION: i64 = 17;
 /// Domain of ONNX Runtime's contrib operators (`MatMulNBits`, `GroupQueryAttention`, …).
 pub(crate) const MS_DOMAIN: &str = "com.microsoft";
@@ -64,7 +65,7 @@ pub(crate) struct WeightSpec {
     pub name: String,
     /// Shape of the tensor.
     pub dims: Vec<i64>,
-    /// Element type: `Float` or `Uint8`.
+    /// Element type: `Float`, `Uint8` or `Int8`.
     pub elem: DataType,
 }
 
@@ -75,6 +76,8 @@ pub(crate) enum WeightData {
     F32(Vec<f32>),
     /// Bytes (uint8 tensors).
     U8(Vec<u8>),
+    /// Signed bytes (int8 tensors).
+    I8(Vec<i8>),
 }
 
 impl WeightData {
@@ -83,6 +86,7 @@ impl WeightData {
         match self {
             Self::F32(v) => v.len(),
             Self::U8(v) => v.len(),
+            Self::I8(v) => v.len(),
         }
     }
 }
@@ -149,8 +153,9 @@ impl<E> From<io::Error> for WriteError<E> {
 }
 
 /// Builds one ONNX graph; see the module documentation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct GraphBuilder {
+    opset: i64,
     nodes: Vec<NodeProto>,
     inputs: Vec<ValueInfoProto>,
     outputs: Vec<ValueInfoProto>,
@@ -158,10 +163,31 @@ pub(crate) struct GraphBuilder {
     weights: Vec<WeightSpec>,
 }
 
+impl Default for GraphBuilder {
+    fn default() -> Self {
+        Self {
+            opset: OPSET_VERSION,
+            nodes: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            constants: Vec::new(),
+            weights: Vec::new(),
+        }
+    }
+}
+
 impl GraphBuilder {
-    /// An empty graph.
+    /// An empty graph of the default operator set ([`OPSET_VERSION`]).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty graph of `ai.onnx` operator set `opset`.
+    pub fn with_opset(opset: i64) -> Self {
+        Self {
+            opset,
+            ..Self::default()
+        }
     }
 
     /// Declares a graph input and returns its name.
@@ -180,8 +206,8 @@ impl GraphBuilder {
         self.typed_weight(name, dims, DataType::Float)
     }
 
-    /// Declares a deferred weight of element type `elem` (`Float` or `Uint8`) and returns its
-    /// name.
+    /// Declares a deferred weight of element type `elem` (`Float`, `Uint8` or `Int8`) and
+    /// returns its name.
     pub fn typed_weight(&mut self, name: &str, dims: &[usize], elem: DataType) -> String {
         let dims = dims.iter().map(|&d| d as i64).collect();
         self.weights.push(WeightSpec {
@@ -199,6 +225,18 @@ impl GraphBuilder {
             data_type: Some(DataType::Float as i32),
             name: Some(name.to_owned()),
             float_data: values.to_vec(),
+            ..TensorProto::default()
+        });
+        name.to_owned()
+    }
+
+    /// Adds a small uint8 constant initializer and returns its name.
+    pub fn const_u8(&mut self, name: &str, dims: &[i64], values: &[u8]) -> String {
+        self.constants.push(TensorProto {
+            dims: dims.to_vec(),
+            data_type: Some(DataType::Uint8 as i32),
+            name: Some(name.to_owned()),
+            raw_data: Some(values.to_vec()),
             ..TensorProto::default()
         });
         name.to_owned()
@@ -276,7 +314,7 @@ impl GraphBuilder {
             opset_import: vec![
                 OperatorSetIdProto {
                     domain: Some(String::new()),
-                    version: Some(OPSET_VERSION),
+                    version: Some(self.opset),
                 },
                 OperatorSetIdProto {
                     domain: Some(MS_DOMAIN.to_owned()),
@@ -318,7 +356,9 @@ impl GraphBuilder {
             let data = fetch(spec).map_err(WriteError::Fetch)?;
             let matches_type = matches!(
                 (&data, spec.elem),
-                (WeightData::F32(_), DataType::Float) | (WeightData::U8(_), DataType::Uint8)
+                (WeightData::F32(_), DataType::Float)
+                    | (WeightData::U8(_), DataType::Uint8)
+                    | (WeightData::I8(_), DataType::Int8)
             );
             if data.len() != spec.numel() || !matches_type {
                 return Err(WriteError::WrongLength {
@@ -343,6 +383,10 @@ impl GraphBuilder {
             w.write_all(&head)?;
             match &data {
                 WeightData::U8(bytes) => w.write_all(bytes)?,
+                WeightData::I8(values) => {
+                    let bytes: Vec<u8> = values.iter().map(|v| v.to_le_bytes()[0]).collect();
+                    w.write_all(&bytes)?;
+                }
                 WeightData::F32(values) => {
                     // Little-endian bytes, a block at a time, so no second full copy is made.
                     let mut block = Vec::with_capacity(WRITE_BLOCK * 4);

@@ -5,26 +5,34 @@
 //! Inputs: `input_ids` (int64 `[batch, sequence]`), `attention_mask` (int64
 //! `[batch, total_sequence]`, **right-padded**: row `b` has ones for its first `len_b` tokens,
 //! past and new), `past_key_values.{i}.key` / `.value` (f32 `[batch, kv_heads, past, head_dim]`,
-//! `past = 0` for a prefill). Outputs: `logits` (f32 `[batch, sequence, vocab]`) and
-//! `present.{i}.key` / `.value` (`[batch, kv_heads, total_sequence, head_dim]`).
-//! Positions are not an input: `GroupQueryAttention` derives them from the mask
-//! (`seqlens_k = sum(mask) − 1`), and applies the rotary embedding itself (`do_rotary`).
+//! `past = 0` for a prefill, or a preallocated capacity when `present.*` shares its buffer),
+//! `logits_positions` (int64 `[batch, positions]`: the sequence positions whose logits are
+//! wanted). Outputs: `logits` (f32 `[batch, positions, vocab]`) and `present.{i}.key` /
+//! `.value` (`[batch, kv_heads, present_sequence, head_dim]`, `present_sequence =
+//! max(past, total_sequence)`). Positions are not an input: `GroupQueryAttention` derives
+//! them from the mask (`seqlens_k = sum(mask) − 1`), and applies the rotary embedding itself
+//! (`do_rotary`).
 //!
-//! Ops: `Gather` + dequantizing arithmetic (embedding), `SimplifiedLayerNormalization` /
-//! `SkipSimplifiedLayerNormalization` (RMSNorm with the residual add fused), `MatMulNBits`
-//! (4-bit or 8-bit blocks of 32; Q4_1 adds `ReduceSum`·`MatMul` for the block minimums) or
-//! `MatMul` (f32) for projections, `GroupQueryAttention`, `Sigmoid`/`Mul` (SiLU gate), and the
-//! output head sharing the embedding's weights when they are tied.
+//! Ops per layer: `SkipSimplifiedLayerNormalization` (RMSNorm with the residual add fused),
+//! one fused q|k|v projection feeding `GroupQueryAttention` as packed QKV, the o projection,
+//! one fused gate|up projection and `Split`, `Sigmoid`/`Mul` (SiLU gate), the down
+//! projection. A projection is `MatMulIntegerToFloat` on per-row quantized activations (int8),
+//! `MatMulNBits` (4-bit or 8-bit blocks of 32; Q4_1 adds `ReduceSum`·`MatMul` for the block
+//! minimums) or `MatMul` (f32). The final hidden states are gathered at `logits_positions`
+//! before the output head, which shares the embedding's weights when they are tied. Under
+//! int8 the residual stream is rotated (`rotate`) so that per-row activation scales are not
+//! set by outlier channels.
 
 mod embed;
 mod pack;
 mod recipe;
+mod rotate;
 mod source;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
@@ -33,28 +41,104 @@ use super::gguf::QK;
 use super::graph::{Attr, Dim, GraphBuilder, MS_DOMAIN};
 use super::llama_config::LlamaConfig;
 use super::onnx_proto::tensor_proto::DataType;
-use recipe::{fetch, Layout, Part, Recipe};
+use recipe::{Fetcher, Layout, Matrix, Part, Piece, Recipe, Transform};
+use rotate::Rotation;
 pub(crate) use source::TensorSource;
 
 /// `accuracy_level` of every `MatMulNBits`: 4 = int8 activations, ONNX Runtime's fast CPU
 /// kernel (llama.cpp's CPU dot products quantize activations the same way).
 const ACCURACY_LEVEL: i64 = 4;
 
+/// The floor of a row's largest activation magnitude before it becomes the int8 scale, so
+/// an all-zero row quantizes to zeros instead of dividing by zero.
+const TINY_MAGNITUDE: f32 = 1e-30;
+
+/// Seed of the int8 residual-stream rotation's sign flips (fixed: imports are reproducible).
+const ROTATION_SEED: u64 = 0x005E_ED0F_1A7E;
+
+/// The largest block of the int8 down projection's online input rotation (a Walsh–Hadamard
+/// matrix applied in the graph with `MatMul`; larger blocks spread outliers further but cost
+/// `block` multiply-adds per activation).
+const DOWN_ROTATION_BLOCK: usize = 64;
+
+/// The `ai.onnx` operator set of the decoder graph (21: `QuantizeLinear` with blocked
+/// scales, which quantizes each row with its own scale).
+const DECODER_OPSET: i64 = 21;
+
 /// How projection weights are stored in the ONNX graph.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum WeightFormat {
-    /// Keep what the source has: Q4_0/Q4_1 as 4-bit and Q8_0 as 8-bit `MatMulNBits`, every
-    /// other type (F32, F16, BF16, K-quants) as f32 `MatMul`.
+    /// The fastest format for the target execution provider: [`Self::Int8`] for the CPU,
+    /// [`Self::Q4`] for CUDA (see [`Self::resolve`]).
     #[default]
     Auto,
-    /// 4-bit `MatMulNBits` everywhere: Q4_0/Q4_1 kept exactly, all else requantized to
-    /// symmetric 4-bit blocks of 32 (rows not a multiple of 32 long stay f32).
+    /// int8 weights with one f32 scale per output column (symmetric; dequantized from the
+    /// source and rotated first, see `rotate`), run as `MatMulIntegerToFloat` on activations
+    /// quantized per row to uint8: VNNI kernels on x86 CPUs, fast at every batch size.
+    Int8,
+    /// `MatMulNBits` blocks of 32: Q4_0/Q4_1 kept exactly as 4-bit, Q8_0 as 8-bit (when a
+    /// fused projection has no other float parts), everything else requantized to symmetric
+    /// 4-bit blocks (rows not a multiple of 32 long stay f32).
     Q4,
     /// f32 `MatMul` everywhere (dequantized): the fallback.
     F32,
 }
 
-/// A quantized matrix declared in the graph: the names of its `MatMulNBits` inputs.
+/// The execution provider an import targets (what `WeightFormat::Auto` resolves for).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExecutionProvider {
+    /// ONNX Runtime's CPU execution provider.
+    #[default]
+    Cpu,
+    /// ONNX Runtime's CUDA execution provider.
+    Cuda,
+}
+
+impl WeightFormat {
+    /// The concrete format for `provider`: `Auto` becomes `Int8` on the CPU and `Q4` on CUDA;
+    /// the other formats stay as they are.
+    pub fn resolve(self, provider: ExecutionProvider) -> Self {
+        match (self, provider) {
+            (Self::Auto, ExecutionProvider::Cpu) => Self::Int8,
+            (Self::Auto, ExecutionProvider::Cuda) => Self::Q4,
+            (format, _) => format,
+        }
+    }
+
+    /// The model card's `quantization` label: `int8`, `q4`, `f32` (`auto` if unresolved).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Int8 => "int8",
+            Self::Q4 => "q4",
+            Self::F32 => "f32",
+        }
+    }
+}
+
+/// How a projection touches the residual stream, which decides the int8 rotations folded
+/// into its weights (other formats ignore it).
+#[derive(Debug, Clone)]
+enum Side {
+    /// It reads the normalized residual stream; the norm's weight (this source tensor) is
+    /// folded into it.
+    Reads(String),
+    /// It writes to the residual stream; its input was rotated in blocks by this rotation in
+    /// the graph, if any.
+    Writes(Option<Rotation>),
+}
+
+/// Which rows an activation has: one per token of `input_ids`, or one per entry of
+/// `logits_positions` (the output head's input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Rows {
+    /// `[batch, sequence, …]`.
+    Sequence,
+    /// `[batch, positions, …]`.
+    Positions,
+}
+
+/// A `MatMulNBits` matrix declared in the graph: the names of its inputs.
 #[derive(Debug, Clone)]
 struct NbitsWeight {
     quants: String,
@@ -66,20 +150,79 @@ struct NbitsWeight {
 /// The graph under construction.
 struct Decoder<'a> {
     g: GraphBuilder,
+    /// The weight matrices, in declaration order.
+    matrices: Vec<Matrix>,
+    /// Every deferred graph weight and where its data comes from.
     recipes: HashMap<String, Recipe>,
     src: &'a TensorSource,
+    /// The resolved weight format.
     format: WeightFormat,
-    /// Projections written as 4-bit, 8-bit and f32.
-    counts: [usize; 3],
     /// Shape constants already declared.
     shapes: HashMap<Vec<i64>, String>,
+    /// Activations already quantized per row: name → (uint8 quants, f32 row scales).
+    quantized: HashMap<String, (String, String)>,
+    /// The uint8 zero points (128) shaped like the row scales, per kind of rows.
+    zero_points: HashMap<Rows, String>,
+    /// Named constants (scalars, the norms' ones, the MLP rotation) already declared.
+    scalars: HashSet<String>,
+    /// The residual-stream rotation (int8 only).
+    residual_rotation: Option<Rotation>,
 }
 
 impl Decoder<'_> {
-    /// Declares graph weight `name` holding `part` of source tensor `tensor`.
-    fn declare(&mut self, name: String, dims: &[usize], elem: DataType, recipe: Recipe) -> String {
+    /// Adds a matrix stacked from `pieces` (rows `cols` long) in `layout`, its f32 values
+    /// transformed by `transform`; returns its index.
+    fn matrix(
+        &mut self,
+        pieces: Vec<Piece>,
+        cols: usize,
+        layout: Layout,
+        transform: Transform,
+    ) -> usize {
+        self.matrices.push(Matrix {
+            pieces,
+            cols,
+            layout,
+            transform,
+            arrays: Vec::new(),
+        });
+        self.matrices.len() - 1
+    }
+
+    /// The transform of a projection's weights on side `side` of the residual stream:
+    /// nothing unless the residual stream is rotated.
+    fn transform(&self, side: &Side) -> Transform {
+        let Some(r) = &self.residual_rotation else {
+            return Transform::default();
+        };
+        match side {
+            Side::Reads(gamma) => Transform {
+                scale_columns: Some(gamma.clone()),
+                rotate_rows: Some(r.clone()),
+                rotate_columns: None,
+            },
+            Side::Writes(input) => Transform {
+                scale_columns: None,
+                rotate_rows: input.clone(),
+                rotate_columns: Some(r.clone()),
+            },
+        }
+    }
+
+    /// Declares graph weight `name`, array `part` of matrix `matrix`.
+    fn declare(
+        &mut self,
+        matrix: usize,
+        part: Part,
+        name: String,
+        dims: &[usize],
+        elem: DataType,
+    ) -> String {
         self.g.typed_weight(&name, dims, elem);
-        self.recipes.insert(name.clone(), recipe);
+        if let Some(m) = self.matrices.get_mut(matrix) {
+            m.arrays.push((part, name.clone()));
+        }
+        self.recipes.insert(name.clone(), Recipe { matrix, part });
         name
     }
 
@@ -98,42 +241,54 @@ impl Decoder<'_> {
         name
     }
 
-    /// Declares the `MatMulNBits` arrays of `[n, k]` tensor `tensor` with layout `layout`.
-    fn nbits_weight(&mut self, tensor: &str, n: usize, k: usize, layout: Layout) -> NbitsWeight {
-        let Layout::Nbits { bits, mins, .. } = layout else {
+    /// The f32 scalar constant `name` holding `value`, declared on first use.
+    fn scalar_f32(&mut self, name: &str, value: f32) -> String {
+        if self.scalars.insert(name.to_owned()) {
+            self.g.const_f32(name, &[], &[value]);
+        }
+        name.to_owned()
+    }
+
+    /// The uint8 scalar constant `name` holding `value`, declared on first use.
+    fn scalar_u8(&mut self, name: &str, value: u8) -> String {
+        if self.scalars.insert(name.to_owned()) {
+            self.g.const_u8(name, &[], &[value]);
+        }
+        name.to_owned()
+    }
+
+    /// Declares the `MatMulNBits` arrays of `[n, k]` matrix `matrix` under `base` names.
+    fn nbits_weight(&mut self, matrix: usize, base: &str, bits: usize, mins: bool) -> NbitsWeight {
+        let Some(m) = self.matrices.get(matrix) else {
             return NbitsWeight {
                 quants: String::new(),
                 scales: String::new(),
                 mins_t: None,
-                bits: 0,
+                bits,
             };
         };
-        let recipe = |part| Recipe {
-            tensor: tensor.to_owned(),
-            part,
-            layout,
-            rows: n,
-            cols: k,
-        };
-        let kb = k / QK;
+        let (n, kb) = (m.rows(), m.cols / QK);
         let quants = self.declare(
-            format!("{tensor}.quants"),
+            matrix,
+            Part::Quants,
+            format!("{base}.quants"),
             &[n, kb, QK * bits / 8],
             DataType::Uint8,
-            recipe(Part::Quants),
         );
         let scales = self.declare(
-            format!("{tensor}.scales"),
+            matrix,
+            Part::Scales,
+            format!("{base}.scales"),
             &[n, kb],
             DataType::Float,
-            recipe(Part::Scales),
         );
         let mins_t = mins.then(|| {
             self.declare(
-                format!("{tensor}.mins_t"),
+                matrix,
+                Part::MinsT,
+                format!("{base}.mins_t"),
                 &[kb, n],
                 DataType::Float,
-                recipe(Part::MinsT),
             )
         });
         NbitsWeight {
@@ -144,7 +299,7 @@ impl Decoder<'_> {
         }
     }
 
-    /// `x @ Wᵀ` for a quantized `[n, k]` matrix: `MatMulNBits`, plus for Q4_1
+    /// `x @ Wᵀ` for a `MatMulNBits` `[n, k]` matrix, plus for Q4_1 blocks
     /// `ReduceSum(x per block) @ offsets`.
     fn nbits_matmul(&mut self, x: &str, w: &NbitsWeight, k: usize, n: usize, out: &str) -> String {
         let attrs = [
@@ -182,98 +337,264 @@ impl Decoder<'_> {
         self.g.node("Add", out, &[&y, &m], &[])
     }
 
-    /// The projection `x @ Wᵀ (+ b)` of source tensor `{name}.weight` (`[n, k]`).
-    fn linear(&mut self, x: &str, name: &str, k: usize, n: usize) -> Result<String, ImportError> {
-        let tensor = format!("{name}.weight");
-        let stored = self.src.require(&tensor, &[n, k])?;
-        let layout = Layout::choose(stored, self.format, k);
+    /// 128 as uint8 `[batch, rows, 1]`: the zero point of the per-row `QuantizeLinear`
+    /// (which wants it shaped like its scales), built once per kind of rows.
+    fn zero_point(&mut self, rows: Rows) -> String {
+        if let Some(zp) = self.zero_points.get(&rows) {
+            return zp.clone();
+        }
+        let (input, tag) = match rows {
+            Rows::Sequence => ("input_ids", "sequence"),
+            Rows::Positions => ("logits_positions", "positions"),
+        };
+        let scalar = self.scalar_u8("const/uint8_zero_point", 128);
+        let one = self.ints(&[1]);
+        let shape = self.g.node("Shape", &format!("{tag}/shape"), &[input], &[]);
+        let shape = self.g.node(
+            "Concat",
+            &format!("{tag}/row_scale_shape"),
+            &[&shape, &one],
+            &[("axis", Attr::Int(0))],
+        );
+        let zp = self.g.node(
+            "Expand",
+            &format!("{tag}/row_zero_points"),
+            &[&scalar, &shape],
+            &[],
+        );
+        self.zero_points.insert(rows, zp.clone());
+        zp
+    }
+
+    /// Per-row quantization of activation `x` (f32 `[batch, rows, k]`), emitted once per
+    /// activation: `s = max(max|x_row|, tiny) / 127` (`[batch, rows, 1]`) and
+    /// `x_q = QuantizeLinear(x, s, 128)` = `uint8(round(x / s) + 128)` (half to even; one
+    /// block of `k` per row). Returns (quants, scales).
+    fn quantize_rows(&mut self, x: &str, k: usize, rows: Rows) -> (String, String) {
+        if let Some(q) = self.quantized.get(x) {
+            return q.clone();
+        }
+        let abs = self.g.node("Abs", &format!("{x}/abs"), &[x], &[]);
+        let last = self.ints(&[-1]);
+        let max = self.g.node(
+            "ReduceMax",
+            &format!("{x}/row_max"),
+            &[&abs, &last],
+            &[("keepdims", Attr::Int(1))],
+        );
+        let tiny = self.scalar_f32("const/tiny_magnitude", TINY_MAGNITUDE);
+        let floor = self
+            .g
+            .node("Max", &format!("{x}/row_max_floor"), &[&max, &tiny], &[]);
+        let i8_max = self.scalar_f32("const/int8_max", 127.0);
+        let scale = self
+            .g
+            .node("Div", &format!("{x}/row_scale"), &[&floor, &i8_max], &[]);
+        let zp = self.zero_point(rows);
+        let quants = self.g.node(
+            "QuantizeLinear",
+            &format!("{x}/quants"),
+            &[x, &scale, &zp],
+            &[("axis", Attr::Int(-1)), ("block_size", Attr::Int(k as i64))],
+        );
+        let q = (quants, scale);
+        self.quantized.insert(x.to_owned(), q.clone());
+        q
+    }
+
+    /// `x @ W` for int8 `W` (`[k, n]`, named `weight`) with per-column scales `scales`:
+    /// `MatMulIntegerToFloat(x_q, W, s_row, scales, 128)`, which scales each output row by its
+    /// `s_row` (a non-scalar `a_scale` is applied per row) and each column by its weight
+    /// scale.
+    fn int8_matmul(
+        &mut self,
+        x: &str,
+        (k, rows): (usize, Rows),
+        weight: &str,
+        scales: &str,
+        out: &str,
+    ) -> String {
+        let (quants, row_scales) = self.quantize_rows(x, k, rows);
+        let zp = self.scalar_u8("const/uint8_zero_point", 128);
+        self.g.node_in(
+            MS_DOMAIN,
+            "MatMulIntegerToFloat",
+            &[out],
+            &[&quants, weight, &row_scales, scales, &zp],
+            &[],
+        );
+        out.to_owned()
+    }
+
+    /// The projection `x @ Wᵀ (+ b)` of the source tensors `{part}.weight` (`[n_part, k]`)
+    /// stacked in the order given (one fused projection, output width `Σ n_part`); `name`
+    /// names the graph's weights and nodes. Biases (`{part}.bias`), where any part has one,
+    /// are stacked likewise (zeros for the parts without). `side` says which int8 rotations
+    /// fold into the weights; `rows` what the rows of `x` are.
+    fn projection(
+        &mut self,
+        x: &str,
+        name: &str,
+        parts: &[(&str, usize)],
+        (k, rows): (usize, Rows),
+        side: &Side,
+    ) -> Result<String, ImportError> {
+        let mut pieces = Vec::with_capacity(parts.len());
+        for (part, n) in parts {
+            let tensor = format!("{part}.weight");
+            let stored = self.src.require(&tensor, &[*n, k])?;
+            pieces.push(Piece {
+                tensor,
+                rows: *n,
+                stored: Some(stored),
+            });
+        }
+        let stored: Vec<_> = pieces.iter().filter_map(|p| p.stored).collect();
+        let layout = Layout::choose(&stored, self.format, k);
+        let n: usize = parts.iter().map(|(_, n)| n).sum();
+        let transform = self.transform(side);
+        let matrix = self.matrix(pieces, k, layout, transform);
+        let base = format!("{name}.weight");
+        let out = format!("{name}/out");
         let y = match layout {
-            Layout::Nbits { bits, .. } => {
-                self.counts[usize::from(bits == 8)] += 1;
-                let w = self.nbits_weight(&tensor, n, k, layout);
-                self.nbits_matmul(x, &w, k, n, &format!("{name}/out"))
+            Layout::Nbits { bits, mins } => {
+                let w = self.nbits_weight(matrix, &base, bits, mins);
+                self.nbits_matmul(x, &w, k, n, &out)
+            }
+            Layout::Int8 => {
+                let w = self.declare(
+                    matrix,
+                    Part::Int8Transposed,
+                    format!("{base}.int8"),
+                    &[k, n],
+                    DataType::Int8,
+                );
+                let s = self.declare(
+                    matrix,
+                    Part::Int8Scales,
+                    format!("{base}.scales"),
+                    &[n],
+                    DataType::Float,
+                );
+                self.int8_matmul(x, (k, rows), &w, &s, &out)
             }
             Layout::Float => {
-                self.counts[2] += 1;
-                let recipe = Recipe {
-                    tensor: tensor.clone(),
-                    part: Part::Transposed,
-                    layout,
-                    rows: n,
-                    cols: k,
-                };
-                let w = self.declare(format!("{tensor}.T"), &[k, n], DataType::Float, recipe);
-                self.g.node("MatMul", &format!("{name}/out"), &[x, &w], &[])
+                let w = self.declare(
+                    matrix,
+                    Part::Transposed,
+                    format!("{base}.T"),
+                    &[k, n],
+                    DataType::Float,
+                );
+                self.g.node("MatMul", &out, &[x, &w], &[])
             }
         };
-        let bias = format!("{name}.bias");
-        if self.src.meta(&bias).is_none() {
+        let biases: Vec<Piece> = parts
+            .iter()
+            .map(|(part, rows)| {
+                let tensor = format!("{part}.bias");
+                let stored = self.src.meta(&tensor).map(|m| m.stored);
+                Piece {
+                    tensor,
+                    rows: *rows,
+                    stored,
+                }
+            })
+            .collect();
+        if biases.iter().all(|b| b.stored.is_none()) {
             return Ok(y);
         }
-        let b = self.plain(&bias, n)?;
+        for b in biases.iter().filter(|b| b.stored.is_some()) {
+            self.src.require(&b.tensor, &[b.rows])?;
+        }
+        // A bias adds to the projection's output: rotated with it when it is the residual.
+        let rotation = match side {
+            Side::Writes(_) => self.residual_rotation.clone(),
+            Side::Reads(_) => None,
+        };
+        let transform = Transform {
+            rotate_columns: rotation,
+            ..Transform::default()
+        };
+        let matrix = self.matrix(biases, 1, Layout::Float, transform);
+        let b = self.declare(
+            matrix,
+            Part::Plain,
+            format!("{name}.bias"),
+            &[n],
+            DataType::Float,
+        );
         Ok(self
             .g
             .node("Add", &format!("{name}/biased"), &[&y, &b], &[]))
     }
 
-    /// A 1-D f32 tensor (norm weight, bias) as stored.
-    fn plain(&mut self, tensor: &str, len: usize) -> Result<String, ImportError> {
-        self.src.require(tensor, &[len])?;
-        let recipe = Recipe {
-            tensor: tensor.to_owned(),
-            part: Part::Plain,
-            layout: Layout::Float,
-            rows: len,
-            cols: 1,
-        };
-        Ok(self.declare(tensor.to_owned(), &[len], DataType::Float, recipe))
-    }
-
-    /// The weight-format label of the model card: the format most projections use.
-    fn quantization(&self) -> &'static str {
-        let [q4, q8, f32] = self.counts;
-        if q4 >= q8 && q4 >= f32 && q4 > 0 {
-            "q4"
-        } else if q8 >= f32 && q8 > 0 {
-            "q8"
-        } else {
-            "f32"
+    /// The weight of RMSNorm `tensor` (`[len]`): as stored, or ones when the residual stream
+    /// is rotated (the weight is then folded into the projections that read the norm).
+    fn norm_weight(&mut self, tensor: &str, len: usize) -> Result<String, ImportError> {
+        let stored = self.src.require(tensor, &[len])?;
+        if self.residual_rotation.is_some() {
+            let name = "const/ones";
+            if self.scalars.insert(name.to_owned()) {
+                self.g.const_f32(name, &[len as i64], &vec![1.0; len]);
+            }
+            return Ok(name.to_owned());
         }
+        let piece = Piece {
+            tensor: tensor.to_owned(),
+            rows: len,
+            stored: Some(stored),
+        };
+        let matrix = self.matrix(vec![piece], 1, Layout::Float, Transform::default());
+        Ok(self.declare(
+            matrix,
+            Part::Plain,
+            tensor.to_owned(),
+            &[len],
+            DataType::Float,
+        ))
     }
 }
 
-/// Builds the decoder graph for `cfg` from `src` and writes the ONNX model to `out`.
-/// Returns the model card's quantization label (`q4`, `q8` or `f32`).
+/// Builds the decoder graph for `cfg` from `src` with weights in `format` (resolved by the
+/// caller; `Auto` counts as `Int8`) and writes the ONNX model to `out`.
 pub(crate) fn write_onnx<W: Write>(
     cfg: &LlamaConfig,
     src: &mut TensorSource,
     format: WeightFormat,
     out: W,
     out_path: &Path,
-) -> Result<&'static str, ImportError> {
-    let (g, recipes, label) = {
+) -> Result<(), ImportError> {
+    let format = format.resolve(ExecutionProvider::Cpu);
+    let residual_rotation =
+        (format == WeightFormat::Int8).then(|| Rotation::new(cfg.hidden_size, ROTATION_SEED));
+    let (g, matrices, recipes) = {
         let mut d = Decoder {
-            g: GraphBuilder::new(),
+            g: GraphBuilder::with_opset(DECODER_OPSET),
+            matrices: Vec::new(),
             recipes: HashMap::new(),
             src,
             format,
-            counts: [0; 3],
             shapes: HashMap::new(),
+            quantized: HashMap::new(),
+            zero_points: HashMap::new(),
+            scalars: HashSet::new(),
+            residual_rotation,
         };
         build(&mut d, cfg)?;
-        let label = d.quantization();
-        (d.g, d.recipes, label)
+        (d.g, d.matrices, d.recipes)
     };
+    let mut fetcher = Fetcher::new(src, &matrices);
     let written = g.write_data(cfg.architecture.as_str(), out, |spec| {
         let recipe = recipes
             .get(&spec.name)
             .ok_or_else(|| ImportError::MissingTensor {
                 name: spec.name.clone(),
             })?;
-        fetch(src, recipe)
+        fetcher.fetch(&spec.name, *recipe)
     });
     written.map_err(|e| e.into_import_error(out_path))?;
-    Ok(label)
+    Ok(())
 }
 
 /// Adds the whole decoder to `d`.
@@ -304,13 +625,19 @@ fn build(d: &mut Decoder<'_>, cfg: &LlamaConfig) -> Result<(), ImportError> {
             d.g.input(&name, DataType::Float, &cache_dims("past_sequence"));
         }
     }
+    let positions = d.g.input(
+        "logits_positions",
+        DataType::Int64,
+        &[Dim::Symbolic("batch"), Dim::Symbolic("positions")],
+    );
     let (seqlens, total) = embed::sequence_lengths(d, &mask);
     let (cos, sin) = embed::rotary_caches(d, cfg);
     let interleaved = d.src.rotary_interleaved(&cfg.architecture);
     let eps = ("epsilon", Attr::Float(cfg.rms_norm_eps));
+    let seq = Rows::Sequence;
 
     let (mut residual, embedding) = embed::embedding(d, &ids, cfg)?;
-    let gamma = d.plain("blk.0.attn_norm.weight", h)?;
+    let gamma = d.norm_weight("blk.0.attn_norm.weight", h)?;
     let mut normed = d.g.node(
         "SimplifiedLayerNormalization",
         "blk.0/attn_norm",
@@ -321,12 +648,17 @@ fn build(d: &mut Decoder<'_>, cfg: &LlamaConfig) -> Result<(), ImportError> {
     for i in 0..cfg.num_layers {
         let p = format!("blk.{i}");
         if i > 0 {
-            let gamma = d.plain(&format!("{p}.attn_norm.weight"), h)?;
+            let gamma = d.norm_weight(&format!("{p}.attn_norm.weight"), h)?;
             (normed, residual) = skip_norm(d, &branch, &residual, &gamma, &p, "attn_norm", &eps);
         }
-        let q = d.linear(&normed, &format!("{p}.attn_q"), h, q_width)?;
-        let k = d.linear(&normed, &format!("{p}.attn_k"), h, kv_width)?;
-        let v = d.linear(&normed, &format!("{p}.attn_v"), h, kv_width)?;
+        let (q, k, v) = (
+            format!("{p}.attn_q"),
+            format!("{p}.attn_k"),
+            format!("{p}.attn_v"),
+        );
+        let parts = [(q.as_str(), q_width), (&k, kv_width), (&v, kv_width)];
+        let reads = Side::Reads(format!("{p}.attn_norm.weight"));
+        let qkv = d.projection(&normed, &format!("{p}.attn_qkv"), &parts, (h, seq), &reads)?;
         let past_k = format!("past_key_values.{i}.key");
         let past_v = format!("past_key_values.{i}.value");
         let (present_k, present_v) = (format!("present.{i}.key"), format!("present.{i}.value"));
@@ -335,7 +667,7 @@ fn build(d: &mut Decoder<'_>, cfg: &LlamaConfig) -> Result<(), ImportError> {
             MS_DOMAIN,
             "GroupQueryAttention",
             &[&attn, &present_k, &present_v],
-            &[&q, &k, &v, &past_k, &past_v, &seqlens, &total, &cos, &sin],
+            &[&qkv, "", "", &past_k, &past_v, &seqlens, &total, &cos, &sin],
             &[
                 ("num_heads", Attr::Int(cfg.num_heads as i64)),
                 ("kv_num_heads", Attr::Int(kv as i64)),
@@ -343,34 +675,107 @@ fn build(d: &mut Decoder<'_>, cfg: &LlamaConfig) -> Result<(), ImportError> {
                 ("rotary_interleaved", Attr::Int(i64::from(interleaved))),
             ],
         );
-        d.g.output(&present_k, DataType::Float, &cache_dims("total_sequence"));
-        d.g.output(&present_v, DataType::Float, &cache_dims("total_sequence"));
-        let o = d.linear(&attn, &format!("{p}.attn_output"), q_width, h)?;
+        d.g.output(&present_k, DataType::Float, &cache_dims("present_sequence"));
+        d.g.output(&present_v, DataType::Float, &cache_dims("present_sequence"));
+        let o_part = format!("{p}.attn_output");
+        let o = d.projection(
+            &attn,
+            &o_part,
+            &[(&o_part, h)],
+            (q_width, seq),
+            &Side::Writes(None),
+        )?;
 
-        let gamma = d.plain(&format!("{p}.ffn_norm.weight"), h)?;
+        let gamma = d.norm_weight(&format!("{p}.ffn_norm.weight"), h)?;
         (normed, residual) = skip_norm(d, &o, &residual, &gamma, &p, "ffn_norm", &eps);
-        let gate = d.linear(&normed, &format!("{p}.ffn_gate"), h, ffn)?;
-        let up = d.linear(&normed, &format!("{p}.ffn_up"), h, ffn)?;
+        let (gate, up) = (format!("{p}.ffn_gate"), format!("{p}.ffn_up"));
+        let parts = [(gate.as_str(), ffn), (&up, ffn)];
+        let reads = Side::Reads(format!("{p}.ffn_norm.weight"));
+        let gate_up = d.projection(
+            &normed,
+            &format!("{p}.ffn_gate_up"),
+            &parts,
+            (h, seq),
+            &reads,
+        )?;
+        let split = d.ints(&[ffn as i64, ffn as i64]);
+        let (gate, up) = (format!("{p}/gate"), format!("{p}/up"));
+        d.g.node_in(
+            "",
+            "Split",
+            &[&gate, &up],
+            &[&gate_up, &split],
+            &[("axis", Attr::Int(-1))],
+        );
         let sig =
             d.g.node("Sigmoid", &format!("{p}/gate_sigmoid"), &[&gate], &[]);
         let silu =
             d.g.node("Mul", &format!("{p}/gate_silu"), &[&gate, &sig], &[]);
         let act = d.g.node("Mul", &format!("{p}/gated"), &[&silu, &up], &[]);
-        branch = d.linear(&act, &format!("{p}.ffn_down"), ffn, h)?;
+        let (act, block) = rotate_blocks(d, &act, ffn, &p);
+        let down = format!("{p}.ffn_down");
+        branch = d.projection(&act, &down, &[(&down, h)], (ffn, seq), &Side::Writes(block))?;
     }
-    let gamma = d.plain("output_norm.weight", h)?;
+    let gamma = d.norm_weight("output_norm.weight", h)?;
     let (normed, _) = skip_norm(d, &branch, &residual, &gamma, "output", "norm", &eps);
-    let logits = embed::head(d, &normed, &ids, cfg, embedding)?;
+    let last = d.ints(&[-1]);
+    let index =
+        d.g.node("Unsqueeze", "output/positions", &[&positions, &last], &[]);
+    let picked = d.g.node(
+        "GatherND",
+        "output/picked",
+        &[&normed, &index],
+        &[("batch_dims", Attr::Int(1))],
+    );
+    let logits = embed::head(d, &picked, &positions, cfg, embedding)?;
     d.g.output(
         &logits,
         DataType::Float,
         &[
             Dim::Symbolic("batch"),
-            Dim::Symbolic("sequence"),
+            Dim::Symbolic("positions"),
             Dim::Fixed(cfg.vocab_size as i64),
         ],
     );
     Ok(())
+}
+
+/// Under int8, rotates the MLP activation `act` (`[…, ffn]`) in blocks of a Walsh–Hadamard
+/// matrix `B` (`Reshape`, `MatMul` by `Bᵀ`, `Reshape`), so the down projection's per-row
+/// scales are not set by outlier channels; returns the activation to project and `B` (which
+/// the down weights fold in). Other formats, and widths without an even block, pass through.
+fn rotate_blocks(
+    d: &mut Decoder<'_>,
+    act: &str,
+    ffn: usize,
+    prefix: &str,
+) -> (String, Option<Rotation>) {
+    let block = 1usize
+        << ffn
+            .trailing_zeros()
+            .min(DOWN_ROTATION_BLOCK.trailing_zeros());
+    if d.residual_rotation.is_none() || block < 2 {
+        return (act.to_owned(), None);
+    }
+    let rotation = Rotation::new(block, 0);
+    let name = "const/down_rotation_t";
+    if d.scalars.insert(name.to_owned()) {
+        let b = block as i64;
+        d.g.const_f32(name, &[b, b], &rotation.transposed_matrix());
+    }
+    let blocks = d.ints(&[0, 0, (ffn / block) as i64, block as i64]);
+    let flat = d.ints(&[0, 0, ffn as i64]);
+    let r = d.g.node(
+        "Reshape",
+        &format!("{prefix}/act_blocks"),
+        &[act, &blocks],
+        &[],
+    );
+    let r =
+        d.g.node("MatMul", &format!("{prefix}/act_rotated"), &[&r, name], &[]);
+    let r =
+        d.g.node("Reshape", &format!("{prefix}/act_rot"), &[&r, &flat], &[]);
+    (r, Some(rotation))
 }
 
 /// `SkipSimplifiedLayerNormalization(branch + residual)`: returns (normalized, new residual).

@@ -33,7 +33,7 @@ pub use decoder::{CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG_FILE};
 pub use error::ImportError;
 pub use gguf::GgufFile;
 pub use gguf_tokenizer::{tokenizer_from_gguf, GgufTokenizer, TokenizerFacts};
-pub use llama::WeightFormat;
+pub use llama::{ExecutionProvider, WeightFormat};
 pub use llama_config::LlamaConfig;
 
 /// The ONNX protobuf types, generated at build time from `proto/onnx.proto`.
@@ -57,8 +57,11 @@ pub struct ImportOptions {
     pub license: Option<String>,
     /// Where the weights come from (e.g. a Hugging Face URL); defaults to empty.
     pub source: Option<String>,
-    /// How a decoder's projection weights are stored (encoders are always f32).
+    /// How a decoder's projection weights are stored (encoders are always f32); `Auto`
+    /// resolves for `execution_provider`.
     pub weights: WeightFormat,
+    /// The execution provider the model is imported for (what `WeightFormat::Auto` picks).
+    pub execution_provider: ExecutionProvider,
 }
 
 /// `config.json` model types imported as LLaMA-family decoders.

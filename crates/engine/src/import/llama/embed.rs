@@ -1,19 +1,24 @@
 //! The decoder graph's edges: sequence lengths for `GroupQueryAttention`, the rotary cos/sin
-//! caches, the token embedding (a `Gather` of quantized rows, dequantized in the graph so
-//! the table is stored once) and the output head (tied to the embedding or its own matrix).
+//! caches, the token embedding (a `Gather` of quantized rows, dequantized in the graph; for
+//! `q4` and `f32` the table is stored once and shared with a tied head, for `int8` the head
+//! is a second, rotated int8 copy) and the output head, which runs only on the hidden states
+//! gathered at `logits_positions`.
 
 use super::super::error::ImportError;
 use super::super::gguf::QK;
 use super::super::graph::Attr;
 use super::super::llama_config::LlamaConfig;
 use super::super::onnx_proto::tensor_proto::DataType;
-use super::{Decoder, Layout, NbitsWeight, Part, Recipe};
+use super::{Decoder, Layout, NbitsWeight, Part, Piece, Rows, Side, Transform};
 
 /// The embedding table as declared in the graph (the tied head reuses it).
 #[derive(Debug, Clone)]
 pub(super) enum EmbeddingTable {
     /// `MatMulNBits` arrays.
     Nbits(NbitsWeight),
+    /// int8 rows with one scale per row, rotated like the residual stream (the head is its
+    /// own int8 matrix: the table with the final norm's weight folded in).
+    Int8,
     /// f32 `[vocab, hidden]`.
     Float(String),
 }
@@ -79,23 +84,58 @@ pub(super) fn embedding(
     let tensor = "token_embd.weight";
     let (v, h) = (cfg.vocab_size, cfg.hidden_size);
     let stored = d.src.require(tensor, &[v, h])?;
-    let layout = Layout::choose(stored, d.format, h);
-    let Layout::Nbits { bits, .. } = layout else {
-        let recipe = Recipe {
-            tensor: tensor.to_owned(),
-            part: Part::Plain,
-            layout,
-            rows: v,
-            cols: h,
-        };
-        let table = d.declare(tensor.to_owned(), &[v, h], DataType::Float, recipe);
-        let x = d.g.node("Gather", "embed/out", &[&table, ids], &[]);
-        return Ok((x, EmbeddingTable::Float(table)));
+    let layout = Layout::choose(&[stored], d.format, h);
+    let piece = Piece {
+        tensor: tensor.to_owned(),
+        rows: v,
+        stored: Some(stored),
     };
-    let w = d.nbits_weight(tensor, v, h, layout);
+    // Under int8 the table's rows are in the rotated basis of the residual stream.
+    let transform = Transform {
+        rotate_rows: d.residual_rotation.clone(),
+        ..Transform::default()
+    };
+    let matrix = d.matrix(vec![piece], h, layout, transform);
     let last = d.ints(&[-1]);
-    let rows = d.g.node("Gather", "embed/quants", &[&w.quants, ids], &[]);
     let float = ("to", Attr::Int(DataType::Float as i64));
+    let (bits, mins) = match layout {
+        Layout::Nbits { bits, mins } => (bits, mins),
+        Layout::Float => {
+            let table = d.declare(
+                matrix,
+                Part::Plain,
+                tensor.to_owned(),
+                &[v, h],
+                DataType::Float,
+            );
+            let x = d.g.node("Gather", "embed/out", &[&table, ids], &[]);
+            return Ok((x, EmbeddingTable::Float(table)));
+        }
+        Layout::Int8 => {
+            let rows = d.declare(
+                matrix,
+                Part::Int8Rows,
+                format!("{tensor}.int8"),
+                &[v, h],
+                DataType::Int8,
+            );
+            let scales = d.declare(
+                matrix,
+                Part::Int8Scales,
+                format!("{tensor}.scales"),
+                &[v],
+                DataType::Float,
+            );
+            let q = d.g.node("Gather", "embed/quants", &[&rows, ids], &[]);
+            let q = d.g.node("Cast", "embed/quants_f32", &[&q], &[float]);
+            let s = d.g.node("Gather", "embed/scales", &[&scales, ids], &[]);
+            let s = d.g.node("Unsqueeze", "embed/scales1", &[&s, &last], &[]);
+            let x = d.g.node("Mul", "embed/out", &[&q, &s], &[]);
+            return Ok((x, EmbeddingTable::Int8));
+        }
+    };
+    let w = d.nbits_weight(matrix, tensor, bits, mins);
+    let rows = d.g.node("Gather", "embed/quants", &[&w.quants, ids], &[]);
     let mut q = d.g.node("Cast", "embed/quants_f32", &[&rows], &[float]);
     if bits == 4 {
         // Byte b holds weights 2k (low nibble, b mod 16) and 2k+1 (high nibble, ⌊b/16⌋).
@@ -144,23 +184,37 @@ pub(super) fn embedding(
     Ok((x, EmbeddingTable::Nbits(w)))
 }
 
-/// The logits (`[batch, sequence, vocab]`, named `logits`) of normalized hidden states `x`.
+/// The logits (`[batch, positions, vocab]`, named `logits`) of the normalized hidden states
+/// `x` gathered at `positions` (`[batch, positions, hidden]`).
 pub(super) fn head(
     d: &mut Decoder<'_>,
     x: &str,
-    ids: &str,
+    positions: &str,
     cfg: &LlamaConfig,
     table: EmbeddingTable,
 ) -> Result<String, ImportError> {
     let (v, h) = (cfg.vocab_size, cfg.hidden_size);
     let tied = cfg.tie_word_embeddings || d.src.meta("output.weight").is_none();
+    let reads = Side::Reads("output_norm.weight".to_owned());
     if !tied {
-        let y = d.linear(x, "output", h, v)?;
+        let y = d.projection(x, "output", &[("output", v)], (h, Rows::Positions), &reads)?;
         return Ok(d.g.node("Identity", "logits", &[&y], &[]));
     }
     match table {
         EmbeddingTable::Nbits(w) => {
             let y = d.nbits_matmul(x, &w, h, v, "head");
+            Ok(d.g.node("Identity", "logits", &[&y], &[]))
+        }
+        EmbeddingTable::Int8 => {
+            // A second int8 copy of the table, [hidden, vocab], with the final norm's weight
+            // folded in and one scale per vocabulary column.
+            let y = d.projection(
+                x,
+                "head",
+                &[("token_embd", v)],
+                (h, Rows::Positions),
+                &reads,
+            )?;
             Ok(d.g.node("Identity", "logits", &[&y], &[]))
         }
         EmbeddingTable::Float(table) => {
@@ -173,12 +227,12 @@ pub(super) fn head(
                 &[&x2, &table],
                 &[("transB", Attr::Int(1))],
             );
-            let ids_shape = d.g.node("Shape", "head/ids_shape", &[ids], &[]);
+            let rows_shape = d.g.node("Shape", "head/positions_shape", &[positions], &[]);
             let vocab = d.ints(&[v as i64]);
             let shape = d.g.node(
                 "Concat",
                 "head/shape",
-                &[&ids_shape, &vocab],
+                &[&rows_shape, &vocab],
                 &[("axis", Attr::Int(0))],
             );
             Ok(d.g.node("Reshape", "logits", &[&y, &shape], &[]))

@@ -1,7 +1,9 @@
 //! Tests of the decoder graph writer on tiny checkpoints built here (a GGUF file with Q4_0,
 //! Q4_1, Q8_0, F16 and F32 tensors, and a safetensors file): the written model decodes with
-//! prost and has the contract's inputs, outputs, operators and weight types. The numerical
-//! checks (ONNX Runtime against a NumPy reference) are in `tests/python/test_llama_import.py`.
+//! prost and has the contract's inputs, outputs, operators and weight types, and its fused
+//! weights hold the source tensors (exactly for 4-bit/8-bit blocks, within half a
+//! quantization step for int8 after the rotations). The checks in ONNX Runtime against a
+//! NumPy reference are in `tests/python/test_llama_import.py`.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -13,7 +15,7 @@ use prost::Message;
 
 use super::super::gguf::tests::{kv_f32, kv_str, kv_u32, save, write_gguf, TestTensor};
 use super::super::gguf::GgufFile;
-use super::super::onnx_proto::{tensor_proto::DataType, ModelProto};
+use super::super::onnx_proto::{tensor_proto::DataType, ModelProto, TensorProto};
 use super::super::weights::SafetensorsFile;
 use super::*;
 
@@ -119,9 +121,15 @@ fn tiny_gguf(dir: &Path, skip: &str) -> GgufFile {
 
 /// Writes the tiny model as an f32 safetensors file (Hugging Face names) into `dir`.
 fn tiny_safetensors(dir: &Path) -> SafetensorsFile {
+    tiny_safetensors_with(dir, &[])
+}
+
+/// Like [`tiny_safetensors`], with the extra 1-D tensors `extra` (llama.cpp name, length).
+fn tiny_safetensors_with(dir: &Path, extra: &[(&'static str, usize)]) -> SafetensorsFile {
     let mut header = BTreeMap::new();
     let mut data = Vec::new();
-    for (i, (name, [rows, cols], _)) in layout().into_iter().enumerate() {
+    let extra = extra.iter().map(|(name, len)| (*name, [1, *len], 0));
+    for (i, (name, [rows, cols], _)) in layout().into_iter().chain(extra).enumerate() {
         let start = data.len();
         data.extend(tensor_data(0, rows, cols, i as u64 + 1));
         let shape = if rows == 1 {
@@ -157,12 +165,12 @@ fn config(src: &TensorSource) -> LlamaConfig {
     }
 }
 
-/// Writes `src` with `format`; returns the decoded model and the quantization label.
-fn write(mut src: TensorSource, format: WeightFormat) -> (ModelProto, &'static str) {
+/// Writes `src` with `format` (already resolved); returns the decoded model.
+fn write(mut src: TensorSource, format: WeightFormat) -> ModelProto {
     let cfg = config(&src);
     let mut buf = Vec::new();
-    let label = write_onnx(&cfg, &mut src, format, &mut buf, Path::new("test.onnx")).unwrap();
-    (ModelProto::decode(buf.as_slice()).unwrap(), label)
+    write_onnx(&cfg, &mut src, format, &mut buf, Path::new("test.onnx")).unwrap();
+    ModelProto::decode(buf.as_slice()).unwrap()
 }
 
 /// Op types used by a model's graph, with their counts.
@@ -174,27 +182,114 @@ fn ops(model: &ModelProto) -> BTreeMap<String, usize> {
     out
 }
 
-/// The value of integer attribute `name` of the first node of type `op`.
-fn attr(model: &ModelProto, op: &str, name: &str) -> Option<i64> {
+/// The first node of type `op`.
+fn node<'a>(model: &'a ModelProto, op: &str) -> &'a super::super::onnx_proto::NodeProto {
     let graph = model.graph.as_ref().unwrap();
-    let node = graph
+    graph
         .node
         .iter()
-        .find(|n| n.op_type.as_deref() == Some(op))?;
-    node.attribute
+        .find(|n| n.op_type.as_deref() == Some(op))
+        .unwrap_or_else(|| panic!("no {op} node"))
+}
+
+/// The value of integer attribute `name` of the first node of type `op`.
+fn attr(model: &ModelProto, op: &str, name: &str) -> Option<i64> {
+    node(model, op)
+        .attribute
         .iter()
         .find(|a| a.name.as_deref() == Some(name))
         .and_then(|a| a.i)
 }
 
+/// Initializer `name`.
+fn init<'a>(model: &'a ModelProto, name: &str) -> &'a TensorProto {
+    model
+        .graph
+        .as_ref()
+        .unwrap()
+        .initializer
+        .iter()
+        .find(|t| t.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no initializer {name}"))
+}
+
+/// An initializer's f32 values.
+fn floats(t: &TensorProto) -> Vec<f32> {
+    match &t.raw_data {
+        Some(raw) => raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        None => t.float_data.clone(),
+    }
+}
+
+/// A value's dimensions: numbers, or symbols as strings.
+fn dims(v: &super::super::onnx_proto::ValueInfoProto) -> Vec<String> {
+    use super::super::onnx_proto::{tensor_shape_proto::dimension::Value, type_proto};
+    let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref().unwrap().value.as_ref() else {
+        panic!("not a tensor");
+    };
+    t.shape
+        .as_ref()
+        .unwrap()
+        .dim
+        .iter()
+        .map(|d| match d.value.as_ref().unwrap() {
+            Value::DimValue(n) => n.to_string(),
+            Value::DimParam(p) => p.clone(),
+        })
+        .collect()
+}
+
+/// The `[n, k]` matrix a `MatMulNBits` weight holds, from its arrays `{base}.quants`,
+/// `.scales` and (optional) `.mins_t`, as ONNX Runtime reads them.
+fn nbits_matrix(model: &ModelProto, base: &str, bits: usize) -> Vec<f32> {
+    let quants = init(model, &format!("{base}.quants"));
+    let n = quants.dims[0] as usize;
+    let kb = quants.dims[1] as usize;
+    let scales = floats(init(model, &format!("{base}.scales")));
+    let graph = model.graph.as_ref().unwrap();
+    let mins = graph
+        .initializer
+        .iter()
+        .find(|t| t.name.as_deref() == Some(&format!("{base}.mins_t")))
+        .map(floats);
+    let zp = if bits == 4 { 8.0 } else { 128.0 };
+    let raw = quants.raw_data.as_ref().unwrap();
+    let blob = 32 * bits / 8;
+    let mut out = Vec::with_capacity(n * kb * 32);
+    for row in 0..n {
+        for b in 0..kb {
+            let bytes = &raw[(row * kb + b) * blob..(row * kb + b + 1) * blob];
+            let q: Vec<u8> = if bits == 4 {
+                bytes.iter().flat_map(|x| [x & 0x0F, x >> 4]).collect()
+            } else {
+                bytes.to_vec()
+            };
+            let offset = mins.as_ref().map_or(0.0, |m| m[b * n + row]);
+            let s = scales[row * kb + b];
+            out.extend(q.iter().map(|&q| (f32::from(q) - zp) * s + offset));
+        }
+    }
+    out
+}
+
+/// The source tensors `names` of `gguf` dequantized and stacked by rows.
+fn stacked(gguf: &mut GgufFile, names: &[&str]) -> Vec<f32> {
+    names
+        .iter()
+        .flat_map(|n| gguf.read_f32(n).unwrap())
+        .collect()
+}
+
 #[test]
-fn gguf_graph_has_the_contract_inputs_outputs_and_ops() {
+fn q4_graph_has_the_contract_inputs_outputs_and_fused_ops() {
     let dir = tempfile::tempdir().unwrap();
-    let (model, label) = write(
+    let model = write(
         TensorSource::Gguf(tiny_gguf(dir.path(), "")),
-        WeightFormat::Auto,
+        WeightFormat::Q4,
     );
-    assert_eq!(label, "q4");
     let graph = model.graph.as_ref().unwrap();
     let names = |v: &[super::super::onnx_proto::ValueInfoProto]| -> Vec<String> {
         v.iter().map(|i| i.name.clone().unwrap()).collect()
@@ -205,7 +300,8 @@ fn gguf_graph_has_the_contract_inputs_outputs_and_ops() {
             "input_ids",
             "attention_mask",
             "past_key_values.0.key",
-            "past_key_values.0.value"
+            "past_key_values.0.value",
+            "logits_positions"
         ]
     );
     let outputs: HashSet<String> = names(&graph.output).into_iter().collect();
@@ -213,12 +309,32 @@ fn gguf_graph_has_the_contract_inputs_outputs_and_ops() {
         .map(str::to_owned)
         .into();
     assert_eq!(outputs, want);
+    let output = |name: &str| {
+        graph
+            .output
+            .iter()
+            .find(|o| o.name.as_deref() == Some(name))
+    };
+    assert_eq!(
+        dims(output("logits").unwrap()),
+        ["batch", "positions", "40"]
+    );
+    assert_eq!(
+        dims(output("present.0.key").unwrap()),
+        ["batch", "2", "present_sequence", "16"]
+    );
+    assert_eq!(dims(&graph.input[2]), ["batch", "2", "past_sequence", "16"]);
     let ops = ops(&model);
-    // q, k, v, gate, up and the tied head are quantized; o (F16) and down (F32) are f32.
-    assert_eq!(ops["MatMulNBits"], 6);
+    // One fused q|k|v, o, one fused gate|up, down, and the head tied to the embedding.
+    assert_eq!(ops["MatMulNBits"], 5);
     assert_eq!(ops["GroupQueryAttention"], 1);
+    assert_eq!(ops["Split"], 1);
+    assert_eq!(ops["GatherND"], 1);
     assert_eq!(ops["SimplifiedLayerNormalization"], 1);
     assert_eq!(ops["SkipSimplifiedLayerNormalization"], 2);
+    let gqa = node(&model, "GroupQueryAttention");
+    assert_eq!(gqa.input[0], "blk.0.attn_qkv/out");
+    assert_eq!((gqa.input[1].as_str(), gqa.input[2].as_str()), ("", ""));
     assert_eq!(
         attr(&model, "GroupQueryAttention", "rotary_interleaved"),
         Some(1)
@@ -228,56 +344,188 @@ fn gguf_graph_has_the_contract_inputs_outputs_and_ops() {
         .opset_import
         .iter()
         .any(|o| o.domain.as_deref() == Some(MS_DOMAIN)));
-    let init = |name: &str| {
-        graph
-            .initializer
-            .iter()
-            .find(|t| t.name.as_deref() == Some(name))
-            .unwrap_or_else(|| panic!("no initializer {name}"))
-    };
-    let k = init("blk.0.attn_k.weight.quants");
-    assert_eq!(k.data_type, Some(DataType::Uint8 as i32));
-    assert_eq!(k.dims, vec![32, 2, 16]);
-    assert_eq!(k.raw_data.as_ref().unwrap().len(), 32 * 2 * 16);
-    assert_eq!(init("blk.0.attn_k.weight.mins_t").dims, vec![2, 32]);
-    assert_eq!(init("blk.0.attn_v.weight.quants").dims, vec![32, 2, 32]);
-    assert_eq!(init("token_embd.weight.quants").dims, vec![40, 2, 32]);
-    assert_eq!(init("blk.0.ffn_down.weight.T").dims, vec![96, 64]);
-    assert_eq!(init("rotary/cos_cache").dims, vec![32, 8]);
+    // q (Q4_0), k (Q4_1), v (Q8_0) share 8-bit blocks; gate (Q4_1), up (Q4_0) 4-bit ones.
+    let qkv = init(&model, "blk.0.attn_qkv.weight.quants");
+    assert_eq!(qkv.data_type, Some(DataType::Uint8 as i32));
+    assert_eq!(qkv.dims, vec![128, 2, 32]);
+    assert_eq!(
+        init(&model, "blk.0.attn_qkv.weight.mins_t").dims,
+        vec![2, 128]
+    );
+    assert_eq!(
+        init(&model, "blk.0.ffn_gate_up.weight.quants").dims,
+        vec![192, 2, 16]
+    );
+    assert_eq!(
+        init(&model, "token_embd.weight.quants").dims,
+        vec![40, 2, 32]
+    );
+    assert_eq!(
+        init(&model, "blk.0.ffn_down.weight.quants").dims,
+        vec![64, 3, 16]
+    );
+    assert_eq!(init(&model, "rotary/cos_cache").dims, vec![32, 8]);
+}
+
+#[test]
+fn q4_keeps_mixed_ggml_blocks_exactly_when_fused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gguf = tiny_gguf(dir.path(), "");
+    let model = write(
+        TensorSource::Gguf(tiny_gguf(dir.path(), "")),
+        WeightFormat::Q4,
+    );
+    let qkv = [
+        "blk.0.attn_q.weight",
+        "blk.0.attn_k.weight",
+        "blk.0.attn_v.weight",
+    ];
+    let want = stacked(&mut gguf, &qkv);
+    let got = nbits_matrix(&model, "blk.0.attn_qkv.weight", 8);
+    let err = want
+        .iter()
+        .zip(&got)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(err < 1e-6, "fused q|k|v differs by {err}");
+    let want = stacked(&mut gguf, &["blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"]);
+    assert_eq!(nbits_matrix(&model, "blk.0.ffn_gate_up.weight", 4), want);
+}
+
+#[test]
+fn int8_graph_quantizes_rows_and_folds_rotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gguf = tiny_gguf(dir.path(), "");
+    let model = write(
+        TensorSource::Gguf(tiny_gguf(dir.path(), "")),
+        WeightFormat::Int8,
+    );
+    let ops = ops(&model);
+    assert!(!ops.contains_key("MatMulNBits"));
+    assert_eq!(ops["MatMulIntegerToFloat"], 5);
+    // One per distinct activation: attention norm, attention output, MLP norm, rotated MLP
+    // activation, gathered final hidden states.
+    assert_eq!(ops["QuantizeLinear"], 5);
+    assert_eq!(attr(&model, "QuantizeLinear", "block_size"), Some(64));
+    assert_eq!(model.opset_import[0].version, Some(21));
+    // The norms' weights are folded into the projections: the graph's are ones.
+    assert!(floats(init(&model, "const/ones")).iter().all(|&g| g == 1.0));
+    let w = init(&model, "blk.0.attn_qkv.weight.int8");
+    assert_eq!(w.data_type, Some(DataType::Int8 as i32));
+    assert_eq!(w.dims, vec![64, 128]);
+    assert_eq!(init(&model, "head.weight.int8").dims, vec![64, 40]);
+    assert_eq!(init(&model, "token_embd.weight.int8").dims, vec![40, 64]);
+
+    // The int8 q|k|v is W·diag(γ)·Rᵀ within half a step per weight.
+    let rotation = Rotation::new(HIDDEN, ROTATION_SEED);
+    let names = [
+        "blk.0.attn_q.weight",
+        "blk.0.attn_k.weight",
+        "blk.0.attn_v.weight",
+    ];
+    let mut want = stacked(&mut gguf, &names);
+    let gamma = gguf.read_f32("blk.0.attn_norm.weight").unwrap();
+    for row in want.chunks_exact_mut(HIDDEN) {
+        row.iter_mut().zip(&gamma).for_each(|(w, g)| *w *= g);
+    }
+    rotation.apply_chunks(&mut want);
+    let quants: Vec<i8> = w
+        .raw_data
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|b| i8::from_le_bytes([*b]))
+        .collect();
+    let scales = floats(init(&model, "blk.0.attn_qkv.weight.scales"));
+    for (i, w) in want.iter().enumerate() {
+        let (row, col) = (i / HIDDEN, i % HIDDEN);
+        let s = scales[row];
+        let got = f32::from(quants[col * 128 + row]) * s;
+        assert!(
+            (got - w).abs() <= 0.5001 * s,
+            "[{row}, {col}]: {got} vs {w}"
+        );
+    }
 }
 
 #[test]
 fn f32_format_dequantizes_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let (model, label) = write(
+    let model = write(
         TensorSource::Gguf(tiny_gguf(dir.path(), "")),
         WeightFormat::F32,
     );
-    assert_eq!(label, "f32");
     let ops = ops(&model);
     assert!(!ops.contains_key("MatMulNBits"));
-    assert_eq!(ops["MatMul"], 7);
+    assert!(!ops.contains_key("MatMulIntegerToFloat"));
+    assert_eq!(ops["MatMul"], 4);
     assert_eq!(
         ops["Gemm"], 1,
         "tied f32 head reads the embedding table transposed"
     );
+    assert_eq!(init(&model, "blk.0.attn_qkv.weight.T").dims, vec![64, 128]);
 }
 
 #[test]
 fn safetensors_graph_uses_rotate_half_and_q4_requantizes() {
     let dir = tempfile::tempdir().unwrap();
     let src = TensorSource::Safetensors(tiny_safetensors(dir.path()));
-    let (model, label) = write(src, WeightFormat::Auto);
-    assert_eq!(label, "f32");
+    let model = write(src, WeightFormat::Int8);
     assert_eq!(
         attr(&model, "GroupQueryAttention", "rotary_interleaved"),
         Some(0)
     );
+    assert_eq!(ops(&model)["MatMulIntegerToFloat"], 5);
     let src = TensorSource::Safetensors(tiny_safetensors(dir.path()));
-    let (model, label) = write(src, WeightFormat::Q4);
-    assert_eq!(label, "q4");
-    assert_eq!(ops(&model)["MatMulNBits"], 8);
+    let model = write(src, WeightFormat::Q4);
+    assert_eq!(ops(&model)["MatMulNBits"], 5);
     assert_eq!(attr(&model, "MatMulNBits", "bits"), Some(4));
+}
+
+#[test]
+fn qkv_biases_are_stacked_in_projection_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = KV_HEADS * HEAD_DIM;
+    let biases = [
+        ("blk.0.attn_q.bias", HIDDEN),
+        ("blk.0.attn_k.bias", kv),
+        ("blk.0.attn_v.bias", kv),
+    ];
+    let want: Vec<f32> = {
+        let mut file = tiny_safetensors_with(dir.path(), &biases);
+        biases
+            .iter()
+            .flat_map(|(name, _)| file.read_f32(&source::hf_name(name).unwrap()).unwrap())
+            .collect()
+    };
+    for format in [WeightFormat::F32, WeightFormat::Int8] {
+        let src = TensorSource::Safetensors(tiny_safetensors_with(dir.path(), &biases));
+        let model = write(src, format);
+        assert_eq!(
+            floats(init(&model, "blk.0.attn_qkv.bias")),
+            want,
+            "{format:?}"
+        );
+        assert_eq!(ops(&model)["Add"], 1, "{format:?}: one bias Add");
+    }
+}
+
+#[test]
+fn auto_resolves_per_execution_provider() {
+    assert_eq!(
+        WeightFormat::Auto.resolve(ExecutionProvider::Cpu),
+        WeightFormat::Int8
+    );
+    assert_eq!(
+        WeightFormat::Auto.resolve(ExecutionProvider::Cuda),
+        WeightFormat::Q4
+    );
+    assert_eq!(
+        WeightFormat::F32.resolve(ExecutionProvider::Cuda),
+        WeightFormat::F32
+    );
+    let labels = [WeightFormat::Int8, WeightFormat::Q4, WeightFormat::F32].map(WeightFormat::label);
+    assert_eq!(labels, ["int8", "q4", "f32"]);
 }
 
 #[test]
@@ -285,13 +533,7 @@ fn missing_and_misshapen_tensors_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut src = TensorSource::Gguf(tiny_gguf(dir.path(), "blk.0.ffn_up.weight"));
     let cfg = config(&src);
-    let err = write_onnx(
-        &cfg,
-        &mut src,
-        WeightFormat::Auto,
-        Vec::new(),
-        Path::new("x"),
-    );
+    let err = write_onnx(&cfg, &mut src, WeightFormat::Q4, Vec::new(), Path::new("x"));
     assert!(
         matches!(&err, Err(ImportError::MissingTensor { name }) if name == "blk.0.ffn_up.weight"),
         "{err:?}"
@@ -301,7 +543,7 @@ fn missing_and_misshapen_tensors_are_errors() {
     let err = write_onnx(
         &cfg,
         &mut src,
-        WeightFormat::Auto,
+        WeightFormat::Int8,
         Vec::new(),
         Path::new("x"),
     );
