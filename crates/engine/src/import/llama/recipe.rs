@@ -38,7 +38,7 @@ pub(super) enum Layout {
 
 impl Layout {
     /// The layout of a matrix stacked from source tensors stored as `parts`, whose rows are
-    /// `k` long, in weight format `format` (resolved by the caller; `Auto` counts as `Int8`,
+    /// `k` long, in weight format `format` (resolved by the caller; `Auto` counts as `Q4`,
     /// the CPU's choice).
     ///
     /// `Q4`: blocks are kept exactly where the sources allow: all Q4_0/Q4_1 → 4-bit; Q8_0
@@ -47,9 +47,9 @@ impl Layout {
     pub(super) fn choose(parts: &[Stored], format: WeightFormat, k: usize) -> Self {
         match format {
             WeightFormat::F32 => Self::Float,
-            WeightFormat::Int8 | WeightFormat::Auto => Self::Int8,
-            WeightFormat::Q4 if !k.is_multiple_of(QK) => Self::Float,
-            WeightFormat::Q4 => {
+            WeightFormat::Int8 => Self::Int8,
+            WeightFormat::Q4 | WeightFormat::Auto if !k.is_multiple_of(QK) => Self::Float,
+            WeightFormat::Q4 | WeightFormat::Auto => {
                 let any = |s: Stored| parts.contains(&s);
                 let bits = if any(Stored::Q8_0) && !any(Stored::Float) {
                     8
@@ -61,6 +61,26 @@ impl Layout {
                     mins: any(Stored::Q4_1),
                 }
             }
+        }
+    }
+
+    /// The layout of the token embedding table (`parts` stored, rows `k` long) in `format`.
+    /// As [`Self::choose`], except that under `Int8` the table keeps ggml blocks of 32
+    /// (4-bit where every part is Q4_0/Q4_1, 8-bit otherwise: exact for Q8_0, requantized
+    /// from floats), so the gather and the tied head read the source's own values.
+    pub(super) fn table(parts: &[Stored], format: WeightFormat, k: usize) -> Self {
+        if format != WeightFormat::Int8 {
+            return Self::choose(parts, format, k);
+        }
+        if !k.is_multiple_of(QK) {
+            return Self::Float;
+        }
+        let four_bit = parts
+            .iter()
+            .all(|s| matches!(s, Stored::Q4_0 | Stored::Q4_1));
+        Self::Nbits {
+            bits: if four_bit { 4 } else { 8 },
+            mins: parts.contains(&Stored::Q4_1),
         }
     }
 }
@@ -76,8 +96,6 @@ pub(super) enum Part {
     MinsT,
     /// int8 quants transposed to `[K, N]` (a projection's `B`).
     Int8Transposed,
-    /// int8 quants as stored, `[N, K]` (an embedding table's rows).
-    Int8Rows,
     /// The int8 scales, one per row of the matrix (per output column of the projection).
     Int8Scales,
     /// The f32 matrix transposed to `[K, N]`.
@@ -208,16 +226,10 @@ fn compute(
             let t = pack::transpose(&values, rows, cols);
             out.insert(Part::Transposed, WeightData::F32(t));
         }
-        Part::Int8Transposed | Part::Int8Rows | Part::Int8Scales => {
+        Part::Int8Transposed | Part::Int8Scales => {
             let (quants, scales) = pack::quantize_int8_rows(&transformed_f32(src, m)?, cols);
-            let declared = |p| m.arrays.iter().any(|(q, _)| *q == p);
-            if declared(Part::Int8Transposed) {
-                let t = pack::transpose(&quants, rows, cols);
-                out.insert(Part::Int8Transposed, WeightData::I8(t));
-            }
-            if declared(Part::Int8Rows) {
-                out.insert(Part::Int8Rows, WeightData::I8(quants));
-            }
+            let t = pack::transpose(&quants, rows, cols);
+            out.insert(Part::Int8Transposed, WeightData::I8(t));
             out.insert(Part::Int8Scales, WeightData::F32(scales));
         }
         Part::Quants | Part::Scales | Part::MinsT => {

@@ -133,6 +133,13 @@ impl Rotation {
         self.apply_chunks(&mut out);
         out
     }
+
+    /// The dense matrix `R`, `[n, n]` row-major: `x @ R` undoes [`Self::transposed_matrix`]
+    /// for row vectors (`R` is orthogonal).
+    pub fn matrix(&self) -> Vec<f32> {
+        let n = self.len();
+        super::pack::transpose(&self.transposed_matrix(), n, n)
+    }
 }
 
 /// Rotates the columns of row-major `[rows, cols]` `data` by `rotation` (length `rows`):
@@ -207,6 +214,25 @@ mod tests {
         let r = super::super::pack::transpose(&rt, 4, 4);
         assert_eq!(r, rt);
         assert!(rt.iter().all(|x| (x.abs() - 0.5).abs() < 1e-6));
+    }
+
+    #[test]
+    fn unsigned_hadamard_is_the_kronecker_product_of_smaller_ones() {
+        // H_32 = H_4 ⊗ H_8: what lets the graph apply a large block as two small MatMuls.
+        let (outer, inner) = (4, 8);
+        let (h_outer, h_inner) = (
+            Rotation::new(outer, 0).matrix(),
+            Rotation::new(inner, 0).matrix(),
+        );
+        let h = Rotation::new(outer * inner, 0).matrix();
+        let n = outer * inner;
+        for i in 0..n {
+            for j in 0..n {
+                let want = h_outer[(i / inner) * outer + j / inner]
+                    * h_inner[(i % inner) * inner + j % inner];
+                assert!((h[i * n + j] - want).abs() < 1e-6, "[{i}, {j}]");
+            }
+        }
     }
 
     #[test]
