@@ -168,9 +168,14 @@ pub struct ModelConfig {
     /// may hold at once; requests beyond it wait in the queue.
     #[serde(default = "default_kv_budget_tokens")]
     pub kv_budget_tokens: usize,
-    /// Chat models: most prompt tokens run in one prefill chunk.
+    /// Chat models: most prompt tokens run in one prefill chunk while no sequence is
+    /// generating.
     #[serde(default = "default_prefill_chunk_tokens")]
     pub prefill_chunk_tokens: usize,
+    /// Chat models: most prompt tokens run in one prefill chunk while sequences are
+    /// generating (the longest pause a new prompt adds to their next token).
+    #[serde(default = "default_prefill_chunk_tokens_while_decoding")]
+    pub prefill_chunk_tokens_while_decoding: usize,
 }
 
 fn default_max_batch_sequences() -> usize {
@@ -187,6 +192,10 @@ fn default_kv_budget_tokens() -> usize {
 
 fn default_prefill_chunk_tokens() -> usize {
     256
+}
+
+fn default_prefill_chunk_tokens_while_decoding() -> usize {
+    64
 }
 
 fn default_max_batch_tokens() -> usize {
@@ -226,6 +235,7 @@ impl ModelConfig {
             max_context: default_max_context(),
             kv_budget_tokens: default_kv_budget_tokens(),
             prefill_chunk_tokens: default_prefill_chunk_tokens(),
+            prefill_chunk_tokens_while_decoding: default_prefill_chunk_tokens_while_decoding(),
         }
     }
 }

@@ -164,6 +164,7 @@ fn load_backend(
                 max_context: model.max_context,
                 kv_budget_tokens: model.kv_budget_tokens,
                 prefill_chunk_tokens: model.prefill_chunk_tokens,
+                prefill_chunk_tokens_while_decoding: model.prefill_chunk_tokens_while_decoding,
                 queue_capacity: model.queue_capacity,
             },
         )?),

@@ -48,8 +48,11 @@ pub struct GeneratorConfig {
     /// Most tokens (prompt + `max_tokens` of each running sequence) the KV cache holds at
     /// once; at least `max_context`.
     pub kv_budget_tokens: usize,
-    /// Most prompt tokens run in one prefill chunk.
+    /// Most prompt tokens run in one prefill chunk while no sequence is generating.
     pub prefill_chunk_tokens: usize,
+    /// Most prompt tokens run in one prefill chunk while sequences are generating (bounds
+    /// the pause a new prompt adds to their inter-token latency).
+    pub prefill_chunk_tokens_while_decoding: usize,
     /// Requests that may wait for a place in the batch before new ones get 503.
     pub queue_capacity: usize,
 }
@@ -132,6 +135,7 @@ impl OnnxGenerator {
             max_sequences: config.max_batch_sequences.max(1),
             kv_budget_tokens: config.kv_budget_tokens.max(card.context_length),
             prefill_chunk: config.prefill_chunk_tokens.max(1),
+            prefill_chunk_while_decoding: config.prefill_chunk_tokens_while_decoding.max(1),
         };
         let session = runtime.open_session(&dir.join(&card.onnx_file), &config.session)?;
         let model = OnnxDecoder::new(

@@ -32,8 +32,11 @@ pub(crate) struct SchedulerLimits {
     pub(crate) max_sequences: usize,
     /// Most tokens (prompt + `max_tokens`) reserved by the running sequences together.
     pub(crate) kv_budget_tokens: usize,
-    /// Most prompt tokens run in one prefill chunk.
+    /// Most prompt tokens run in one prefill chunk while no sequence is generating.
     pub(crate) prefill_chunk: usize,
+    /// Most prompt tokens run in one prefill chunk while some sequence is generating: the
+    /// longest pause a new prompt adds to the running streams' next token.
+    pub(crate) prefill_chunk_while_decoding: usize,
 }
 
 /// The tokenizer side of the scheduler: turning tokens into text and the end-of-turn tokens.
@@ -176,7 +179,8 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
 
     /// Runs the next prompt chunk of the oldest sequence still reading its prompt, together
     /// with the whole prompts of the sequences admitted after it when they all fit the chunk
-    /// budget (right-padded: rows × longest prompt); returns the prompt tokens run.
+    /// budget (right-padded: rows × longest prompt; a smaller budget while other sequences
+    /// generate, so their next token waits less); returns the prompt tokens run.
     fn prefill_chunk(&mut self) -> usize {
         let Some(first) = self
             .running
@@ -185,7 +189,12 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
         else {
             return 0;
         };
-        let budget = self.limits.prefill_chunk.max(1);
+        let decoding = self.running.iter().any(|s| !s.done && s.next.is_some());
+        let budget = match decoding {
+            true => self.limits.prefill_chunk_while_decoding,
+            false => self.limits.prefill_chunk,
+        }
+        .max(1);
         let indices = self.prefill_batch(first, budget);
         let chunks: Vec<(usize, &[u32])> = indices
             .iter()

@@ -67,10 +67,19 @@ impl StepModel for FakeModel {
 }
 
 fn scheduler(max_sequences: usize, prefill_chunk: usize) -> Scheduler<FakeModel, ByteDecoder> {
+    scheduler_with(max_sequences, prefill_chunk, prefill_chunk)
+}
+
+fn scheduler_with(
+    max_sequences: usize,
+    prefill_chunk: usize,
+    prefill_chunk_while_decoding: usize,
+) -> Scheduler<FakeModel, ByteDecoder> {
     let limits = SchedulerLimits {
         max_sequences,
         kv_budget_tokens: 64,
         prefill_chunk,
+        prefill_chunk_while_decoding,
     };
     let vocab = Vocabulary {
         decoder: ByteDecoder,
@@ -192,6 +201,28 @@ fn new_prompts_that_fit_the_chunk_budget_are_prefilled_together() {
         outcome(&mut a_events),
         ("bc".into(), Some((FinishReason::Length, 1, 2)))
     );
+}
+
+#[test]
+fn prompts_arriving_while_others_generate_get_the_smaller_chunk() {
+    let mut s = scheduler_with(4, 8, 2);
+    let (sender, mut jobs) = mpsc::channel(8);
+    // "aaab" generates c, d, e and the end of turn: three decode steps after its prefill's.
+    let (first, _a) = job("aaab", 10, &[]);
+    sender.try_send(first).ok().unwrap();
+    s.admit(&mut jobs);
+    s.step();
+    // Alone, the whole prompt runs at once (budget 8), then its first decode step.
+    assert_eq!(&s.model.runs[..2], &[vec![(0, 4)], vec![(0, 1)]]);
+    let (second, _b) = job("abcde", 10, &[]);
+    sender.try_send(second).ok().unwrap();
+    s.admit(&mut jobs);
+    for _ in 0..3 {
+        s.step();
+    }
+    // While the first generates, the new prompt runs 2 tokens per step between its steps.
+    let chunks: Vec<_> = s.model.runs[2..].iter().filter(|r| r[0].0 == 1).collect();
+    assert_eq!(chunks, [&vec![(1, 2)], &vec![(1, 2)], &vec![(1, 1)]]);
 }
 
 #[test]
