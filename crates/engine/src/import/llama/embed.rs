@@ -11,7 +11,8 @@ use super::super::gguf::QK;
 use super::super::graph::Attr;
 use super::super::llama_config::LlamaConfig;
 use super::super::onnx_proto::tensor_proto::DataType;
-use super::{Decoder, Layout, NbitsWeight, Part, Piece, Rows, Side, Transform};
+use super::matmul::NbitsWeight;
+use super::{Decoder, Layout, Part, Piece, Rows, Side, Transform};
 
 /// The embedding table as declared in the graph (the tied head reuses it).
 #[derive(Debug, Clone)]
