@@ -190,9 +190,10 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
             return 0;
         };
         let decoding = self.running.iter().any(|s| !s.done && s.next.is_some());
-        let budget = match decoding {
-            true => self.limits.prefill_chunk_while_decoding,
-            false => self.limits.prefill_chunk,
+        let budget = if decoding {
+            self.limits.prefill_chunk_while_decoding
+        } else {
+            self.limits.prefill_chunk
         }
         .max(1);
         let indices = self.prefill_batch(first, budget);

@@ -18,10 +18,10 @@
 //! one fused gate|up projection and `Split`, `Sigmoid`/`Mul` (SiLU gate), the down
 //! projection. A projection (`matmul`) is `MatMulIntegerToFloat` on per-row quantized
 //! activations (int8), `MatMulNBits` (4-bit or 8-bit blocks of 32; Q4_1 adds
-//! `ReduceSum`·`MatMul` for the block minimums) or `MatMul` (f32). The final hidden states are gathered at `logits_positions`
-//! before the output head, which shares the embedding's weights when they are tied. Under
-//! int8 the residual stream is rotated (`rotate`) so that per-row activation scales are not
-//! set by outlier channels.
+//! `ReduceSum`·`MatMul` for the block minimums) or `MatMul` (f32). The final hidden states
+//! are gathered at `logits_positions` before the output head, which shares the embedding's
+//! weights when they are tied. Under int8 the residual stream is rotated (`rotate`) so that
+//! per-row activation scales are not set by outlier channels.
 
 mod embed;
 mod matmul;

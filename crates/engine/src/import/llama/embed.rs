@@ -111,27 +111,18 @@ pub(super) fn embedding(
     let matrix = d.matrix(vec![piece], h, layout, Transform::default());
     let last = d.ints(&[-1]);
     let float = ("to", Attr::Int(DataType::Float as i64));
-    let (bits, mins) = match layout {
-        Layout::Nbits { bits, mins } => (bits, mins),
-        Layout::Float => {
-            let table = d.declare(
-                matrix,
-                Part::Plain,
-                tensor.to_owned(),
-                &[v, h],
-                DataType::Float,
-            );
-            let x = d.g.node("Gather", "embed/rows", &[&table, ids], &[]);
-            let x = rotate_rows_online(d, &x, false, "embed/out");
-            return Ok((x, EmbeddingTable::Float(table)));
-        }
-        // `Layout::table` keeps tables in blocks or f32; per-row int8 is for projections.
-        Layout::Int8 => {
-            return Err(ImportError::UnsupportedDtype {
-                name: tensor.to_owned(),
-                dtype: "an int8 embedding table".to_owned(),
-            })
-        }
+    // `Layout::table` gives blocks or f32 (never per-row int8, which is for projections).
+    let Layout::Nbits { bits, mins } = layout else {
+        let table = d.declare(
+            matrix,
+            Part::Plain,
+            tensor.to_owned(),
+            &[v, h],
+            DataType::Float,
+        );
+        let x = d.g.node("Gather", "embed/rows", &[&table, ids], &[]);
+        let x = rotate_rows_online(d, &x, false, "embed/out");
+        return Ok((x, EmbeddingTable::Float(table)));
     };
     let w = d.nbits_weight(matrix, tensor, bits, mins);
     let rows = d.g.node("Gather", "embed/quants", &[&w.quants, ids], &[]);
@@ -202,13 +193,12 @@ pub(super) fn head(
     }
     // The tied table is not rotated: bring the hidden states back, with the final norm's
     // weight that the rotated stream leaves out.
-    let x = match d.residual_rotation.is_some() {
-        true => {
-            let back = rotate_rows_online(d, x, true, "head/unrotated");
-            let gamma = d.norm_gamma("output_norm.weight", h)?;
-            d.g.node("Mul", "head/normed", &[&back, &gamma], &[])
-        }
-        false => x.to_owned(),
+    let x = if d.residual_rotation.is_some() {
+        let back = rotate_rows_online(d, x, true, "head/unrotated");
+        let gamma = d.norm_gamma("output_norm.weight", h)?;
+        d.g.node("Mul", "head/normed", &[&back, &gamma], &[])
+    } else {
+        x.to_owned()
     };
     let x = x.as_str();
     match table {
