@@ -97,7 +97,7 @@ class Int8Graph:
 
     def __init__(self, directory: Path, f32_directory: Path):
         self.directory = directory
-        self.weight_errors: list[float] = []
+        self.weight_errors: dict[str, float] = {}  # per projection node, whichever variant
         self.f32 = {i.name: numpy_helper.to_array(i)
                     for i in onnx.load(str(f32_directory / "model.onnx")).graph.initializer}
 
@@ -141,8 +141,8 @@ class Int8Graph:
                 w = rounded
                 if weights == "exact":
                     w = self.exact_weights(inits, nodes, int(match[1]), match[2])
-                    self.weight_errors.append(
-                        float(np.linalg.norm(rounded - w) / np.linalg.norm(w)))
+                    self.weight_errors[node.name] = float(
+                        np.linalg.norm(rounded - w) / np.linalg.norm(w))
                 name = f"{node.name}/f32_weights"
                 graph.initializer.append(numpy_helper.from_array(w.astype(np.float32), name))
                 unquantized = producer[node.input[0]].input[0]
@@ -218,7 +218,7 @@ def main() -> int:
     for name, r in results.items():
         print(row(name, r))
     if args.int8_budget:
-        errors = np.array(graph.weight_errors)
+        errors = np.array(list(graph.weight_errors.values()))
         print(f"\nint8 weights against the exact rotated ones, relative (Frobenius) error per "
               f"matrix: median {100 * np.median(errors):.2f} %, range "
               f"{100 * errors.min():.2f}-{100 * errors.max():.2f} %")
