@@ -1,6 +1,6 @@
-"""Checks of the GGUF reader and tokenizer rebuild (`crates/engine/src/import/gguf*`).
+"""Checks of the GGUF reader and tokenizer rebuild (`crates/import/src/gguf*`).
 
-Through the `gguf_dump` example (`cargo run -p gateway-engine --example gguf_dump`):
+Through the `gguf_dump` example (`cargo run -p gateway-import --example gguf_dump`):
 - a tiny LLaMA written by `scripts/make_tiny_llama.py` (F32, F16, BF16, Q8_0, Q4_0, Q4_1,
   Q4_K, Q6_K): every tensor's dequantized values against the `gguf` package's dequantizer,
   and against the script's Hugging Face safetensors after undoing llama.cpp's Q/K permutation;
@@ -49,7 +49,7 @@ CORPUS = [
 
 def cargo_dump(path: Path, *extra: str) -> dict:
     """Runs `gguf_dump` on `path` and returns its JSON."""
-    cmd = ["cargo", "run", "-q", "-p", "gateway-engine", "--example", "gguf_dump", "--",
+    cmd = ["cargo", "run", "-q", "-p", "gateway-import", "--example", "gguf_dump", "--",
            str(path), *extra]
     out = subprocess.run(cmd, cwd=REPO, check=True, timeout=1800, capture_output=True, text=True)
     return json.loads(out.stdout)
@@ -157,7 +157,7 @@ def test_corrupt_file_is_a_clean_error(tiny: Path, tmp_path: Path) -> None:
     for name, blob in [("short.gguf", data[: len(data) // 3]), ("magic.gguf", b"GGML" + data[4:])]:
         path = tmp_path / name
         path.write_bytes(blob)
-        cmd = ["cargo", "run", "-q", "-p", "gateway-engine", "--example", "gguf_dump", "--", str(path)]
+        cmd = ["cargo", "run", "-q", "-p", "gateway-import", "--example", "gguf_dump", "--", str(path)]
         run = subprocess.run(cmd, cwd=REPO, timeout=1800, capture_output=True, text=True)
         assert run.returncode == 1, run.stderr
         assert "invalid GGUF file" in run.stderr and "panicked" not in run.stderr

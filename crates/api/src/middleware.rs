@@ -9,9 +9,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Response};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
-use gateway_core::openai::{ErrorBody, ErrorType};
 
-use crate::error::{ApiError, MaskedServerError};
+use crate::error::{masked_body, ApiError, MaskedServerError};
 use crate::state::AppState;
 
 /// The header that carries the request id, echoed when the client sends one.
@@ -64,11 +63,7 @@ pub async fn mask_server_errors(request: Request, next: Next) -> Response<Body> 
         return response;
     }
     let (mut parts, _) = response.into_parts();
-    let body = ErrorBody::new(
-        ErrorType::Server,
-        format!("The server had an error while processing your request (request id {request_id})."),
-    );
-    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let json = serde_json::to_vec(&masked_body(&request_id)).unwrap_or_default();
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(json))
 }

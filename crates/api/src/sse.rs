@@ -2,8 +2,10 @@
 //! read: the first chunk of each choice (a chat choice's carries the role), one chunk per
 //! released piece of text, a chunk with the `finish_reason`, with
 //! `stream_options.include_usage` a last chunk with `choices: []` and the usage (every other
-//! chunk has `usage: null`), then `data: [DONE]`. The usage is metered when the stream ends or
-//! when the client goes away, whichever comes first.
+//! chunk has `usage: null`), then `data: [DONE]`. A failure after the stream started becomes
+//! one error event (`data: {"error": {…}}`, which the SDKs raise) and the stream ends without
+//! `[DONE]`, so no client takes a truncated answer for a complete one. The usage is metered
+//! when the stream ends or when the client goes away, whichever comes first.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -12,27 +14,11 @@ use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, BoxStream, StreamExt};
-use gateway_core::openai::Usage;
-use gateway_engine::{FinishReason, GenerationEvent, TokenLogprob};
+use gateway_backend::BackendError;
 use serde::Serialize;
 
-use crate::generation::UsageMeter;
-
-/// How one kind of answer (chat or legacy completion) writes its chunks.
-pub trait ChunkFormat: Send + 'static {
-    /// The chunk that opens choice `index`, if the format has one.
-    fn opening(&self, index: u32) -> Option<Bytes>;
-    /// A chunk with new text, its tokens' log-probabilities and, on the last, the reason.
-    fn delta(
-        &self,
-        index: u32,
-        text: String,
-        logprobs: Vec<TokenLogprob>,
-        finish: Option<FinishReason>,
-    ) -> Bytes;
-    /// The final usage chunk.
-    fn usage(&self, usage: Usage) -> Bytes;
-}
+use crate::error::ApiError;
+use crate::generation::{AnswerFormat, Output, PromptField, UsageMeter};
 
 /// One `data: …` event with `value` as JSON.
 pub fn event<T: Serialize>(value: &T) -> Bytes {
@@ -42,29 +28,32 @@ pub fn event<T: Serialize>(value: &T) -> Bytes {
 
 struct StreamState<F> {
     format: F,
-    events: BoxStream<'static, (u32, GenerationEvent)>,
+    outputs: BoxStream<'static, Output>,
     meter: UsageMeter,
     include_usage: bool,
+    prompt_field: PromptField,
     pending: VecDeque<Bytes>,
     done: bool,
 }
 
-/// The streamed answer of `choices` generations.
-pub fn stream_response<F: ChunkFormat>(
+/// The streamed answer of `choices` choices.
+pub fn stream_response<F: AnswerFormat>(
     format: F,
     choices: u32,
-    events: BoxStream<'static, (u32, GenerationEvent)>,
+    outputs: BoxStream<'static, Output>,
     meter: UsageMeter,
     include_usage: bool,
+    prompt_field: PromptField,
 ) -> Response {
     let pending = (0..choices)
-        .filter_map(|index| format.opening(index))
+        .filter_map(|choice| format.opening(choice))
         .collect();
     let state = StreamState {
         format,
-        events,
+        outputs,
         meter,
         include_usage,
+        prompt_field,
         pending,
         done: false,
     };
@@ -82,7 +71,7 @@ pub fn stream_response<F: ChunkFormat>(
         .into_response()
 }
 
-impl<F: ChunkFormat> StreamState<F> {
+impl<F: AnswerFormat> StreamState<F> {
     async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
             if let Some(chunk) = self.pending.pop_front() {
@@ -91,23 +80,28 @@ impl<F: ChunkFormat> StreamState<F> {
             if self.done {
                 return None;
             }
-            match self.events.next().await {
-                Some((index, GenerationEvent::Token { text, logprob })) => {
-                    self.meter.completion_tokens += 1;
+            match self.outputs.next().await {
+                Some(Output::Token {
+                    choice,
+                    text,
+                    logprob,
+                }) => {
                     if !text.is_empty() || logprob.is_some() {
                         let logprobs = logprob.into_iter().collect();
-                        let chunk = self.format.delta(index, text, logprobs, None);
+                        let chunk = self.format.delta(choice, text, logprobs, None);
                         self.pending.push_back(chunk);
                     }
                 }
-                Some((index, GenerationEvent::Finished { reason, tail, .. })) => {
-                    let chunk = self.format.delta(index, tail, Vec::new(), Some(reason));
+                Some(Output::Finished {
+                    choice,
+                    reason,
+                    tail,
+                }) => {
+                    let chunk = self.format.delta(choice, tail, Vec::new(), Some(reason));
                     self.pending.push_back(chunk);
                 }
-                Some((_, GenerationEvent::Failed(error))) => {
-                    tracing::error!(%error, "generation failed mid-stream");
-                    self.finish();
-                }
+                Some(Output::Settled { part, usage }) => self.meter.settle(part, usage),
+                Some(Output::Failed(error)) => self.fail(error),
                 None => self.finish(),
             }
         }
@@ -116,11 +110,19 @@ impl<F: ChunkFormat> StreamState<F> {
     fn finish(&mut self) {
         self.meter.record();
         if self.include_usage {
-            let chunk = self.format.usage(self.meter.usage());
+            let chunk = self.format.usage_chunk(self.meter.wire_usage());
             self.pending.push_back(chunk);
         }
         self.pending
             .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+        self.done = true;
+    }
+
+    fn fail(&mut self, error: BackendError) {
+        self.meter.record();
+        let error = ApiError::backend(error, self.prompt_field.name());
+        let body = error.stream_body(self.meter.request_id());
+        self.pending.push_back(event(&body));
         self.done = true;
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use gateway_auth::{KeyVerifier, Management, Store, VerifiedKey};
-use gateway_engine::Backend;
+use gateway_backend::{Backend, Health};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -69,7 +69,9 @@ impl ModelRegistry {
 
     /// Whether every model can take requests.
     pub fn all_ready(&self) -> bool {
-        self.models.values().all(|model| model.backend.is_ready())
+        self.models
+            .values()
+            .all(|model| model.backend.health() == Health::Ready)
     }
 }
 

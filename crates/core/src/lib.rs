@@ -1,7 +1,9 @@
 //! The gateway's shared vocabulary: the OpenAI wire schema (requests, responses, stream chunks,
-//! errors) and the model catalog types. This crate does no I/O, so every other crate can use it.
+//! errors), the model catalog types, and the layout of an imported ONNX model directory. This
+//! crate does no I/O, so every other crate can use it.
 
 pub mod catalog;
+pub mod model_dir;
 pub mod openai;
 
-pub use catalog::{ModelCard, ModelKind, Pooling, ServicePlan, MODEL_CARD_FILE};
+pub use catalog::{ExecutionProvider, ModelCard, ModelKind, ServicePlan, UnknownExecutionProvider};

@@ -138,3 +138,27 @@ impl From<ort::Error> for EngineError {
         Self::Inference(std::sync::Arc::new(error))
     }
 }
+
+impl From<EngineError> for gateway_backend::BackendError {
+    /// The contract's view of an engine error: the client's mistakes with their message, the
+    /// rest as overload, unavailability or an internal failure whose details stay in the log.
+    fn from(error: EngineError) -> Self {
+        use gateway_backend::BackendError;
+        match error {
+            EngineError::Unsupported { operation } => BackendError::Unsupported { operation },
+            EngineError::ContextLengthExceeded { .. } | EngineError::PromptTooLong { .. } => {
+                BackendError::ContextLengthExceeded {
+                    message: error.to_string(),
+                }
+            }
+            _ if error.is_client_error() => BackendError::InvalidInput {
+                message: error.to_string(),
+            },
+            EngineError::Overloaded => BackendError::Overloaded,
+            EngineError::WorkerStopped => BackendError::Unavailable {
+                reason: error.to_string(),
+            },
+            other => BackendError::internal(other),
+        }
+    }
+}

@@ -1,32 +1,65 @@
-//! Reading the files of a model directory written by `gateway models import`: the model
-//! card (checked against the kind of backend that loads it) and the tokenizer.
+//! Reading a model directory written by `gateway-import` (its layout is
+//! [`gateway_core::model_dir`]): the manifest, checked against the kind of backend that loads
+//! it, and the tokenizer; and [`load_backend`], which opens a directory as the backend its
+//! manifest's kind asks for.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use gateway_core::{ModelCard, ModelKind, MODEL_CARD_FILE};
+use gateway_backend::Backend;
+use gateway_core::model_dir::{OnnxManifest, MANIFEST_FILE};
+use gateway_core::ModelKind;
 use tokenizers::Tokenizer;
 
-use crate::EngineError;
+use crate::{
+    EmbedderConfig, EngineError, GeneratorConfig, OnnxEmbedder, OnnxGenerator, OnnxRuntime,
+};
 
-/// Reads `model-card.json` of `dir` and checks that the model is of `kind`.
-pub(crate) fn read_card(dir: &Path, kind: ModelKind) -> Result<ModelCard, EngineError> {
-    let card = read_model_card(dir)?;
-    if card.kind != kind {
+/// How a model directory is served: the settings of both kinds, of which the manifest's kind
+/// picks one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelSettings {
+    /// Used when the directory holds an embedding model.
+    pub embedder: EmbedderConfig,
+    /// Used when the directory holds a chat model.
+    pub generator: GeneratorConfig,
+}
+
+/// Loads the model in `dir` as the backend its manifest's kind asks for. Blocks while ONNX
+/// Runtime opens the model.
+pub fn load_backend(
+    runtime: &OnnxRuntime,
+    dir: &Path,
+    settings: &ModelSettings,
+) -> Result<Arc<dyn Backend>, EngineError> {
+    Ok(match read_manifest(dir)?.card.kind {
+        ModelKind::Embedding => Arc::new(OnnxEmbedder::load(runtime, dir, settings.embedder)?),
+        ModelKind::Chat => Arc::new(OnnxGenerator::load(runtime, dir, settings.generator)?),
+    })
+}
+
+/// Reads the manifest of `dir` and checks that the model is of `kind`.
+pub(crate) fn read_manifest_of_kind(
+    dir: &Path,
+    kind: ModelKind,
+) -> Result<OnnxManifest, EngineError> {
+    let manifest = read_manifest(dir)?;
+    if manifest.card.kind != kind {
         let kind = match kind {
             ModelKind::Chat => "a chat",
             ModelKind::Embedding => "an embedding",
         };
         return Err(EngineError::InvalidModel {
-            path: dir.join(MODEL_CARD_FILE),
-            message: format!("model {} is not {kind} model", card.id),
+            path: dir.join(MANIFEST_FILE),
+            message: format!("model {} is not {kind} model", manifest.card.id),
         });
     }
-    Ok(card)
+    Ok(manifest)
 }
 
-/// Reads `model-card.json` of the model directory `dir`, to tell which backend loads it.
-pub fn read_model_card(dir: &Path) -> Result<ModelCard, EngineError> {
-    let path = dir.join(MODEL_CARD_FILE);
+/// Reads the manifest (`model-card.json`) of the model directory `dir`.
+pub fn read_manifest(dir: &Path) -> Result<OnnxManifest, EngineError> {
+    let path = dir.join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&path).map_err(|source| EngineError::Io {
         path: path.clone(),
         source,

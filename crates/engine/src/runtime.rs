@@ -3,35 +3,37 @@
 
 use std::path::{Path, PathBuf};
 
+use gateway_core::ExecutionProvider;
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 
 use crate::EngineError;
 
-/// Where a model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Device {
-    /// ONNX Runtime's CPU execution provider.
-    #[default]
-    Cpu,
-    /// The CUDA execution provider on the GPU with this ordinal.
-    Cuda {
-        /// CUDA device ordinal.
-        device_id: i32,
-    },
-}
-
 /// How a model's session is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionConfig {
     /// Execution provider.
-    pub device: Device,
+    pub execution_provider: ExecutionProvider,
+    /// The GPU's ordinal when the provider is CUDA.
+    pub cuda_device_id: i32,
     /// ONNX Runtime intra-op threads (0 lets ONNX Runtime choose).
     pub intra_threads: usize,
     /// Whether idle intra-op threads spin before they sleep. Spinning lowers the latency of
     /// back-to-back runs but takes CPU from the HTTP side of the same process.
     pub intra_op_spinning: bool,
+}
+
+impl Default for SessionConfig {
+    /// The CPU, as many intra-op threads as ONNX Runtime chooses, spinning on.
+    fn default() -> Self {
+        Self {
+            execution_provider: ExecutionProvider::Cpu,
+            cuda_device_id: 0,
+            intra_threads: 0,
+            intra_op_spinning: true,
+        }
+    }
 }
 
 /// The loaded ONNX Runtime library. The library is process-wide: the first path loaded stays
@@ -81,8 +83,8 @@ impl OnnxRuntime {
             .map_err(ort::Error::from)?
             .with_intra_op_spinning(config.intra_op_spinning)
             .map_err(ort::Error::from)?;
-        if let Device::Cuda { device_id } = config.device {
-            builder = with_cuda(builder, device_id)?;
+        if config.execution_provider == ExecutionProvider::Cuda {
+            builder = with_cuda(builder, config.cuda_device_id)?;
         }
         builder
             .commit_from_file(model)

@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use gateway_core::ExecutionProvider;
 
 /// An OpenAI-compatible AI model serving gateway.
 #[derive(Debug, Parser)]
@@ -177,8 +179,20 @@ pub struct ImportArgs {
     #[arg(long, value_enum, default_value_t = WeightsArg::Auto)]
     pub weights: WeightsArg,
     /// The execution provider the model is imported for (what `--weights auto` resolves to).
-    #[arg(long, value_enum, default_value_t = ExecutionProviderArg::Cpu)]
-    pub execution_provider: ExecutionProviderArg,
+    #[arg(
+        long,
+        value_parser = execution_provider_parser(),
+        default_value_t = ExecutionProvider::Cpu
+    )]
+    pub execution_provider: ExecutionProvider,
+}
+
+/// The parser of `--execution-provider`: [`ExecutionProvider`]'s names, which `--help` lists.
+fn execution_provider_parser() -> impl TypedValueParser<Value = ExecutionProvider> {
+    PossibleValuesParser::new(
+        [ExecutionProvider::Cpu, ExecutionProvider::Cuda].map(ExecutionProvider::as_str),
+    )
+    .try_map(|name| name.parse::<ExecutionProvider>())
 }
 
 /// Values of `gateway models import --weights`.
@@ -192,13 +206,4 @@ pub enum WeightsArg {
     Q4,
     /// f32 everywhere.
     F32,
-}
-
-/// Values of `gateway models import --execution-provider`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExecutionProviderArg {
-    /// ONNX Runtime's CPU execution provider.
-    Cpu,
-    /// ONNX Runtime's CUDA execution provider.
-    Cuda,
 }

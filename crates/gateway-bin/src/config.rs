@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use gateway_core::ExecutionProvider;
+use gateway_engine::{EmbedderConfig, GeneratorConfig};
 use serde::Deserialize;
 
 /// Id of the embedding model `gateway serve` serves when the configuration names none.
@@ -118,30 +120,31 @@ fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Where a model runs.
+/// What serves a model: the factory in `backends.rs` builds one backend per kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DeviceName {
-    /// CPU execution provider.
+pub enum BackendKind {
+    /// Our ONNX Runtime engine, on a model directory written by `gateway models import`.
     #[default]
-    Cpu,
-    /// CUDA execution provider (needs a build with the `cuda` feature and the GPU library).
-    Cuda,
+    Onnx,
 }
 
 /// One served model.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// What serves the model (`onnx`, the default).
+    #[serde(default)]
+    pub kind: BackendKind,
     /// Model directory written by `gateway models import`; relative paths are taken from the
     /// data directory.
     pub path: PathBuf,
     /// Id clients use; default: the id in the model card.
     #[serde(default)]
     pub id: Option<String>,
-    /// Execution provider.
+    /// Execution provider (`cpu` or `cuda`).
     #[serde(default)]
-    pub device: DeviceName,
+    pub device: ExecutionProvider,
     /// CUDA device ordinal when `device = "cuda"`.
     #[serde(default)]
     pub cuda_device_id: i32,
@@ -179,35 +182,35 @@ pub struct ModelConfig {
 }
 
 fn default_max_batch_sequences() -> usize {
-    16
+    GeneratorConfig::default().max_batch_sequences
 }
 
 fn default_max_context() -> usize {
-    2048
+    GeneratorConfig::default().max_context
 }
 
 fn default_kv_budget_tokens() -> usize {
-    16_384
+    GeneratorConfig::default().kv_budget_tokens
 }
 
 fn default_prefill_chunk_tokens() -> usize {
-    256
+    GeneratorConfig::default().prefill_chunk_tokens
 }
 
 fn default_prefill_chunk_tokens_while_decoding() -> usize {
-    64
+    GeneratorConfig::default().prefill_chunk_tokens_while_decoding
 }
 
 fn default_max_batch_tokens() -> usize {
-    16_384
+    EmbedderConfig::default().max_batch_tokens
 }
 
 fn default_queue_capacity() -> usize {
-    1024
+    EmbedderConfig::default().queue_capacity
 }
 
 fn default_max_inputs() -> usize {
-    2048
+    EmbedderConfig::default().max_inputs
 }
 
 impl ModelConfig {
@@ -223,9 +226,10 @@ impl ModelConfig {
 
     fn bundled_at(id: &str) -> Self {
         Self {
+            kind: BackendKind::Onnx,
             path: PathBuf::from("models").join(id),
             id: None,
-            device: DeviceName::Cpu,
+            device: ExecutionProvider::Cpu,
             cuda_device_id: 0,
             max_batch_tokens: default_max_batch_tokens(),
             queue_capacity: default_queue_capacity(),
@@ -347,6 +351,7 @@ mod tests {
             url = "postgres://gateway@db/gateway"
 
             [[models]]
+            kind = "onnx"
             path = "/models/minilm"
             id = "minilm"
             device = "cuda"
@@ -362,7 +367,8 @@ mod tests {
         assert_eq!(config.runtime.intra_threads, 4);
         assert_eq!(config.database_url(), "postgres://gateway@db/gateway");
         let model = &config.models[0];
-        assert_eq!(model.device, DeviceName::Cuda);
+        assert_eq!(model.device, ExecutionProvider::Cuda);
+        assert_eq!(model.kind, BackendKind::Onnx);
         assert_eq!(model.id.as_deref(), Some("minilm"));
         assert!(model.truncate);
         assert_eq!(

@@ -1,12 +1,12 @@
-//! `gateway models import`: converts a checkpoint into an ONNX model directory and prints its
-//! model card as JSON.
+//! `gateway models import`: converts a checkpoint into an ONNX model directory with
+//! `gateway_import` and prints its manifest (`model-card.json`) as JSON.
 
 use anyhow::Context;
-use gateway_engine::import::{import_model, ExecutionProvider, ImportOptions, WeightFormat};
+use gateway_import::{import_model, ImportOptions, WeightFormat};
 
-use crate::cli::{ExecutionProviderArg, ImportArgs, WeightsArg};
+use crate::cli::{ImportArgs, WeightsArg};
 
-/// Imports `args.source` into `args.out` and prints the model card on stdout.
+/// Imports `args.source` into `args.out` and prints the manifest on stdout.
 pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
     let options = ImportOptions {
         id: args.id.clone(),
@@ -18,13 +18,10 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
             WeightsArg::Q4 => WeightFormat::Q4,
             WeightsArg::F32 => WeightFormat::F32,
         },
-        execution_provider: match args.execution_provider {
-            ExecutionProviderArg::Cpu => ExecutionProvider::Cpu,
-            ExecutionProviderArg::Cuda => ExecutionProvider::Cuda,
-        },
+        execution_provider: args.execution_provider,
     };
-    let card = import_model(&args.source, &args.out, &options)
+    let manifest = import_model(&args.source, &args.out, &options)
         .with_context(|| format!("cannot import {}", args.source.display()))?;
-    println!("{}", serde_json::to_string_pretty(&card)?);
+    println!("{}", serde_json::to_string_pretty(&manifest)?);
     Ok(())
 }

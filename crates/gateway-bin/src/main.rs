@@ -2,6 +2,7 @@
 //! All the work lives in the library crates; this file only wires them.
 
 mod admin;
+mod backends;
 mod cli;
 mod config;
 mod import;

@@ -1,22 +1,17 @@
-//! `gateway serve`: reads the configuration, opens the database, loads the ONNX Runtime library
-//! and the models, and runs the HTTP server until SIGTERM or Ctrl-C, then drains in-flight
+//! `gateway serve`: reads the configuration, opens the database, builds each model's backend
+//! (`backends.rs`), and runs the HTTP server until SIGTERM or Ctrl-C, then drains in-flight
 //! requests. A background task writes the audit events of keys that expired.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use gateway_api::{AppState, Limits, ModelRegistry};
 use gateway_auth::Management;
-use gateway_core::ModelKind;
-use gateway_engine::{
-    Backend, Device, EmbedderConfig, GeneratorConfig, OnnxEmbedder, OnnxGenerator, OnnxRuntime,
-    SessionConfig,
-};
 
+use crate::backends::BackendFactory;
 use crate::cli::ServeArgs;
-use crate::config::{Config, DeviceName, ModelConfig, RuntimeConfig};
+use crate::config::Config;
 
 /// How often expired keys are looked for, to write their `token.expire` audit events.
 const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
@@ -43,9 +38,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let store = crate::store::open(&config).await?;
     tracing::info!("database opened");
     let sweeper = tokio::spawn(sweep_expired_keys(Management::new(Arc::clone(&store))));
-    let runtime = OnnxRuntime::load(&library_path(&config))?;
-    tracing::info!(library = %runtime.library().display(), "ONNX Runtime loaded");
-    let models = load_models(&config, &runtime).await?;
+    let models = load_models(&config).await?;
     let limits = Limits {
         max_body_bytes: config.server.max_body_bytes,
         request_timeout_secs: config.server.request_timeout_secs,
@@ -100,90 +93,21 @@ fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// The ONNX Runtime library: the configured path, else `ORT_DYLIB_PATH`, else the copy the
-/// setup script puts into the data directory.
-fn library_path(config: &Config) -> PathBuf {
-    config
-        .runtime
-        .library
-        .clone()
-        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
-        .unwrap_or_else(|| config.in_data_dir(Path::new("runtime/libonnxruntime.so")))
-}
-
-async fn load_models(config: &Config, runtime: &OnnxRuntime) -> anyhow::Result<ModelRegistry> {
+/// Builds every configured model's backend, under the id clients send.
+async fn load_models(config: &Config) -> anyhow::Result<ModelRegistry> {
     let mut registry = ModelRegistry::default();
+    let mut factory = BackendFactory::new(config);
     let created = chrono::Utc::now().timestamp();
     for model in &config.models {
-        let dir = config.in_data_dir(&model.path);
-        let session = session_config(model, &config.runtime);
-        let runtime = runtime.clone();
-        let load_dir = dir.clone();
-        let settings = model.clone();
-        let backend = tokio::task::spawn_blocking(move || {
-            load_backend(&runtime, &load_dir, &settings, session)
-        })
-        .await?
-        .with_context(|| format!("cannot load the model in {}", dir.display()))?;
+        let backend = factory.build(model).await?;
         let id = model
             .id
             .clone()
             .unwrap_or_else(|| backend.card().id.clone());
-        tracing::info!(model = %id, dir = %dir.display(), "model loaded");
+        tracing::info!(model = %id, path = %model.path.display(), "model loaded");
         registry.insert(id, backend, created);
     }
     Ok(registry)
-}
-
-/// Loads the model in `dir` as the backend its card's kind asks for.
-fn load_backend(
-    runtime: &OnnxRuntime,
-    dir: &Path,
-    model: &ModelConfig,
-    session: SessionConfig,
-) -> Result<Arc<dyn Backend>, gateway_engine::EngineError> {
-    let card = gateway_engine::read_model_card(dir)?;
-    Ok(match card.kind {
-        ModelKind::Embedding => Arc::new(OnnxEmbedder::load(
-            runtime,
-            dir,
-            EmbedderConfig {
-                session,
-                max_batch_tokens: model.max_batch_tokens,
-                queue_capacity: model.queue_capacity,
-                max_inputs: model.max_inputs,
-                truncate: model.truncate,
-            },
-        )?),
-        ModelKind::Chat => Arc::new(OnnxGenerator::load(
-            runtime,
-            dir,
-            GeneratorConfig {
-                session,
-                max_batch_sequences: model.max_batch_sequences,
-                max_context: model.max_context,
-                kv_budget_tokens: model.kv_budget_tokens,
-                prefill_chunk_tokens: model.prefill_chunk_tokens,
-                prefill_chunk_tokens_while_decoding: model.prefill_chunk_tokens_while_decoding,
-                queue_capacity: model.queue_capacity,
-            },
-        )?),
-    })
-}
-
-fn session_config(model: &ModelConfig, runtime: &RuntimeConfig) -> SessionConfig {
-    let intra_threads = runtime.intra_threads();
-    let device = match model.device {
-        DeviceName::Cpu => Device::Cpu,
-        DeviceName::Cuda => Device::Cuda {
-            device_id: model.cuda_device_id,
-        },
-    };
-    SessionConfig {
-        device,
-        intra_threads,
-        intra_op_spinning: runtime.intra_op_spinning,
-    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

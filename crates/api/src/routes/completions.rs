@@ -1,28 +1,26 @@
 //! `POST /v1/completions`: the legacy endpoint. Each prompt (a string, strings, or token
-//! arrays) is tokenized without a chat template and completed `n` times; choices are
-//! prompt-major. Answers whole or as a stream of `text_completion` chunks.
+//! arrays) is checked into a generation ([`validate::completion`]) and run by the shared
+//! pipeline; choices are prompt-major. This file maps the result to `text_completion`
+//! objects, whole or as chunks.
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use gateway_backend::{FinishReason, TokenLogprob};
 use gateway_core::openai::{
-    Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, FinishReason as Wire,
-    InputItem, Usage,
+    Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Usage,
 };
-use gateway_engine::{FinishReason, TokenLogprob};
 
+use super::{finish_reason, request_id};
 use crate::error::ApiError;
 use crate::extract::{ApiKey, OpenAiJson};
-use crate::generation::{self, SamplingFields, UsageMeter};
-use crate::sse::{self, ChunkFormat};
+use crate::generation::{self, validate, AnswerFormat, Collected};
+use crate::sse;
 use crate::state::AppState;
-use crate::REQUEST_ID_HEADER;
-
-/// Most alternatives per position of legacy `logprobs`.
-const MAX_LEGACY_LOGPROBS: u32 = 5;
 
 /// Handles `POST /v1/completions`.
 pub async fn create_completion(
@@ -32,120 +30,27 @@ pub async fn create_completion(
     OpenAiJson(request): OpenAiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let backend = Arc::clone(&state.models.permitted(&request.model, &key)?.backend);
-    let refuse = |param: &str, message: &str| ApiError::InvalidParam {
-        message: message.to_owned(),
-        param: param.to_owned(),
+    let generation = validate::completion(&request)?;
+    let format = CompletionFormat {
+        id: format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
+        created: chrono::Utc::now().timestamp(),
+        logprobs: generation.params.logprobs,
+        model: request.model,
     };
-    if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(refuse("suffix", "suffix is not supported"));
-    }
-    if request.echo == Some(true) {
-        return Err(refuse("echo", "echo is not supported"));
-    }
-    if request.best_of.is_some_and(|b| b != request.n()) {
-        return Err(refuse("best_of", "best_of other than n is not supported"));
-    }
-    if request.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
-        return Err(refuse("logit_bias", "logit_bias is not supported"));
-    }
-    if request.logprobs.is_some_and(|l| l > MAX_LEGACY_LOGPROBS) {
-        return Err(refuse("logprobs", "'logprobs' must be at most 5"));
-    }
-    if request.prompt.is_empty() {
-        return Err(refuse("prompt", "'prompt' must not be empty"));
-    }
-    let mut prompts = Vec::new();
-    for item in request.prompt.items() {
-        let tokens = match item {
-            InputItem::Text(text) => backend.tokenize(text)?,
-            InputItem::Tokens(tokens) => tokens.to_vec(),
-        };
-        let max_tokens = generation::max_tokens_for(
-            backend.as_ref(),
-            tokens.len(),
-            Some(request.max_tokens()),
-            "max_tokens",
-            "prompt",
-        )?;
-        prompts.push((tokens, max_tokens));
-    }
-    let n = request.n();
-    generation::check_choices(n, request.stop_sequences())?;
-    let sampling = generation::check_sampling(SamplingFields {
-        temperature: request.temperature,
-        top_p: request.top_p,
-        top_k: request.top_k,
-        seed: request.seed,
-        presence_penalty: request.presence_penalty,
-        frequency_penalty: request.frequency_penalty,
-        top_logprobs: request.logprobs,
-    })?;
-    let prompt_tokens = prompts.iter().map(|(p, _)| p.len()).sum();
-    let streams = generation::start(
+    let model = format.model.clone();
+    let request_id = request_id(&headers);
+    generation::run(
+        &state,
         backend.as_ref(),
-        &prompts,
-        n,
-        sampling,
-        request.stop_sequences(),
+        &model,
+        generation,
+        format,
+        request_id,
     )
-    .await?;
-    let choices = u32::try_from(streams.len()).unwrap_or(u32::MAX);
-    let mut meter = UsageMeter::new(
-        Arc::clone(&state),
-        &request.model,
-        request_id(&headers),
-        prompt_tokens,
-    );
-    let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
-    let created = chrono::Utc::now().timestamp();
-    if request.is_stream() {
-        let format = CompletionFormat {
-            id,
-            created,
-            model: request.model.clone(),
-        };
-        let events = generation::merge(streams);
-        return Ok(sse::stream_response(
-            format,
-            choices,
-            events,
-            meter,
-            request.include_usage(),
-        ));
-    }
-    let collected = generation::collect(streams, &mut meter).await?;
-    let choices = collected
-        .into_iter()
-        .zip(0u32..)
-        .map(|(choice, index)| CompletionChoice {
-            text: choice.text,
-            index,
-            logprobs: request.logprobs.map(|_| legacy_logprobs(choice.logprobs)),
-            finish_reason: choice.finish.map(finish_reason),
-        })
-        .collect();
-    let usage = Some(meter.usage());
-    Ok(Json(Completion::new(id, created, request.model, choices, usage)).into_response())
+    .await
 }
 
-/// The request id the middleware set, for the usage log line.
-pub(crate) fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// The engine's finish reason on the wire.
-pub(crate) fn finish_reason(reason: FinishReason) -> Wire {
-    match reason {
-        FinishReason::Stop => Wire::Stop,
-        FinishReason::Length => Wire::Length,
-    }
-}
-
-/// The engine's log-probabilities as legacy parallel arrays.
+/// The backend's log-probabilities as legacy parallel arrays.
 fn legacy_logprobs(logprobs: Vec<TokenLogprob>) -> CompletionLogprobs {
     let mut out = CompletionLogprobs::default();
     let mut offset = 0u32;
@@ -164,28 +69,29 @@ fn legacy_logprobs(logprobs: Vec<TokenLogprob>) -> CompletionLogprobs {
     out
 }
 
-/// Legacy completion chunks.
+/// Legacy completions and their chunks.
 struct CompletionFormat {
     id: String,
     created: i64,
     model: String,
+    logprobs: bool,
 }
 
-impl ChunkFormat for CompletionFormat {
-    fn opening(&self, _index: u32) -> Option<axum::body::Bytes> {
+impl AnswerFormat for CompletionFormat {
+    fn opening(&self, _choice: u32) -> Option<Bytes> {
         None
     }
 
     fn delta(
         &self,
-        index: u32,
+        choice: u32,
         text: String,
         logprobs: Vec<TokenLogprob>,
         finish: Option<FinishReason>,
-    ) -> axum::body::Bytes {
+    ) -> Bytes {
         let choice = CompletionChoice {
             text,
-            index,
+            index: choice,
             logprobs: (!logprobs.is_empty()).then(|| legacy_logprobs(logprobs)),
             finish_reason: finish.map(finish_reason),
         };
@@ -198,7 +104,7 @@ impl ChunkFormat for CompletionFormat {
         ))
     }
 
-    fn usage(&self, usage: Usage) -> axum::body::Bytes {
+    fn usage_chunk(&self, usage: Usage) -> Bytes {
         sse::event(&Completion::new(
             &self.id,
             self.created,
@@ -206,5 +112,20 @@ impl ChunkFormat for CompletionFormat {
             Vec::new(),
             Some(usage),
         ))
+    }
+
+    fn whole(&self, choices: Vec<Collected>, usage: Usage) -> Response {
+        let choices = choices
+            .into_iter()
+            .zip(0u32..)
+            .map(|(choice, index)| CompletionChoice {
+                text: choice.text,
+                index,
+                logprobs: self.logprobs.then(|| legacy_logprobs(choice.logprobs)),
+                finish_reason: choice.finish.map(finish_reason),
+            })
+            .collect();
+        let completion = Completion::new(&self.id, self.created, &self.model, choices, Some(usage));
+        Json(completion).into_response()
     }
 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
+use gateway_backend::{BackendError, EmbeddingInputs};
 use gateway_core::openai::{
     Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, TextOrTokens,
 };
-use gateway_engine::EmbeddingInputs;
 
 use crate::error::ApiError;
 use crate::extract::{ApiKey, OpenAiJson};
@@ -21,20 +21,35 @@ pub async fn create_embeddings(
     OpenAiJson(request): OpenAiJson<EmbeddingRequest>,
 ) -> Result<Json<EmbeddingResponse>, ApiError> {
     let model = state.models.permitted(&request.model, &key)?;
+    let capabilities = model.backend.capabilities();
+    if !capabilities.embeddings {
+        let unsupported = BackendError::Unsupported {
+            operation: "embeddings",
+        };
+        return Err(ApiError::backend(unsupported, "model"));
+    }
     let card = model.backend.card();
     if let Some(dimensions) = request.dimensions {
-        if dimensions as usize != card.hidden_size {
+        if card.dimensions != Some(dimensions as usize) {
             return Err(ApiError::InvalidParam {
                 message: format!(
                     "model {} produces {} dimensions and cannot shorten them to {dimensions}",
-                    card.id, card.hidden_size
+                    card.id,
+                    card.dimensions.unwrap_or_default()
                 ),
                 param: "dimensions".to_owned(),
             });
         }
     }
-    let embeddings = model.backend.embed(engine_inputs(request.input)).await?;
-    let prompt_tokens = u32::try_from(embeddings.prompt_tokens).unwrap_or(u32::MAX);
+    let inputs = backend_inputs(request.input);
+    if matches!(inputs, EmbeddingInputs::Tokens(_)) && !capabilities.token_ids {
+        let unsupported = BackendError::Unsupported {
+            operation: "token id inputs",
+        };
+        return Err(ApiError::backend(unsupported, "input"));
+    }
+    let embeddings = model.backend.embed(inputs).await?;
+    let prompt_tokens = u32::try_from(embeddings.usage.prompt_tokens).unwrap_or(u32::MAX);
     state
         .metrics
         .add_prompt_tokens(&request.model, u64::from(prompt_tokens));
@@ -51,8 +66,8 @@ pub async fn create_embeddings(
     )))
 }
 
-/// The wire input as the engine's inputs; a single text or token array is a batch of one.
-fn engine_inputs(input: TextOrTokens) -> EmbeddingInputs {
+/// The wire input as the backend's inputs; a single text or token array is a batch of one.
+fn backend_inputs(input: TextOrTokens) -> EmbeddingInputs {
     match input {
         TextOrTokens::Text(text) => EmbeddingInputs::Texts(vec![text]),
         TextOrTokens::TextBatch(texts) => EmbeddingInputs::Texts(texts),

@@ -33,12 +33,12 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-/// Handles `GET /metrics`: the counters, and the scheduler figures of generating models.
+/// Handles `GET /metrics`: the counters, and the figures each backend shows of its own.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     for (id, model) in state.models.iter() {
-        if let Some(stats) = model.backend.step_stats() {
-            state.metrics.set_engine_stats(id, &stats);
-        }
+        state
+            .metrics
+            .set_engine_figures(id, &model.backend.figures());
     }
     (
         [(

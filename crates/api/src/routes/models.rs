@@ -49,10 +49,10 @@ fn model_object(id: &str, model: &ServedModel) -> Model {
         ("source", serde_json::json!(card.source)),
         ("quantization", serde_json::json!(card.quantization)),
     ];
-    if card.kind == gateway_core::ModelKind::Embedding {
+    if let Some(dimensions) = card.dimensions {
         object
             .extra
-            .insert("dimensions".to_owned(), serde_json::json!(card.hidden_size));
+            .insert("dimensions".to_owned(), serde_json::json!(dimensions));
     }
     object.extra.extend(
         facts

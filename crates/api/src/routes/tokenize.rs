@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
+use gateway_backend::{Backend, BackendError, Prompt};
 use gateway_core::openai::ChatMessage;
 use serde::{Deserialize, Serialize};
 
-use super::chat::chat_turns;
 use crate::error::ApiError;
 use crate::extract::{ApiKey, OpenAiJson};
+use crate::generation::validate::chat_turns;
 use crate::state::AppState;
 
 /// The body of `POST /v1/tokenize`: `messages` or `prompt`.
@@ -61,9 +62,10 @@ pub async fn tokenize(
     OpenAiJson(request): OpenAiJson<TokenizeRequest>,
 ) -> Result<Json<TokenizeResponse>, ApiError> {
     let backend = &state.models.permitted(&request.model, &key)?.backend;
-    let tokens = match (&request.messages, &request.prompt) {
-        (Some(messages), None) => backend.render_chat(&chat_turns(messages)?)?,
-        (None, Some(prompt)) => backend.tokenize(prompt)?,
+    require_tokenizer(backend.as_ref())?;
+    let (prompt, param) = match (request.messages, request.prompt) {
+        (Some(messages), None) => (Prompt::Chat(chat_turns(&messages)?), "messages"),
+        (None, Some(prompt)) => (Prompt::Text(prompt), "prompt"),
         _ => {
             return Err(ApiError::InvalidParam {
                 message: "send exactly one of 'messages' and 'prompt'".to_owned(),
@@ -71,6 +73,10 @@ pub async fn tokenize(
             })
         }
     };
+    let tokens = backend
+        .tokenize(&prompt)
+        .await
+        .map_err(|error| ApiError::backend(error, param))?;
     Ok(Json(TokenizeResponse {
         count: tokens.len(),
         max_model_len: backend.card().context_length,
@@ -85,14 +91,22 @@ pub async fn detokenize(
     OpenAiJson(request): OpenAiJson<DetokenizeRequest>,
 ) -> Result<Json<DetokenizeResponse>, ApiError> {
     let backend = &state.models.permitted(&request.model, &key)?.backend;
-    let vocab_size = backend.card().vocab_size;
-    if let Some(&token) = request.tokens.iter().find(|&&t| t as usize >= vocab_size) {
-        return Err(ApiError::InvalidParam {
-            message: format!("token id {token} is outside the vocabulary of {vocab_size} tokens"),
-            param: "tokens".to_owned(),
-        });
+    require_tokenizer(backend.as_ref())?;
+    let prompt = backend
+        .detokenize(&request.tokens)
+        .await
+        .map_err(|error| ApiError::backend(error, "tokens"))?;
+    Ok(Json(DetokenizeResponse { prompt }))
+}
+
+/// Refuses models whose backend offers no tokenizer.
+fn require_tokenizer(backend: &dyn Backend) -> Result<(), ApiError> {
+    if backend.capabilities().tokenize {
+        Ok(())
+    } else {
+        let unsupported = BackendError::Unsupported {
+            operation: "tokenization",
+        };
+        Err(ApiError::backend(unsupported, "model"))
     }
-    Ok(Json(DetokenizeResponse {
-        prompt: backend.detokenize(&request.tokens)?,
-    }))
 }

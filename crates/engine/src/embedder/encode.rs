@@ -6,7 +6,9 @@ use std::path::Path;
 
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::{EmbeddingInputs, EngineError};
+use gateway_backend::EmbeddingInputs;
+
+use crate::EngineError;
 
 /// One input, ready for the model: token ids and their segment (token type) ids.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,14 +12,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use gateway_core::{ModelCard, ModelKind, Pooling};
+use gateway_backend::{
+    Accuracy, Backend, BackendError, Capabilities, EmbeddingInputs, Embeddings, Health, Usage,
+};
+use gateway_core::model_dir::{OnnxManifest, Pooling};
+use gateway_core::{ModelCard, ModelKind};
 use tokio::sync::{mpsc, oneshot};
 
 use self::encode::{EncodeLimits, InputEncoder};
 use self::worker::{run_worker, Job, WorkerModel};
-use crate::model_dir::read_card;
+use crate::model_dir::read_manifest_of_kind;
 use crate::runtime::{OnnxRuntime, SessionConfig};
-use crate::{Backend, EmbeddingInputs, Embeddings, EngineError};
+use crate::EngineError;
 
 /// How an embedding model is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,10 +40,24 @@ pub struct EmbedderConfig {
     pub truncate: bool,
 }
 
+impl Default for EmbedderConfig {
+    /// The CPU, batches of up to 16,384 tokens, 1,024 waiting requests, 2,048 inputs per
+    /// request, long inputs refused.
+    fn default() -> Self {
+        Self {
+            session: SessionConfig::default(),
+            max_batch_tokens: 16_384,
+            queue_capacity: 1024,
+            max_inputs: 2048,
+            truncate: false,
+        }
+    }
+}
+
 /// An encoder model served by ONNX Runtime with dynamic batching.
 pub struct OnnxEmbedder {
     card: ModelCard,
-    encoder: InputEncoder,
+    encoder: Arc<InputEncoder>,
     jobs: mpsc::Sender<Job>,
     alive: Arc<AtomicBool>,
 }
@@ -60,15 +78,16 @@ impl OnnxEmbedder {
         dir: &Path,
         config: EmbedderConfig,
     ) -> Result<Self, EngineError> {
-        let card = read_card(dir, ModelKind::Embedding)?;
+        let manifest = read_manifest_of_kind(dir, ModelKind::Embedding)?;
+        let card = manifest.catalog_card();
         let limits = EncodeLimits {
             context_length: card.context_length,
             max_inputs: config.max_inputs,
             truncate: config.truncate,
         };
-        let encoder = InputEncoder::load(&dir.join(&card.tokenizer_file), limits)?;
-        let session = runtime.open_session(&dir.join(&card.onnx_file), &config.session)?;
-        let model = worker_model(session, &card, &config)?;
+        let encoder = InputEncoder::load(&dir.join(&manifest.tokenizer_file), limits)?;
+        let session = runtime.open_session(&dir.join(&manifest.onnx_file), &config.session)?;
+        let model = worker_model(session, &manifest, &config)?;
         let (jobs, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let alive = Arc::new(AtomicBool::new(true));
         let worker_alive = Arc::clone(&alive);
@@ -81,7 +100,7 @@ impl OnnxEmbedder {
             })?;
         Ok(Self {
             card,
-            encoder,
+            encoder: Arc::new(encoder),
             jobs,
             alive,
         })
@@ -94,12 +113,34 @@ impl Backend for OnnxEmbedder {
         &self.card
     }
 
-    fn is_ready(&self) -> bool {
-        self.alive.load(Ordering::SeqCst)
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            embeddings: true,
+            token_ids: true,
+            ..Capabilities::default()
+        }
     }
 
-    async fn embed(&self, inputs: EmbeddingInputs) -> Result<Embeddings, EngineError> {
-        let sequences = self.encoder.encode(&inputs)?;
+    fn health(&self) -> Health {
+        if self.alive.load(Ordering::SeqCst) {
+            Health::Ready
+        } else {
+            Health::Unavailable("the encoder worker has stopped".to_owned())
+        }
+    }
+
+    async fn embed(&self, inputs: EmbeddingInputs) -> Result<Embeddings, BackendError> {
+        Ok(self.embed_inputs(inputs).await?)
+    }
+}
+
+impl OnnxEmbedder {
+    /// Tokenizes `inputs` off the async workers, then runs them on the worker thread.
+    async fn embed_inputs(&self, inputs: EmbeddingInputs) -> Result<Embeddings, EngineError> {
+        let encoder = Arc::clone(&self.encoder);
+        let sequences = tokio::task::spawn_blocking(move || encoder.encode(&inputs))
+            .await
+            .map_err(|_| EngineError::WorkerStopped)??;
         let prompt_tokens = sequences.iter().map(|s| s.len()).sum();
         let (reply, answer) = oneshot::channel();
         self.jobs
@@ -109,21 +150,23 @@ impl Backend for OnnxEmbedder {
                 mpsc::error::TrySendError::Closed(_) => EngineError::WorkerStopped,
             })?;
         let vectors = answer.await.map_err(|_| EngineError::WorkerStopped)??;
-        Ok(Embeddings {
-            vectors,
+        let usage = Usage {
             prompt_tokens,
-        })
+            completion_tokens: 0,
+            accuracy: Accuracy::Exact,
+        };
+        Ok(Embeddings { vectors, usage })
     }
 }
 
 /// Checks the session's inputs and outputs against the card and gathers what the worker needs.
 fn worker_model(
     session: ort::session::Session,
-    card: &ModelCard,
+    manifest: &OnnxManifest,
     config: &EmbedderConfig,
 ) -> Result<WorkerModel, EngineError> {
     let invalid = |message: String| EngineError::InvalidModel {
-        path: card.onnx_file.clone().into(),
+        path: manifest.onnx_file.clone().into(),
         message,
     };
     let has_input = |name: &str| session.inputs().iter().any(|input| input.name() == name);
@@ -143,9 +186,9 @@ fn worker_model(
         session,
         output,
         takes_token_types,
-        hidden: card.hidden_size,
-        pooling: card.pooling.unwrap_or(Pooling::Mean),
-        normalize: card.normalize,
-        max_batch_tokens: config.max_batch_tokens.max(card.context_length),
+        hidden: manifest.hidden_size,
+        pooling: manifest.pooling.unwrap_or(Pooling::Mean),
+        normalize: manifest.normalize,
+        max_batch_tokens: config.max_batch_tokens.max(manifest.card.context_length),
     })
 }

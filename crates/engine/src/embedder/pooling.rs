@@ -1,6 +1,6 @@
 //! Pooling of an encoder's token vectors into one sentence vector per row, and L2 normalisation.
 
-use gateway_core::Pooling;
+use gateway_core::model_dir::Pooling;
 
 /// The `last_hidden_state` of one batch: `rows × width × hidden` floats, row-major, where each
 /// row's first `lengths[row]` positions are real tokens and the rest padding.

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use gateway_core::Pooling;
+use gateway_core::model_dir::Pooling;
 use ort::session::{Session, SessionInputValue};
 use ort::value::Tensor;
 use tokio::sync::{mpsc, oneshot};

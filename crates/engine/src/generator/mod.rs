@@ -16,6 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use gateway_backend::{
+    generation_channel, Backend, BackendError, Capabilities, Figure, GenerationRequest,
+    GenerationStream, Health, Prompt, SamplingParams, TokenCount,
+};
+use gateway_core::model_dir::{CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG_FILE};
 use gateway_core::{ModelCard, ModelKind};
 use tokenizers::Tokenizer;
 use tokio::sync::mpsc;
@@ -24,16 +29,10 @@ use self::kv_cache::KvShape;
 use self::model::OnnxDecoder;
 use self::scheduler::{Job, Scheduler, SchedulerLimits, Vocabulary};
 use self::stats::StepCounters;
-pub use self::stats::StepStats;
 use crate::chat_template::{ChatTemplate, RenderOptions};
-use crate::model_dir::{read_card, read_tokenizer};
+use crate::model_dir::{read_manifest_of_kind, read_tokenizer};
 use crate::runtime::{OnnxRuntime, SessionConfig};
-use crate::{Backend, ChatTurn, EngineError, GenerationRequest, GenerationStream};
-
-/// File of the chat template inside a model directory.
-const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
-/// File of the tokenizer's special tokens inside a model directory.
-const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+use crate::EngineError;
 
 /// How a chat model is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,13 +56,26 @@ pub struct GeneratorConfig {
     pub queue_capacity: usize,
 }
 
+impl Default for GeneratorConfig {
+    /// The CPU, 16 sequences, contexts of up to 2,048 tokens, a KV cache of 16,384 tokens,
+    /// prefill chunks of 256 tokens (64 while others generate), 1,024 waiting requests.
+    fn default() -> Self {
+        Self {
+            session: SessionConfig::default(),
+            max_batch_sequences: 16,
+            max_context: 2048,
+            kv_budget_tokens: 16_384,
+            prefill_chunk_tokens: 256,
+            prefill_chunk_tokens_while_decoding: 64,
+            queue_capacity: 1024,
+        }
+    }
+}
+
 /// A decoder model served by ONNX Runtime with continuous batching.
 pub struct OnnxGenerator {
     card: ModelCard,
-    tokenizer: Arc<Tokenizer>,
-    template: Option<ChatTemplate>,
-    render: RenderOptions,
-    add_bos: Option<u32>,
+    prompts: Arc<PromptEncoder>,
     jobs: mpsc::Sender<Job>,
     alive: Arc<AtomicBool>,
     counters: Arc<StepCounters>,
@@ -96,11 +108,12 @@ impl OnnxGenerator {
         dir: &Path,
         config: GeneratorConfig,
     ) -> Result<Self, EngineError> {
-        let mut card = read_card(dir, ModelKind::Chat)?;
+        let manifest = read_manifest_of_kind(dir, ModelKind::Chat)?;
+        let mut card = manifest.catalog_card();
         card.context_length = card.context_length.min(config.max_context.max(1));
-        let tokenizer = Arc::new(read_tokenizer(&dir.join(&card.tokenizer_file))?);
+        let tokenizer = Arc::new(read_tokenizer(&dir.join(&manifest.tokenizer_file))?);
         let special = read_special_tokens(&dir.join(TOKENIZER_CONFIG_FILE))?;
-        let template = if card.chat_template {
+        let template = if manifest.chat_template {
             let path = dir.join(CHAT_TEMPLATE_FILE);
             let source = std::fs::read_to_string(&path).map_err(|source| EngineError::Io {
                 path: path.clone(),
@@ -125,11 +138,11 @@ impl OnnxGenerator {
             eos_token: special.eos_token.unwrap_or_default(),
         };
         let shape = KvShape {
-            layers: card.num_layers,
-            heads: card.num_kv_heads.unwrap_or(card.num_heads),
-            head_dim: card
+            layers: manifest.num_layers,
+            heads: manifest.num_kv_heads.unwrap_or(manifest.num_heads),
+            head_dim: manifest
                 .head_dim
-                .unwrap_or(card.hidden_size / card.num_heads.max(1)),
+                .unwrap_or(manifest.hidden_size / manifest.num_heads.max(1)),
         };
         let limits = SchedulerLimits {
             max_sequences: config.max_batch_sequences.max(1),
@@ -137,11 +150,11 @@ impl OnnxGenerator {
             prefill_chunk: config.prefill_chunk_tokens.max(1),
             prefill_chunk_while_decoding: config.prefill_chunk_tokens_while_decoding.max(1),
         };
-        let session = runtime.open_session(&dir.join(&card.onnx_file), &config.session)?;
+        let session = runtime.open_session(&dir.join(&manifest.onnx_file), &config.session)?;
         let model = OnnxDecoder::new(
             session,
             shape,
-            card.vocab_size,
+            manifest.vocab_size,
             limits.max_sequences,
             card.context_length,
         );
@@ -161,12 +174,16 @@ impl OnnxGenerator {
                 path: dir.to_path_buf(),
                 source,
             })?;
-        Ok(Self {
-            card,
+        let prompts = PromptEncoder {
             tokenizer,
             template,
             render,
             add_bos,
+            vocab_size: manifest.vocab_size,
+        };
+        Ok(Self {
+            card,
+            prompts: Arc::new(prompts),
             jobs,
             alive,
             counters,
@@ -180,64 +197,147 @@ impl Backend for OnnxGenerator {
         &self.card
     }
 
-    fn is_ready(&self) -> bool {
-        self.alive.load(Ordering::SeqCst)
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            chat: self.prompts.template.is_some(),
+            completion: true,
+            token_ids: true,
+            logprobs: true,
+            tokenize: true,
+            ..Capabilities::default()
+        }
     }
 
-    fn step_stats(&self) -> Option<StepStats> {
-        Some(self.counters.snapshot())
+    fn health(&self) -> Health {
+        if self.alive.load(Ordering::SeqCst) {
+            Health::Ready
+        } else {
+            Health::Unavailable("the decoder's scheduler has stopped".to_owned())
+        }
     }
 
-    async fn generate(&self, request: GenerationRequest) -> Result<GenerationStream, EngineError> {
-        if request.prompt.is_empty() {
-            return Err(EngineError::EmptyInput);
-        }
-        let vocab_size = self.card.vocab_size;
-        if let Some(&token) = request.prompt.iter().find(|&&t| t as usize >= vocab_size) {
-            return Err(EngineError::TokenOutOfRange {
-                index: 0,
-                token,
-                vocab_size,
-            });
-        }
-        let context_length = self.card.context_length;
-        if request.prompt.len() + request.max_tokens > context_length {
-            return Err(EngineError::PromptTooLong {
-                prompt_tokens: request.prompt.len(),
-                max_tokens: request.max_tokens,
-                context_length,
-            });
-        }
-        let (events, receiver) = mpsc::unbounded_channel();
-        self.jobs
-            .try_send(Job { request, events })
-            .map_err(|error| match error {
+    fn figures(&self) -> Vec<Figure> {
+        self.counters.snapshot().figures()
+    }
+
+    async fn count_prompt_tokens(&self, prompt: &Prompt) -> Result<TokenCount, BackendError> {
+        let tokens = self.encode(prompt.clone()).await?;
+        Ok(TokenCount::exact(tokens.len()))
+    }
+
+    async fn generate(&self, request: GenerationRequest) -> Result<GenerationStream, BackendError> {
+        let GenerationRequest {
+            prompt,
+            choices,
+            max_tokens,
+            sampling,
+            stop,
+        } = request;
+        let prompt = self.encode(prompt).await?;
+        let max_tokens = self.max_tokens(prompt.len(), max_tokens)?;
+        let (sinks, stream) = generation_channel(choices, TokenCount::exact(prompt.len()));
+        for sink in sinks {
+            let sampling = SamplingParams {
+                seed: sampling.seed.wrapping_add(u64::from(sink.choice())),
+                ..sampling
+            };
+            let job = Job {
+                prompt: prompt.clone(),
+                max_tokens,
+                sampling,
+                stop: stop.clone(),
+                sink,
+            };
+            self.jobs.try_send(job).map_err(|error| match error {
                 mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => EngineError::WorkerStopped,
             })?;
-        Ok(GenerationStream::new(receiver))
+        }
+        Ok(stream)
     }
 
-    fn render_chat(&self, turns: &[ChatTurn]) -> Result<Vec<u32>, EngineError> {
-        let template = self.template.as_ref().ok_or(EngineError::Unsupported {
-            operation: "chat (the model has no chat template)",
-        })?;
-        let prompt = template.render(&turns, &self.render)?;
-        self.encode(&prompt, None)
+    async fn tokenize(&self, prompt: &Prompt) -> Result<Vec<u32>, BackendError> {
+        Ok(self.encode(prompt.clone()).await?)
     }
 
-    fn tokenize(&self, text: &str) -> Result<Vec<u32>, EngineError> {
-        self.encode(text, self.add_bos)
-    }
-
-    fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError> {
-        detokenize::TokenDecoder::decode(self.tokenizer.as_ref(), tokens)
+    async fn detokenize(&self, tokens: &[u32]) -> Result<String, BackendError> {
+        let prompts = Arc::clone(&self.prompts);
+        let tokens = tokens.to_vec();
+        Ok(off_async_workers(move || prompts.decode(&tokens)).await?)
     }
 }
 
 impl OnnxGenerator {
+    /// The token ids of `prompt`, rendered and tokenized on a blocking thread.
+    async fn encode(&self, prompt: Prompt) -> Result<Vec<u32>, EngineError> {
+        let prompts = Arc::clone(&self.prompts);
+        off_async_workers(move || prompts.encode(&prompt)).await
+    }
+
+    /// The tokens to generate per choice after a prompt of `prompt_tokens`: the requested
+    /// number, else what the context leaves; the prompt and at least one token must fit.
+    fn max_tokens(
+        &self,
+        prompt_tokens: usize,
+        requested: Option<usize>,
+    ) -> Result<usize, EngineError> {
+        if prompt_tokens == 0 {
+            return Err(EngineError::EmptyInput);
+        }
+        let context_length = self.card.context_length;
+        let max_tokens = requested.unwrap_or(context_length.saturating_sub(prompt_tokens));
+        if prompt_tokens + max_tokens.max(1) > context_length {
+            return Err(EngineError::PromptTooLong {
+                prompt_tokens,
+                max_tokens: max_tokens.max(1),
+                context_length,
+            });
+        }
+        Ok(max_tokens)
+    }
+}
+
+/// Runs `work` (tokenizing, templating) on the blocking pool, so that a long prompt never
+/// holds an async worker that other requests need.
+async fn off_async_workers<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| EngineError::WorkerStopped)?
+}
+
+/// The prompt side of a chat model: its tokenizer, chat template and special tokens.
+struct PromptEncoder {
+    tokenizer: Arc<Tokenizer>,
+    template: Option<ChatTemplate>,
+    render: RenderOptions,
+    add_bos: Option<u32>,
+    vocab_size: usize,
+}
+
+impl PromptEncoder {
+    /// The token ids a prompt runs: a conversation rendered with the chat template, text
+    /// after the BOS token the tokenizer asks for, token ids checked against the vocabulary.
+    fn encode(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
+        match prompt {
+            Prompt::Chat(turns) => {
+                let template = self.template.as_ref().ok_or(EngineError::Unsupported {
+                    operation: "chat (the model has no chat template)",
+                })?;
+                let text = template.render(turns, &self.render)?;
+                self.tokenize(&text, None)
+            }
+            Prompt::Text(text) => self.tokenize(text, self.add_bos),
+            Prompt::Tokens(tokens) => {
+                self.check_vocabulary(tokens)?;
+                Ok(tokens.clone())
+            }
+        }
+    }
+
     /// Tokenizes `text` as it is (special tokens written in it are recognised), after `bos`.
-    fn encode(&self, text: &str, bos: Option<u32>) -> Result<Vec<u32>, EngineError> {
+    fn tokenize(&self, text: &str, bos: Option<u32>) -> Result<Vec<u32>, EngineError> {
         let encoding = self
             .tokenizer
             .encode(text, false)
@@ -246,6 +346,24 @@ impl OnnxGenerator {
             .into_iter()
             .chain(encoding.get_ids().iter().copied())
             .collect())
+    }
+
+    /// The text of token ids of the vocabulary.
+    fn decode(&self, tokens: &[u32]) -> Result<String, EngineError> {
+        self.check_vocabulary(tokens)?;
+        detokenize::TokenDecoder::decode(self.tokenizer.as_ref(), tokens)
+    }
+
+    fn check_vocabulary(&self, tokens: &[u32]) -> Result<(), EngineError> {
+        let vocab_size = self.vocab_size;
+        match tokens.iter().find(|&&token| token as usize >= vocab_size) {
+            Some(&token) => Err(EngineError::TokenOutOfRange {
+                index: 0,
+                token,
+                vocab_size,
+            }),
+            None => Ok(()),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::SamplingParams;
+use gateway_backend::SamplingParams;
 
 /// Temperatures at or below this are greedy.
 const GREEDY_TEMPERATURE: f32 = 1e-5;

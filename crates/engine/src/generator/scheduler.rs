@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use gateway_backend::{ChoiceSink, FinishReason, SamplingParams, TokenLogprob};
 use tokio::sync::mpsc;
 
 use super::detokenize::{Detokenizer, TokenDecoder};
@@ -17,12 +18,20 @@ use super::model::StepModel;
 use super::sampler::{Sampled, Sampler};
 use super::stats::{StepCounters, StepRecord};
 use super::stop::StopMatcher;
-use crate::{EngineError, FinishReason, GenerationEvent, GenerationRequest, TokenLogprob};
+use crate::EngineError;
 
-/// One queued generation and where its events go.
+/// One queued choice of a generation and where its output goes.
 pub(crate) struct Job {
-    pub(crate) request: GenerationRequest,
-    pub(crate) events: mpsc::UnboundedSender<GenerationEvent>,
+    /// The prompt's token ids, checked against the vocabulary and the context.
+    pub(crate) prompt: Vec<u32>,
+    /// Most tokens to generate.
+    pub(crate) max_tokens: usize,
+    /// How to sample this choice.
+    pub(crate) sampling: SamplingParams,
+    /// Strings that end the choice.
+    pub(crate) stop: Vec<String>,
+    /// Where the choice's tokens go.
+    pub(crate) sink: ChoiceSink,
 }
 
 /// The limits the scheduler keeps.
@@ -48,7 +57,7 @@ pub(crate) struct Vocabulary<D> {
 /// A running sequence.
 struct Sequence {
     slot: usize,
-    events: mpsc::UnboundedSender<GenerationEvent>,
+    sink: ChoiceSink,
     prompt: Vec<u32>,
     prefilled: usize,
     reserved: usize,
@@ -122,10 +131,10 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
                     Err(_) => return,
                 },
             };
-            if job.events.is_closed() {
+            if job.sink.is_closed() {
                 continue;
             }
-            let reserve = job.request.prompt.len() + job.request.max_tokens;
+            let reserve = job.prompt.len() + job.max_tokens;
             let fits = self.reserved + reserve <= self.limits.kv_budget_tokens;
             match self.free_slots.last() {
                 Some(&slot) if fits => {
@@ -133,17 +142,17 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
                     self.reserved += reserve;
                     self.running.push(Sequence {
                         slot,
-                        events: job.events,
+                        sink: job.sink,
                         prefilled: 0,
                         reserved: reserve,
-                        max_tokens: job.request.max_tokens,
+                        max_tokens: job.max_tokens,
                         generated: 0,
                         next: None,
-                        sampler: Sampler::new(job.request.sampling),
+                        sampler: Sampler::new(job.sampling),
                         detokenizer: Detokenizer::default(),
-                        stop: StopMatcher::new(&job.request.stop),
+                        stop: StopMatcher::new(&job.stop),
                         done: false,
-                        prompt: job.request.prompt,
+                        prompt: job.prompt,
                     });
                 }
                 _ => {
@@ -164,7 +173,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
     /// Returns what it ran.
     pub(crate) fn step(&mut self) -> StepRecord {
         for sequence in &mut self.running {
-            sequence.done |= sequence.events.is_closed();
+            sequence.done |= sequence.sink.is_closed();
         }
         self.retire();
         let prefill_tokens = self.prefill_chunk();
@@ -306,11 +315,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
         };
         let stopped = released.as_ref().is_some_and(|r| r.stopped);
         let text = released.map(|r| r.text).unwrap_or_default();
-        if sequence
-            .events
-            .send(GenerationEvent::Token { text, logprob })
-            .is_err()
-        {
+        if !sequence.sink.token(text, logprob) {
             sequence.done = true;
         } else if is_eos || stopped {
             finish(sequence, decoder, FinishReason::Stop, stopped);
@@ -335,8 +340,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
     }
 }
 
-/// Ends `sequence` normally: the text still held back (none after a stop string), then the
-/// usage.
+/// Ends `sequence` normally with the text still held back (none after a stop string).
 fn finish(
     sequence: &mut Sequence,
     decoder: &dyn TokenDecoder,
@@ -357,20 +361,14 @@ fn finish(
             tail.push_str(&sequence.stop.finish());
         }
     }
-    // A closed channel means the client went away; the sequence ends either way.
-    let _ = sequence.events.send(GenerationEvent::Finished {
-        reason,
-        tail,
-        prompt_tokens: sequence.prompt.len(),
-        completion_tokens: sequence.generated,
-    });
+    sequence.sink.finish(reason, tail);
     sequence.done = true;
 }
 
 /// Ends `sequence` with an error.
 fn fail(sequence: &mut Sequence, error: EngineError) {
     tracing::error!(%error, "generation failed");
-    let _ = sequence.events.send(GenerationEvent::Failed(error));
+    sequence.sink.fail(error.into());
     sequence.done = true;
 }
 

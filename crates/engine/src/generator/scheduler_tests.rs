@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::*;
 use crate::generator::detokenize::tests::ByteDecoder;
 use crate::generator::model::Logits;
-use crate::SamplingParams;
+use gateway_backend::{generation_channel, GenerationEvent, GenerationStream, TokenCount};
 
 const EOS: u32 = 256;
 const VOCAB: usize = 301;
@@ -88,43 +88,38 @@ fn scheduler_with(
     Scheduler::new(FakeModel::default(), vocab, limits, Arc::default())
 }
 
-fn job(
-    prompt: &str,
-    max_tokens: usize,
-    stop: &[&str],
-) -> (Job, mpsc::UnboundedReceiver<GenerationEvent>) {
-    let (events, receiver) = mpsc::unbounded_channel();
-    let request = GenerationRequest {
-        prompt: prompt.bytes().map(u32::from).collect(),
+fn job(prompt: &str, max_tokens: usize, stop: &[&str]) -> (Job, GenerationStream) {
+    let prompt: Vec<u32> = prompt.bytes().map(u32::from).collect();
+    let (mut sinks, stream) = generation_channel(1, TokenCount::exact(prompt.len()));
+    let job = Job {
+        prompt,
         max_tokens,
         sampling: SamplingParams {
             temperature: 0.0,
             ..SamplingParams::default()
         },
         stop: stop.iter().map(|s| (*s).to_owned()).collect(),
+        sink: sinks.remove(0),
     };
-    (Job { request, events }, receiver)
+    (job, stream)
 }
 
-/// The text, finish reason and token counts a receiver got so far.
-fn outcome(
-    receiver: &mut mpsc::UnboundedReceiver<GenerationEvent>,
-) -> (String, Option<(FinishReason, usize, usize)>) {
+/// The text, finish reason and token counts a stream got so far.
+fn outcome(stream: &mut GenerationStream) -> (String, Option<(FinishReason, usize, usize)>) {
     let mut text = String::new();
+    let mut finish = None;
     let mut end = None;
-    while let Ok(event) = receiver.try_recv() {
+    while let Some(event) = stream.try_next() {
         match event {
             GenerationEvent::Token { text: piece, .. } => text.push_str(&piece),
-            GenerationEvent::Finished {
-                reason,
-                tail,
-                prompt_tokens,
-                completion_tokens,
-            } => {
+            GenerationEvent::Finished { reason, tail, .. } => {
                 text.push_str(&tail);
-                end = Some((reason, prompt_tokens, completion_tokens));
+                finish = Some(reason);
             }
-            GenerationEvent::Failed(error) => panic!("{error}"),
+            GenerationEvent::Done { usage } => {
+                end = finish.map(|reason| (reason, usage.prompt_tokens, usage.completion_tokens));
+            }
+            GenerationEvent::Failed { error, .. } => panic!("{error}"),
         }
     }
     (text, end)

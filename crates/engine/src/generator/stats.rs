@@ -5,19 +5,21 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use gateway_backend::Figure;
+
 /// Cumulative figures of a decoder's scheduler since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct StepStats {
+pub(crate) struct StepStats {
     /// Scheduler steps that ran at least one forward pass.
-    pub steps: u64,
+    pub(crate) steps: u64,
     /// Sequence rows of all decode runs (a step decoding 16 sequences adds 16).
-    pub decode_rows: u64,
+    pub(crate) decode_rows: u64,
     /// Prompt tokens run through prefill chunks.
-    pub prefill_tokens: u64,
+    pub(crate) prefill_tokens: u64,
     /// Seconds spent in those steps, everything included.
-    pub step_seconds: f64,
+    pub(crate) step_seconds: f64,
     /// Seconds of those steps spent inside ONNX Runtime's `run`.
-    pub onnx_seconds: f64,
+    pub(crate) onnx_seconds: f64,
 }
 
 /// The counters behind [`StepStats`], shared between the scheduler thread and readers.
@@ -62,6 +64,40 @@ impl StepCounters {
     }
 }
 
+impl StepStats {
+    /// The figures as `/metrics` shows them (`gateway_engine_<name>`).
+    pub(crate) fn figures(&self) -> Vec<Figure> {
+        let figure = |name, help, value| Figure { name, help, value };
+        vec![
+            figure(
+                "steps",
+                "Scheduler steps run since start",
+                self.steps as f64,
+            ),
+            figure(
+                "decode_rows",
+                "Sequence rows of all decode steps since start",
+                self.decode_rows as f64,
+            ),
+            figure(
+                "prefill_tokens",
+                "Prompt tokens prefilled since start",
+                self.prefill_tokens as f64,
+            ),
+            figure(
+                "step_seconds",
+                "Seconds spent in scheduler steps since start",
+                self.step_seconds,
+            ),
+            figure(
+                "onnx_seconds",
+                "Seconds of scheduler steps spent inside ONNX Runtime since start",
+                self.onnx_seconds,
+            ),
+        ]
+    }
+}
+
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -94,5 +130,8 @@ mod tests {
         );
         assert!((stats.step_seconds - 0.123).abs() < 1e-9);
         assert!((stats.onnx_seconds - 0.120).abs() < 1e-9);
+        let figures = stats.figures();
+        assert_eq!(figures[1].name, "decode_rows");
+        assert_eq!(figures[1].value, 16.0);
     }
 }

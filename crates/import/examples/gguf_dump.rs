@@ -2,7 +2,7 @@
 //! hyper-parameters where the file has them, and per tensor its type, shape and checksums of
 //! its dequantized values.
 //!
-//! Usage: `cargo run -p gateway-engine --example gguf_dump -- FILE [--no-checksums]
+//! Usage: `cargo run -p gateway-import --example gguf_dump -- FILE [--no-checksums]
 //! [--values TENSOR OUT.f32]… [--tokenizer DIR]`. `--values` writes a tensor's dequantized
 //! values as little-endian f32; `--tokenizer` writes the rebuilt `tokenizer.json` and
 //! `tokenizer_facts.json` into DIR.
@@ -10,8 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use gateway_engine::import::gguf::GgufValue;
-use gateway_engine::import::{tokenizer_from_gguf, GgufFile, ImportError, LlamaConfig};
+use gateway_core::model_dir::TOKENIZER_FILE;
+use gateway_import::gguf::GgufValue;
+use gateway_import::{tokenizer_from_gguf, GgufFile, ImportError, LlamaConfig};
 use serde_json::{json, Map, Value};
 
 /// Array elements shown in the summary.
@@ -121,7 +122,7 @@ fn run(args: &Args, file: &Path) -> Result<Value, Box<dyn std::error::Error>> {
     if let Some(dir) = &args.tokenizer {
         let tokenizer = tokenizer_from_gguf(&gguf)?;
         std::fs::create_dir_all(dir)?;
-        write_json(&dir.join("tokenizer.json"), &tokenizer.tokenizer_json)?;
+        write_json(&dir.join(TOKENIZER_FILE), &tokenizer.tokenizer_json)?;
         write_json(&dir.join("tokenizer_facts.json"), &tokenizer.facts)?;
     }
     Ok(json!({

@@ -2,7 +2,7 @@
 //! byte-level BPE vocabularies (`tokenizer.ggml.model = gpt2`): vocabulary, merges, added
 //! and special tokens from the token types, the pre-tokenizer regexes llama.cpp uses for
 //! the named `tokenizer.ggml.pre`, and the byte-level decoder; plus the
-//! `tokenizer_config.json`-like facts (special tokens, chat template) for the model card.
+//! `tokenizer_config.json`-like facts (special tokens, chat template).
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -31,7 +31,7 @@ const TOKEN_CONTROL: i64 = 3;
 const TOKEN_USER_DEFINED: i64 = 4;
 
 /// The special tokens and chat template of a tokenizer, as `tokenizer_config.json` states
-/// them; the importer puts them in the model card.
+/// them; the importer writes them to `tokenizer_config.json` and `chat_template.jinja`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TokenizerFacts {
     /// Beginning-of-sequence token, e.g. `<|im_start|>`.

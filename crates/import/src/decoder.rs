@@ -1,13 +1,17 @@
 //! Import of LLaMA-family decoders into a model directory, from a GGUF file or a Hugging Face
 //! checkpoint directory: `model.onnx` (see [`super::llama`]), `tokenizer.json`,
 //! `tokenizer_config.json` (special tokens, `add_bos_token`, chat template),
-//! `chat_template.jinja` when the source has one, and `model-card.json`.
+//! `chat_template.jinja` when the source has one, and the manifest `model-card.json`
+//! ([`OnnxManifest`]).
 
 use std::fs;
 use std::io::BufWriter;
 use std::path::Path;
 
-use gateway_core::{ModelCard, ModelKind, MODEL_CARD_FILE};
+use gateway_core::model_dir::{
+    OnnxManifest, CHAT_TEMPLATE_FILE, ONNX_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
+};
+use gateway_core::{ModelCard, ModelKind, ServicePlan};
 use serde_json::{json, Value};
 
 use super::error::ImportError;
@@ -17,21 +21,15 @@ use super::llama::{self, TensorSource};
 use super::llama_config::LlamaConfig;
 use super::weights::SafetensorsFile;
 use super::{
-    default_id, read_optional_json, readme_license, require, spdx, ImportOptions, ONNX_FILE,
-    TOKENIZER_FILE,
+    default_id, read_optional_json, readme_license, require, spdx, write_manifest, ImportOptions,
 };
-
-/// File name of the chat template (Jinja) in an imported model directory.
-pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
-/// File name of the tokenizer settings (special tokens, chat template) in a model directory.
-pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 
 /// Imports the GGUF file `src` into the model directory `out`.
 pub(crate) fn import_gguf(
     src: &Path,
     out: &Path,
     options: &ImportOptions,
-) -> Result<ModelCard, ImportError> {
+) -> Result<OnnxManifest, ImportError> {
     let gguf = GgufFile::open(src)?;
     let cfg = LlamaConfig::from_gguf(&gguf)?;
     let tokenizer = tokenizer_from_gguf(&gguf)?;
@@ -69,9 +67,9 @@ pub(crate) fn import_gguf(
     let chat_template = write_template(out, facts.chat_template.as_deref())?;
     let mut source = TensorSource::Gguf(gguf);
     let quantization = write_model(&cfg, &mut source, options, out)?;
-    let card = card(&cfg, id, quantization, license, options, chat_template);
-    write_card(out, &card)?;
-    Ok(card)
+    let manifest = manifest(&cfg, id, quantization, license, options, chat_template);
+    write_manifest(out, &manifest)?;
+    Ok(manifest)
 }
 
 /// Imports the Hugging Face checkpoint directory `src` (whose parsed `config.json` is
@@ -81,7 +79,7 @@ pub(crate) fn import_safetensors(
     config: &Value,
     out: &Path,
     options: &ImportOptions,
-) -> Result<ModelCard, ImportError> {
+) -> Result<OnnxManifest, ImportError> {
     let cfg = LlamaConfig::from_hf_config(config)?;
     let weights = SafetensorsFile::open(&require(src.join("model.safetensors"))?)?;
     let tokenizer = require(src.join(TOKENIZER_FILE))?;
@@ -113,9 +111,9 @@ pub(crate) fn import_safetensors(
     let chat_template = write_template(out, template.as_deref())?;
     let mut source = TensorSource::Safetensors(weights);
     let quantization = write_model(&cfg, &mut source, options, out)?;
-    let card = card(&cfg, id, quantization, license, options, chat_template);
-    write_card(out, &card)?;
-    Ok(card)
+    let manifest = manifest(&cfg, id, quantization, license, options, chat_template);
+    write_manifest(out, &manifest)?;
+    Ok(manifest)
 }
 
 /// A `chat_template` value of `tokenizer_config.json`: a string, or a list of named templates
@@ -181,43 +179,37 @@ fn write_json(path: &Path, value: &Value, pretty: bool) -> Result<(), ImportErro
     fs::write(path, bytes).map_err(ImportError::io(path))
 }
 
-/// The model card of a decoder.
-fn card(
+/// The manifest of a decoder.
+fn manifest(
     cfg: &LlamaConfig,
     id: String,
     quantization: &str,
     license: String,
     options: &ImportOptions,
     chat_template: bool,
-) -> ModelCard {
-    ModelCard {
-        id,
-        kind: ModelKind::Chat,
+) -> OnnxManifest {
+    OnnxManifest {
+        card: ModelCard {
+            id,
+            kind: ModelKind::Chat,
+            plan: ServicePlan::default(),
+            context_length: cfg.context_length,
+            dimensions: None,
+            quantization: quantization.to_owned(),
+            license,
+            source: options.source.clone().unwrap_or_default(),
+        },
         architecture: cfg.architecture.clone(),
-        context_length: cfg.context_length,
         hidden_size: cfg.hidden_size,
         num_layers: cfg.num_layers,
         num_heads: cfg.num_heads,
         vocab_size: cfg.vocab_size,
-        quantization: quantization.to_owned(),
         pooling: None,
         normalize: false,
-        license,
-        source: options.source.clone().unwrap_or_default(),
         onnx_file: ONNX_FILE.to_owned(),
         tokenizer_file: TOKENIZER_FILE.to_owned(),
         num_kv_heads: Some(cfg.num_kv_heads),
         head_dim: Some(cfg.head_dim),
         chat_template,
     }
-}
-
-/// Writes `model-card.json`.
-fn write_card(out: &Path, card: &ModelCard) -> Result<(), ImportError> {
-    let path = out.join(MODEL_CARD_FILE);
-    let json = serde_json::to_value(card).map_err(|source| ImportError::Json {
-        file: path.clone(),
-        source,
-    })?;
-    write_json(&path, &json, true)
 }

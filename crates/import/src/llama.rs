@@ -37,6 +37,8 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
+use gateway_core::ExecutionProvider;
+
 use super::error::ImportError;
 use super::graph::{Attr, Dim, GraphBuilder, MS_DOMAIN};
 use super::llama_config::LlamaConfig;
@@ -71,16 +73,6 @@ pub enum WeightFormat {
     Q4,
     /// f32 `MatMul` everywhere (dequantized): the fallback.
     F32,
-}
-
-/// The execution provider an import targets (what `WeightFormat::Auto` resolves for).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ExecutionProvider {
-    /// ONNX Runtime's CPU execution provider.
-    #[default]
-    Cpu,
-    /// ONNX Runtime's CUDA execution provider.
-    Cuda,
 }
 
 impl WeightFormat {

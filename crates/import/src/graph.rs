@@ -321,7 +321,7 @@ impl GraphBuilder {
                     version: Some(1),
                 },
             ],
-            producer_name: Some("gateway-engine".to_owned()),
+            producer_name: Some("gateway-import".to_owned()),
             producer_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             ..ModelProto::default()
         };

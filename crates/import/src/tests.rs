@@ -170,34 +170,45 @@ fn imports_tiny_bert_with_sentence_transformers_files() {
         source: Some("https://example.invalid/tiny".into()),
         ..Default::default()
     };
-    let card = import_model(&src, &out, &options).unwrap();
+    let manifest = import_model(&src, &out, &options).unwrap();
+    let card = &manifest.card;
 
     assert_eq!(card.id, "tiny-bert");
     assert_eq!(card.kind, ModelKind::Embedding);
-    assert_eq!(card.architecture, "bert");
+    assert_eq!(card.plan, ServicePlan::Base);
     assert_eq!(card.context_length, 48);
+    assert_eq!(card.dimensions, Some(HIDDEN));
+    assert_eq!(card.license, "MIT");
+    assert_eq!(card.source, "https://example.invalid/tiny");
+    assert_eq!(card.quantization, "f32");
+    assert_eq!(manifest.architecture, "bert");
     assert_eq!(
         (
-            card.hidden_size,
-            card.num_layers,
-            card.num_heads,
-            card.vocab_size
+            manifest.hidden_size,
+            manifest.num_layers,
+            manifest.num_heads,
+            manifest.vocab_size
         ),
         (HIDDEN, LAYERS, HEADS, VOCAB)
     );
-    assert_eq!(card.pooling, Some(Pooling::Mean));
-    assert!(card.normalize);
-    assert_eq!(card.license, "MIT");
-    assert_eq!(card.source, "https://example.invalid/tiny");
-    assert_eq!(
-        (card.quantization.as_str(), card.onnx_file.as_str()),
-        ("f32", "model.onnx")
-    );
-    assert_eq!(card.tokenizer_file, "tokenizer.json");
+    assert_eq!(manifest.pooling, Some(Pooling::Mean));
+    assert!(manifest.normalize);
+    assert_eq!(manifest.onnx_file, "model.onnx");
+    assert_eq!(manifest.tokenizer_file, "tokenizer.json");
 
-    let on_disk: ModelCard =
-        serde_json::from_slice(&std::fs::read(out.join(MODEL_CARD_FILE)).unwrap()).unwrap();
-    assert_eq!(on_disk, card);
+    let written = std::fs::read(out.join(MANIFEST_FILE)).unwrap();
+    let on_disk: OnnxManifest = serde_json::from_slice(&written).unwrap();
+    assert_eq!(on_disk, manifest);
+    // The card's fields sit at the top level of `model-card.json`.
+    let json: serde_json::Value = serde_json::from_slice(&written).unwrap();
+    assert_eq!(
+        (&json["id"], &json["plan"], &json["dimensions"]),
+        (
+            &serde_json::json!("tiny-bert"),
+            &serde_json::json!("base"),
+            &serde_json::json!(HIDDEN)
+        )
+    );
     assert!(out.join(TOKENIZER_FILE).is_file());
     assert!(!out.join("model.onnx.partial").exists());
 
@@ -239,7 +250,7 @@ fn half_precision_tensors_are_converted() {
         let tmp = tempfile::tempdir().unwrap();
         write_checkpoint(tmp.path(), "", dtype, None);
         let out = tmp.path().join("out");
-        let card = import_model(
+        let manifest = import_model(
             tmp.path(),
             &out,
             &ImportOptions {
@@ -248,10 +259,10 @@ fn half_precision_tensors_are_converted() {
             },
         )
         .unwrap();
-        assert_eq!(card.id, "t");
-        assert_eq!(card.license, "unknown");
-        assert_eq!(card.context_length, POSITIONS);
-        assert!(!card.normalize);
+        assert_eq!(manifest.card.id, "t");
+        assert_eq!(manifest.card.license, "unknown");
+        assert_eq!(manifest.card.context_length, POSITIONS);
+        assert!(!manifest.normalize);
         let stored = initializer_f32(&decode(&out), "embeddings.LayerNorm.weight");
         let expected: Vec<f32> = values(3, HIDDEN)
             .iter()
@@ -346,13 +357,13 @@ fn cls_pooling_and_missing_tokenizer() {
         "{\"pooling_mode_cls_token\": true}",
     )
     .unwrap();
-    let card = import_model(
+    let manifest = import_model(
         tmp.path(),
         &tmp.path().join("out"),
         &ImportOptions::default(),
     )
     .unwrap();
-    assert_eq!(card.pooling, Some(Pooling::Cls));
+    assert_eq!(manifest.pooling, Some(Pooling::Cls));
 
     std::fs::remove_file(tmp.path().join("tokenizer.json")).unwrap();
     let err = import_model(

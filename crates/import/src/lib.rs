@@ -1,12 +1,33 @@
-//! Model import: Hugging Face checkpoints and GGUF files in, ONNX model directories out.
+//! The gateway's model importer as a library: Hugging Face checkpoints and GGUF files in, ONNX
+//! model directories out. It writes the ONNX protobuf itself (types generated at build time
+//! from the vendored `proto/onnx.proto`) and does not depend on ONNX Runtime; the graphs it
+//! writes follow the contract in `docs/model-format.md`.
 //!
-//! [`import_model`] dispatches on the source: a `.gguf` file, or a checkpoint directory whose
-//! `config.json` names a LLaMA-family `model_type` (llama, mistral, qwen2), becomes a decoder
-//! with a KV cache (`decoder`, `llama`); any other directory is read as a BERT-family encoder
-//! checkpoint (`config.json`, `model.safetensors`,
-//! `tokenizer.json`, and the sentence-transformers files `sentence_bert_config.json`,
-//! `modules.json`, `1_Pooling/config.json` when present) and writes a model directory:
-//! `model.onnx`, `tokenizer.json` and `model-card.json` ([`gateway_core::ModelCard`]).
+//! - [`import_model`] is the entry point, with [`ImportOptions`] (model id, license, source,
+//!   [`WeightFormat`] and the [`gateway_core::ExecutionProvider`] the import targets). It
+//!   dispatches on the source: a `.gguf` file, or a checkpoint directory whose `config.json`
+//!   names a LLaMA-family `model_type` (llama, mistral, qwen2), becomes a decoder with a KV
+//!   cache; any other directory is read as a BERT-family encoder checkpoint (`config.json`,
+//!   `model.safetensors`, `tokenizer.json`, and the sentence-transformers files
+//!   `sentence_bert_config.json`, `modules.json`, `1_Pooling/config.json` when present).
+//! - [`gguf`] reads GGUF files ([`GgufFile`]: metadata, tensor table, dequantization to f32),
+//!   and [`LlamaConfig`] takes a decoder's hyper-parameters from GGUF metadata or a Hugging
+//!   Face `config.json`.
+//! - [`gguf_tokenizer`] rebuilds a Hugging Face `tokenizer.json` and the special-token facts
+//!   from a GGUF file's embedded tokenizer ([`tokenizer_from_gguf`]).
+//!
+//! The model directory it writes has the layout of [`gateway_core::model_dir`]: the graph
+//! ([`ONNX_FILE`]), the tokenizer ([`TOKENIZER_FILE`]), for decoders the special tokens
+//! ([`TOKENIZER_CONFIG_FILE`]) and the chat template when the source has one
+//! ([`CHAT_TEMPLATE_FILE`]), and the manifest ([`MANIFEST_FILE`], an [`OnnxManifest`]: the
+//! catalog card and the facts ONNX Runtime needs), which [`import_model`] also returns.
+//!
+//! [`ONNX_FILE`]: gateway_core::model_dir::ONNX_FILE
+//! [`TOKENIZER_FILE`]: gateway_core::model_dir::TOKENIZER_FILE
+//! [`TOKENIZER_CONFIG_FILE`]: gateway_core::model_dir::TOKENIZER_CONFIG_FILE
+//! [`CHAT_TEMPLATE_FILE`]: gateway_core::model_dir::CHAT_TEMPLATE_FILE
+//! [`MANIFEST_FILE`]: gateway_core::model_dir::MANIFEST_FILE
+//! [`OnnxManifest`]: gateway_core::model_dir::OnnxManifest
 
 mod bert;
 mod config;
@@ -26,14 +47,14 @@ use std::fs;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use gateway_core::{ModelCard, ModelKind, Pooling, MODEL_CARD_FILE};
+use gateway_core::model_dir::{OnnxManifest, Pooling, MANIFEST_FILE, ONNX_FILE, TOKENIZER_FILE};
+use gateway_core::{ExecutionProvider, ModelCard, ModelKind, ServicePlan};
 use serde_json::Value;
 
-pub use decoder::{CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG_FILE};
 pub use error::ImportError;
 pub use gguf::GgufFile;
 pub use gguf_tokenizer::{tokenizer_from_gguf, GgufTokenizer, TokenizerFacts};
-pub use llama::{ExecutionProvider, WeightFormat};
+pub use llama::WeightFormat;
 pub use llama_config::LlamaConfig;
 
 /// The ONNX protobuf types, generated at build time from `proto/onnx.proto`.
@@ -41,11 +62,6 @@ pub use llama_config::LlamaConfig;
 pub(crate) mod onnx_proto {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
-
-/// File name of the ONNX graph in an imported model directory.
-pub const ONNX_FILE: &str = "model.onnx";
-/// File name of the tokenizer in an imported model directory.
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// Choices the caller makes about an import; every field has a default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,12 +84,12 @@ pub struct ImportOptions {
 const DECODER_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2"];
 
 /// Imports the checkpoint in `src` into the model directory `out` (created if needed) and
-/// returns the model card written there.
+/// returns the manifest written there.
 pub fn import_model(
     src: &Path,
     out: &Path,
     options: &ImportOptions,
-) -> Result<ModelCard, ImportError> {
+) -> Result<OnnxManifest, ImportError> {
     if src.is_file()
         && src
             .extension()
@@ -91,23 +107,27 @@ pub fn import_model(
     let tokenizer_path = require(src.join(TOKENIZER_FILE))?;
     let mut weights = weights::SafetensorsFile::open(&weights_path)?;
 
-    let card = ModelCard {
-        id: options.id.clone().unwrap_or_else(|| default_id(src)),
-        kind: ModelKind::Embedding,
+    let manifest = OnnxManifest {
+        card: ModelCard {
+            id: options.id.clone().unwrap_or_else(|| default_id(src)),
+            kind: ModelKind::Embedding,
+            plan: ServicePlan::default(),
+            context_length: context_length(src, &cfg)?,
+            dimensions: Some(cfg.hidden_size),
+            quantization: "f32".to_owned(),
+            license: match &options.license {
+                Some(l) => l.clone(),
+                None => readme_license(src)?.unwrap_or_else(|| "unknown".to_owned()),
+            },
+            source: options.source.clone().unwrap_or_default(),
+        },
         architecture: "bert".to_owned(),
-        context_length: context_length(src, &cfg)?,
         hidden_size: cfg.hidden_size,
         num_layers: cfg.num_hidden_layers,
         num_heads: cfg.num_attention_heads,
         vocab_size: cfg.vocab_size,
-        quantization: "f32".to_owned(),
         pooling: Some(pooling(src)?),
         normalize: normalizes(src)?,
-        license: match &options.license {
-            Some(l) => l.clone(),
-            None => readme_license(src)?.unwrap_or_else(|| "unknown".to_owned()),
-        },
-        source: options.source.clone().unwrap_or_default(),
         onnx_file: ONNX_FILE.to_owned(),
         tokenizer_file: TOKENIZER_FILE.to_owned(),
         num_kv_heads: None,
@@ -133,13 +153,18 @@ pub fn import_model(
     fs::rename(&partial, &onnx_path).map_err(ImportError::io(&onnx_path))?;
     let tokenizer_out = out.join(TOKENIZER_FILE);
     fs::copy(&tokenizer_path, &tokenizer_out).map_err(ImportError::io(&tokenizer_out))?;
-    let card_path = out.join(MODEL_CARD_FILE);
-    let json = serde_json::to_vec_pretty(&card).map_err(|source| ImportError::Json {
-        file: card_path.clone(),
+    write_manifest(out, &manifest)?;
+    Ok(manifest)
+}
+
+/// Writes the manifest ([`MANIFEST_FILE`]) into the model directory `out`.
+fn write_manifest(out: &Path, manifest: &OnnxManifest) -> Result<(), ImportError> {
+    let path = out.join(MANIFEST_FILE);
+    let json = serde_json::to_vec_pretty(manifest).map_err(|source| ImportError::Json {
+        file: path.clone(),
         source,
     })?;
-    fs::write(&card_path, json).map_err(ImportError::io(&card_path))?;
-    Ok(card)
+    fs::write(&path, json).map_err(ImportError::io(&path))
 }
 
 /// `path` if it exists, else [`ImportError::MissingFile`].

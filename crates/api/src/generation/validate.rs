@@ -1,0 +1,323 @@
+//! Every check of a chat or completion request, in one place, before anything reaches a
+//! backend: the wire request becomes a [`ValidatedGeneration`] (the prompts, the checked
+//! [`GenerationParams`], the field that holds the prompt) or a 400 that names its parameter.
+//! Parameters this gateway does not implement are refused, never silently ignored.
+
+use gateway_backend::{ChatTurn, Prompt, SamplingParams};
+use gateway_core::openai::{
+    ChatCompletionRequest, ChatMessage, CompletionRequest, InputItem, ResponseFormat, Role,
+};
+
+use crate::error::ApiError;
+
+/// Most choices per request (`n`).
+pub const MAX_CHOICES: u32 = 8;
+/// Most stop sequences.
+pub const MAX_STOP_SEQUENCES: usize = 4;
+/// Most alternatives per position with log-probabilities (chat `top_logprobs`).
+pub const MAX_TOP_LOGPROBS: u32 = 20;
+/// Most alternatives per position of legacy `logprobs`.
+pub const MAX_LEGACY_LOGPROBS: u32 = 5;
+
+/// The request field that holds the prompt, named by errors about the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptField {
+    /// `messages` of a chat request.
+    Messages,
+    /// `prompt` of a completion request.
+    Prompt,
+}
+
+impl PromptField {
+    /// The field's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Messages => "messages",
+            Self::Prompt => "prompt",
+        }
+    }
+}
+
+/// How every prompt of a request is continued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationParams {
+    /// Choices per prompt (`n`).
+    pub choices: u32,
+    /// Most tokens per choice; `None`: what the context leaves.
+    pub max_tokens: Option<usize>,
+    /// Sampling, with the seed drawn when the client sent none.
+    pub sampling: SamplingParams,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+    /// Whether the answer carries log-probabilities.
+    pub logprobs: bool,
+    /// Whether the answer is streamed.
+    pub stream: bool,
+    /// Whether a streamed answer ends with a usage chunk.
+    pub include_usage: bool,
+}
+
+/// A chat or completion request that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedGeneration {
+    /// The prompts, each continued `params.choices` times; choices are prompt-major.
+    pub prompts: Vec<Prompt>,
+    /// Where the prompt came from, for errors about it.
+    pub prompt_field: PromptField,
+    /// How to continue them.
+    pub params: GenerationParams,
+}
+
+/// The fields chat and completion requests share, as sent.
+struct CommonFields<'a> {
+    n: u32,
+    max_tokens: Option<u32>,
+    stop: &'a [String],
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<u32>,
+    seed: Option<i64>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    top_logprobs: Option<u32>,
+    stream: bool,
+    include_usage: bool,
+}
+
+/// Checks a chat request.
+pub fn chat(request: &ChatCompletionRequest) -> Result<ValidatedGeneration, ApiError> {
+    refuse_unsupported_chat(request)?;
+    let turns = chat_turns(&request.messages)?;
+    let logprobs = request.logprobs.unwrap_or(false);
+    if request.top_logprobs.is_some() && !logprobs {
+        return Err(invalid(
+            "top_logprobs",
+            "'top_logprobs' needs 'logprobs' set to true",
+        ));
+    }
+    let params = check(CommonFields {
+        n: request.n(),
+        max_tokens: request.effective_max_tokens(),
+        stop: request.stop_sequences(),
+        temperature: request.temperature,
+        top_p: request.top_p,
+        top_k: request.top_k,
+        seed: request.seed,
+        presence_penalty: request.presence_penalty,
+        frequency_penalty: request.frequency_penalty,
+        top_logprobs: logprobs.then(|| request.top_logprobs.unwrap_or(0)),
+        stream: request.is_stream(),
+        include_usage: request.include_usage(),
+    })?;
+    Ok(ValidatedGeneration {
+        prompts: vec![Prompt::Chat(turns)],
+        prompt_field: PromptField::Messages,
+        params,
+    })
+}
+
+/// Checks a legacy completion request.
+pub fn completion(request: &CompletionRequest) -> Result<ValidatedGeneration, ApiError> {
+    if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(invalid("suffix", "suffix is not supported"));
+    }
+    if request.echo == Some(true) {
+        return Err(invalid("echo", "echo is not supported"));
+    }
+    if request.best_of.is_some_and(|b| b != request.n()) {
+        return Err(invalid("best_of", "best_of other than n is not supported"));
+    }
+    if request.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
+        return Err(invalid("logit_bias", "logit_bias is not supported"));
+    }
+    if request.logprobs.is_some_and(|l| l > MAX_LEGACY_LOGPROBS) {
+        return Err(invalid(
+            "logprobs",
+            format!("'logprobs' must be at most {MAX_LEGACY_LOGPROBS}"),
+        ));
+    }
+    if request.prompt.is_empty() {
+        return Err(invalid("prompt", "'prompt' must not be empty"));
+    }
+    let prompts = request
+        .prompt
+        .items()
+        .map(|item| match item {
+            InputItem::Text(text) => Prompt::Text(text.to_owned()),
+            InputItem::Tokens(tokens) => Prompt::Tokens(tokens.to_vec()),
+        })
+        .collect();
+    let params = check(CommonFields {
+        n: request.n(),
+        max_tokens: Some(request.max_tokens()),
+        stop: request.stop_sequences(),
+        temperature: request.temperature,
+        top_p: request.top_p,
+        top_k: request.top_k,
+        seed: request.seed,
+        presence_penalty: request.presence_penalty,
+        frequency_penalty: request.frequency_penalty,
+        top_logprobs: request.logprobs,
+        stream: request.is_stream(),
+        include_usage: request.include_usage(),
+    })?;
+    Ok(ValidatedGeneration {
+        prompts,
+        prompt_field: PromptField::Prompt,
+        params,
+    })
+}
+
+/// The messages as template turns; content parts must be text.
+pub fn chat_turns(messages: &[ChatMessage]) -> Result<Vec<ChatTurn>, ApiError> {
+    if messages.is_empty() {
+        return Err(invalid(
+            "messages",
+            "'messages' must contain at least one message",
+        ));
+    }
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, message)| {
+            if let Some((j, part)) = message
+                .content
+                .as_ref()
+                .and_then(|content| content.first_non_text_part())
+            {
+                return Err(invalid(
+                    format!("messages[{i}].content[{j}]"),
+                    format!(
+                        "content parts of type '{}' are not supported by this model",
+                        part.kind()
+                    ),
+                ));
+            }
+            let role = match message.role {
+                Role::System | Role::Developer => "system",
+                Role::User => "user",
+                Role::Assistant => "assistant",
+                Role::Tool => {
+                    return Err(invalid(
+                        format!("messages[{i}].role"),
+                        "tool messages are not supported by this model",
+                    ))
+                }
+            };
+            Ok(ChatTurn::new(role, message.text()))
+        })
+        .collect()
+}
+
+/// Chat parameters this gateway does not implement.
+fn refuse_unsupported_chat(request: &ChatCompletionRequest) -> Result<(), ApiError> {
+    if request
+        .tools
+        .as_ref()
+        .is_some_and(|tools| !tools.is_empty())
+    {
+        return Err(invalid(
+            "tools",
+            "this model's chat template does not support tools",
+        ));
+    }
+    if request.tool_choice.is_some() {
+        return Err(invalid(
+            "tool_choice",
+            "this model's chat template does not support tools",
+        ));
+    }
+    match &request.response_format {
+        Some(ResponseFormat::JsonSchema { .. }) => Err(invalid(
+            "response_format",
+            "response_format json_schema is not supported",
+        )),
+        Some(ResponseFormat::JsonObject) => Err(invalid(
+            "response_format",
+            "response_format json_object is not supported",
+        )),
+        _ if request
+            .logit_bias
+            .as_ref()
+            .is_some_and(|bias| !bias.is_empty()) =>
+        {
+            Err(invalid("logit_bias", "logit_bias is not supported"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks the fields chat and completions share; a missing seed is drawn at random.
+fn check(fields: CommonFields<'_>) -> Result<GenerationParams, ApiError> {
+    if fields.n == 0 || fields.n > MAX_CHOICES {
+        return Err(invalid(
+            "n",
+            format!(
+                "{} is not a valid value for 'n': it must be between 1 and {MAX_CHOICES}",
+                fields.n
+            ),
+        ));
+    }
+    if fields.stop.len() > MAX_STOP_SEQUENCES {
+        return Err(invalid(
+            "stop",
+            format!("at most {MAX_STOP_SEQUENCES} stop sequences are allowed"),
+        ));
+    }
+    if fields.max_tokens == Some(0) {
+        return Err(invalid("max_tokens", "'max_tokens' must be at least 1"));
+    }
+    Ok(GenerationParams {
+        choices: fields.n,
+        max_tokens: fields.max_tokens.map(|m| m as usize),
+        sampling: check_sampling(&fields)?,
+        stop: fields.stop.to_vec(),
+        logprobs: fields.top_logprobs.is_some(),
+        stream: fields.stream,
+        include_usage: fields.include_usage,
+    })
+}
+
+fn check_sampling(fields: &CommonFields<'_>) -> Result<SamplingParams, ApiError> {
+    in_range("temperature", fields.temperature, 0.0, 2.0)?;
+    in_range("top_p", fields.top_p, 0.0, 1.0)?;
+    in_range("presence_penalty", fields.presence_penalty, -2.0, 2.0)?;
+    in_range("frequency_penalty", fields.frequency_penalty, -2.0, 2.0)?;
+    if fields.top_p == Some(0.0) {
+        return Err(invalid("top_p", "'top_p' must be greater than 0"));
+    }
+    if let Some(top) = fields.top_logprobs.filter(|&t| t > MAX_TOP_LOGPROBS) {
+        return Err(invalid(
+            "top_logprobs",
+            format!("{top} is not a valid value for 'top_logprobs': at most {MAX_TOP_LOGPROBS}"),
+        ));
+    }
+    Ok(SamplingParams {
+        temperature: fields.temperature.unwrap_or(1.0),
+        top_p: fields.top_p.unwrap_or(1.0),
+        top_k: fields.top_k.unwrap_or(0) as usize,
+        seed: fields
+            .seed
+            .map_or_else(rand::random, |seed| u64::from_ne_bytes(seed.to_ne_bytes())),
+        presence_penalty: fields.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: fields.frequency_penalty.unwrap_or(0.0),
+        top_logprobs: fields.top_logprobs.map(|t| t as usize),
+    })
+}
+
+fn in_range(param: &str, value: Option<f32>, low: f32, high: f32) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !(low..=high).contains(&v) => Err(invalid(
+            param,
+            format!("{v} is not a valid value for '{param}': it must be between {low} and {high}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError::InvalidParam {
+        message: message.into(),
+        param: param.into(),
+    }
+}
