@@ -1,0 +1,89 @@
+//! Serves the gateway's real router over scripted backends (see
+//! `tests/support/scripted_backend.rs`) on a loopback port: the HTTP layer used as a library
+//! with backends written outside the engine, and the server the end-to-end test of failures
+//! in the middle of a stream drives with the official `openai` SDK
+//! (`tests/python/test_stream_failure_e2e.py`).
+//!
+//! It serves `scripted` (answers chat turns with "Hello world", takes no text prompts),
+//! `failing` (releases two pieces, then fails), `busy` (always overloaded) and `vectors`
+//! (4-dimensional embeddings), keeps its keys in a temporary SQLite file, and
+//! prints one JSON line, `{"base_url": …, "api_key": …}`, once it listens. It stops on Ctrl-C
+//! or when its standard input closes.
+//!
+//! Usage: `scripted_server [ADDR]` (default `127.0.0.1:0`, a free port).
+
+#[path = "../tests/support/scripted_backend.rs"]
+mod scripted_backend;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_api::{AppState, Limits, ModelRegistry};
+use gateway_auth::{CreateToken, Management};
+use scripted_backend::{Script, ScriptedBackend};
+use tokio::io::AsyncReadExt;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let address = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".to_owned());
+    let dir = tempfile::tempdir()?;
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("gateway.db").display()
+    );
+    let store = gateway_auth::store::open(&url).await?;
+    let management = Management::new(Arc::clone(&store));
+    let project = management.create_project("scripted").await?;
+    let request = CreateToken {
+        name: "scripted".into(),
+        ..CreateToken::default()
+    };
+    let key = management.create_key(project.id, "eu01", request).await?;
+
+    let pause = Duration::from_millis(50);
+    let mut models = ModelRegistry::default();
+    let answer = Script::Answer(vec!["Hel", "lo", " world"]);
+    let scripted = ScriptedBackend::chat("scripted", answer).chat_only();
+    models.insert("scripted", Arc::new(scripted), 0);
+    let overloaded = Script::Refuse(gateway_backend::BackendError::Overloaded);
+    models.insert(
+        "busy",
+        Arc::new(ScriptedBackend::chat("busy", overloaded)),
+        0,
+    );
+    let failing = ScriptedBackend::chat("failing", Script::FailAfter(vec!["Par", "tial"]));
+    models.insert("failing", Arc::new(failing.pausing(pause)), 0);
+    models.insert(
+        "vectors",
+        Arc::new(ScriptedBackend::embedding("vectors", 4)),
+        0,
+    );
+    let limits = Limits {
+        max_body_bytes: 1 << 20,
+        request_timeout_secs: 30,
+    };
+    let state = Arc::new(AppState::new(models, limits, store));
+
+    let listener = tokio::net::TcpListener::bind(&address).await?;
+    let local = listener.local_addr()?;
+    let ready = serde_json::json!({
+        "base_url": format!("http://{local}/v1"),
+        "api_key": key.content.expose(),
+    });
+    println!("{ready}");
+    gateway_api::serve(listener, gateway_api::router(state), stopped()).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or when standard input closes (the test that started us is gone).
+async fn stopped() {
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = [0u8; 64];
+    let closed = async move { while matches!(stdin.read(&mut buffer).await, Ok(n) if n > 0) {} };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = closed => {}
+    }
+}

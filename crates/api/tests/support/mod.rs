@@ -1,0 +1,3 @@
+//! Support of the router tests.
+
+pub mod scripted_backend;
