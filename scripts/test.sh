@@ -12,6 +12,6 @@ fi
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 ORT_DYLIB_PATH=$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
 export ORT_DYLIB_PATH
-cargo build --locked -p gateway-bin -p gateway-engine -p gateway-import --examples --bins
+cargo build --locked --workspace --examples --bins
 cargo test --locked --workspace
 .venv/bin/python -m pytest -q tests/python

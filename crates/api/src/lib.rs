@@ -22,6 +22,7 @@ use axum::http::HeaderName;
 use axum::http::Uri;
 use axum::routing::{get, patch, post};
 use axum::Router;
+use gateway_core::openai::{ChatCompletionRequest, CompletionRequest};
 use tower::ServiceBuilder;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -48,11 +49,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/chat/completions",
-            post(routes::chat::create_chat_completion),
+            post(generation::handle::<ChatCompletionRequest>),
         )
         .route(
             "/v1/completions",
-            post(routes::completions::create_completion),
+            post(generation::handle::<CompletionRequest>),
         )
         .route("/v1/tokenize", post(routes::tokenize::tokenize))
         .route("/v1/detokenize", post(routes::tokenize::detokenize))

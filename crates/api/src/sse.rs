@@ -14,11 +14,11 @@ use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, BoxStream, StreamExt};
-use gateway_backend::BackendError;
+use gateway_backend::{BackendError, GenerationEvent};
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::generation::{AnswerFormat, Output, PromptField, UsageMeter};
+use crate::generation::{AnswerFormat, Delta, PartEvent, PromptField, UsageMeter};
 
 /// One `data: …` event with `value` as JSON.
 pub fn event<T: Serialize>(value: &T) -> Bytes {
@@ -26,34 +26,41 @@ pub fn event<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(format!("data: {json}\n\n"))
 }
 
+/// What a stream holds besides its events.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamOptions {
+    /// Choices over the whole request.
+    pub choices: u32,
+    /// Whether the stream ends with a usage chunk.
+    pub include_usage: bool,
+    /// The field that holds the prompt, for errors about it.
+    pub prompt_field: PromptField,
+}
+
 struct StreamState<F> {
     format: F,
-    outputs: BoxStream<'static, Output>,
+    events: BoxStream<'static, PartEvent>,
     meter: UsageMeter,
-    include_usage: bool,
-    prompt_field: PromptField,
+    options: StreamOptions,
     pending: VecDeque<Bytes>,
     done: bool,
 }
 
-/// The streamed answer of `choices` choices.
+/// The streamed answer of a request's merged generations.
 pub fn stream_response<F: AnswerFormat>(
     format: F,
-    choices: u32,
-    outputs: BoxStream<'static, Output>,
+    events: BoxStream<'static, PartEvent>,
     meter: UsageMeter,
-    include_usage: bool,
-    prompt_field: PromptField,
+    options: StreamOptions,
 ) -> Response {
-    let pending = (0..choices)
+    let pending = (0..options.choices)
         .filter_map(|choice| format.opening(choice))
         .collect();
     let state = StreamState {
         format,
-        outputs,
+        events,
         meter,
-        include_usage,
-        prompt_field,
+        options,
         pending,
         done: false,
     };
@@ -80,36 +87,56 @@ impl<F: AnswerFormat> StreamState<F> {
             if self.done {
                 return None;
             }
-            match self.outputs.next().await {
-                Some(Output::Token {
-                    choice,
-                    text,
-                    logprob,
-                }) => {
+            match self.events.next().await {
+                Some((
+                    _,
+                    GenerationEvent::Token {
+                        choice,
+                        text,
+                        logprob,
+                    },
+                )) => {
                     if !text.is_empty() || logprob.is_some() {
                         let logprobs = logprob.into_iter().collect();
-                        let chunk = self.format.delta(choice, text, logprobs, None);
-                        self.pending.push_back(chunk);
+                        self.send(Delta {
+                            choice,
+                            text,
+                            logprobs,
+                            finish: None,
+                        });
                     }
                 }
-                Some(Output::Finished {
-                    choice,
-                    reason,
-                    tail,
-                }) => {
-                    let chunk = self.format.delta(choice, tail, Vec::new(), Some(reason));
-                    self.pending.push_back(chunk);
+                Some((
+                    _,
+                    GenerationEvent::Finished {
+                        choice,
+                        reason,
+                        tail,
+                    },
+                )) => {
+                    let finish = Some(reason);
+                    self.send(Delta {
+                        choice,
+                        text: tail,
+                        logprobs: Vec::new(),
+                        finish,
+                    });
                 }
-                Some(Output::Settled { part, usage }) => self.meter.settle(part, usage),
-                Some(Output::Failed(error)) => self.fail(error),
+                Some((part, GenerationEvent::Done { usage })) => self.meter.settle(part, usage),
+                Some((_, GenerationEvent::Failed { error, .. })) => self.fail(error),
                 None => self.finish(),
             }
         }
     }
 
+    fn send(&mut self, delta: Delta) {
+        let chunk = self.format.delta(delta);
+        self.pending.push_back(chunk);
+    }
+
     fn finish(&mut self) {
         self.meter.record();
-        if self.include_usage {
+        if self.options.include_usage {
             let chunk = self.format.usage_chunk(self.meter.wire_usage());
             self.pending.push_back(chunk);
         }
@@ -120,7 +147,7 @@ impl<F: AnswerFormat> StreamState<F> {
 
     fn fail(&mut self, error: BackendError) {
         self.meter.record();
-        let error = ApiError::backend(error, self.prompt_field.name());
+        let error = ApiError::backend(error, self.options.prompt_field.name());
         let body = error.stream_body(self.meter.request_id());
         self.pending.push_back(event(&body));
         self.done = true;

@@ -31,6 +31,7 @@ pub mod chat_template;
 mod embedder;
 mod error;
 mod generator;
+mod job_queue;
 mod model_dir;
 mod runtime;
 

@@ -1,8 +1,9 @@
-//! The one pipeline of chat and completion requests. A handler maps its wire request to a
-//! [`ValidatedGeneration`] (all checks in [`validate`]) and names an [`AnswerFormat`]; [`run`]
-//! does the rest: refuses what the backend cannot do, starts one generation per prompt,
-//! merges their choices, meters the usage the backend reports ([`UsageMeter`]) and answers
-//! whole or as a stream ([`crate::sse`]).
+//! The one pipeline of chat and completion requests. Each route's wire request implements
+//! [`GenerationRoute`]: it checks itself into a [`ValidatedGeneration`] (all checks in
+//! [`validate`]) and names its [`AnswerFormat`]; [`handle`] does the rest: finds the model the
+//! key may use, refuses what the backend cannot do, starts one generation per prompt, merges
+//! their choices, meters the usage the backend reports ([`UsageMeter`]) and answers whole or
+//! as a stream ([`crate::sse`]).
 
 mod meter;
 pub mod validate;
@@ -10,31 +11,68 @@ pub mod validate;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::stream::{self, BoxStream, StreamExt};
 use gateway_backend::{
     Backend, BackendError, Capabilities, FinishReason, GenerationEvent, GenerationRequest,
-    GenerationStream, Prompt, TokenLogprob, Usage,
+    GenerationStream, Prompt, TokenLogprob,
 };
 use gateway_core::openai;
+use serde::de::DeserializeOwned;
 
 pub use self::meter::UsageMeter;
 pub use self::validate::{PromptField, ValidatedGeneration};
 use crate::error::ApiError;
+use crate::extract::{ApiKey, OpenAiJson};
+use crate::routes::request_id;
 use crate::state::AppState;
+
+/// A wire request that the generation pipeline answers.
+pub trait GenerationRoute: DeserializeOwned + Send + 'static {
+    /// How its answers are written.
+    type Format: AnswerFormat;
+    /// The model id it asks for.
+    fn model(&self) -> &str;
+    /// Checks every parameter into prompts and generation parameters.
+    fn validate(&self) -> Result<ValidatedGeneration, ApiError>;
+    /// The format of its answer, for `answer`'s id, time and model.
+    fn format(&self, answer: AnswerMeta) -> Self::Format;
+}
+
+/// What every answer of one request says about itself.
+#[derive(Debug, Clone)]
+pub struct AnswerMeta {
+    /// The answer's id, e.g. `chatcmpl-…`.
+    pub id: String,
+    /// When it was created (Unix seconds).
+    pub created: i64,
+    /// The model id the client sent.
+    pub model: String,
+    /// Whether the answer carries log-probabilities.
+    pub logprobs: bool,
+}
+
+/// New text of one choice, for a stream chunk.
+#[derive(Debug)]
+pub struct Delta {
+    /// The choice over the whole request.
+    pub choice: u32,
+    /// Text that may be shown now.
+    pub text: String,
+    /// The log-probabilities of its tokens.
+    pub logprobs: Vec<TokenLogprob>,
+    /// Why the choice ended, on its last chunk.
+    pub finish: Option<FinishReason>,
+}
 
 /// How one kind of answer (chat or legacy completion) is written, whole or as chunks.
 pub trait AnswerFormat: Send + 'static {
     /// The chunk that opens choice `choice`, if the format has one.
     fn opening(&self, choice: u32) -> Option<Bytes>;
-    /// A chunk with new text, its tokens' log-probabilities and, on the last, the reason.
-    fn delta(
-        &self,
-        choice: u32,
-        text: String,
-        logprobs: Vec<TokenLogprob>,
-        finish: Option<FinishReason>,
-    ) -> Bytes;
+    /// A chunk with a choice's new text.
+    fn delta(&self, delta: Delta) -> Bytes;
     /// The final usage chunk of a stream.
     fn usage_chunk(&self, usage: openai::Usage) -> Bytes;
     /// The whole answer.
@@ -52,52 +90,46 @@ pub struct Collected {
     pub finish: Option<FinishReason>,
 }
 
-/// What the merged generations of a request report, choices numbered over all prompts.
-#[derive(Debug)]
-pub enum Output {
-    /// Choice `choice` released text.
-    Token {
-        /// The choice over the whole request.
-        choice: u32,
-        /// Text that may be shown now.
-        text: String,
-        /// The token's log-probability, when asked for.
-        logprob: Option<TokenLogprob>,
-    },
-    /// Choice `choice` ended.
-    Finished {
-        /// The choice over the whole request.
-        choice: u32,
-        /// Why.
-        reason: FinishReason,
-        /// Text released at the end.
-        tail: String,
-    },
-    /// The generation of prompt `part` ended with this usage.
-    Settled {
-        /// The prompt's position in the request.
-        part: usize,
-        /// What it used.
-        usage: Usage,
-    },
-    /// A generation failed; the answer is incomplete.
-    Failed(BackendError),
+/// An event of the generation of prompt `.0`, its choices numbered over the whole request.
+pub type PartEvent = (usize, GenerationEvent);
+
+/// Handles a chat or completion request.
+pub async fn handle<R: GenerationRoute>(
+    State(state): State<Arc<AppState>>,
+    ApiKey(key): ApiKey,
+    headers: HeaderMap,
+    OpenAiJson(request): OpenAiJson<R>,
+) -> Result<Response, ApiError> {
+    let backend = Arc::clone(&state.models.permitted(request.model(), &key)?.backend);
+    let generation = request.validate()?;
+    let format = request.format(AnswerMeta {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        created: chrono::Utc::now().timestamp(),
+        model: request.model().to_owned(),
+        logprobs: generation.params.logprobs,
+    });
+    let meter = |handles| {
+        UsageMeter::new(
+            Arc::clone(&state),
+            request.model(),
+            request_id(&headers),
+            handles,
+        )
+    };
+    run(backend.as_ref(), generation, format, meter).await
 }
 
-/// Runs a validated chat or completion request on `backend` for `model`, answering in
-/// `format`.
-pub async fn run(
-    state: &Arc<AppState>,
+/// Runs a validated request on `backend`, answering in `format`, metered by the meter that
+/// `meter` makes of the generations' usage handles.
+async fn run(
     backend: &dyn Backend,
-    model: &str,
     generation: ValidatedGeneration,
     format: impl AnswerFormat,
-    request_id: String,
+    meter: impl FnOnce(Vec<gateway_backend::UsageHandle>) -> UsageMeter,
 ) -> Result<Response, ApiError> {
     let field = generation.prompt_field;
     refuse_unsupported(backend.capabilities(), &generation)?;
     let params = generation.params;
-    let choices_per_prompt = params.choices;
     let mut streams = Vec::with_capacity(generation.prompts.len());
     for prompt in generation.prompts {
         let request = GenerationRequest {
@@ -113,22 +145,19 @@ pub async fn run(
             .map_err(|error| ApiError::backend(error, field.name()))?;
         streams.push(stream);
     }
-    let handles = streams.iter().map(GenerationStream::usage_handle).collect();
-    let mut meter = UsageMeter::new(Arc::clone(state), model, request_id, handles);
-    let total_choices =
-        choices_per_prompt.saturating_mul(u32::try_from(streams.len()).unwrap_or(u32::MAX));
-    let outputs = merge(streams, choices_per_prompt);
+    let mut meter = meter(streams.iter().map(GenerationStream::usage_handle).collect());
+    let prompts = u32::try_from(streams.len()).unwrap_or(u32::MAX);
+    let choices = params.choices.saturating_mul(prompts);
+    let events = merge(streams, params.choices);
     if params.stream {
-        return Ok(crate::sse::stream_response(
-            format,
-            total_choices,
-            outputs,
-            meter,
-            params.include_usage,
-            field,
-        ));
+        let stream = crate::sse::StreamOptions {
+            choices,
+            include_usage: params.include_usage,
+            prompt_field: field,
+        };
+        return Ok(crate::sse::stream_response(format, events, meter, stream));
     }
-    let choices = collect(outputs, total_choices, &mut meter)
+    let choices = collect(events, choices, &mut meter)
         .await
         .map_err(|error| ApiError::backend(error, field.name()))?;
     Ok(format.whole(choices, meter.wire_usage()))
@@ -161,22 +190,22 @@ fn refuse_unsupported(
     Ok(())
 }
 
-/// The outputs of all prompts' generations as they come; choice `i` of prompt `p` is choice
-/// `p * choices_per_prompt + i` of the request. A generation whose events stop before its end
-/// is reported as failed, never as complete.
-fn merge(streams: Vec<GenerationStream>, choices_per_prompt: u32) -> BoxStream<'static, Output> {
+/// The events of all prompts' generations as they come; choice `i` of prompt `p` becomes
+/// choice `p * choices_per_prompt + i` of the request. A generation whose events stop before
+/// its end is reported as failed, never as complete.
+fn merge(streams: Vec<GenerationStream>, choices_per_prompt: u32) -> BoxStream<'static, PartEvent> {
     let parts = streams.into_iter().enumerate().map(|(part, events)| {
         let offset = u32::try_from(part)
             .unwrap_or(u32::MAX)
             .saturating_mul(choices_per_prompt);
         stream::unfold(Some(events), move |events| async move {
             let mut events = events?;
-            let output = match events.next().await {
+            let event = match events.next().await {
                 Some(GenerationEvent::Token {
                     choice,
                     text,
                     logprob,
-                }) => Output::Token {
+                }) => GenerationEvent::Token {
                     choice: offset + choice,
                     text,
                     logprob,
@@ -185,20 +214,23 @@ fn merge(streams: Vec<GenerationStream>, choices_per_prompt: u32) -> BoxStream<'
                     choice,
                     reason,
                     tail,
-                }) => Output::Finished {
+                }) => GenerationEvent::Finished {
                     choice: offset + choice,
                     reason,
                     tail,
                 },
-                Some(GenerationEvent::Done { usage }) => {
-                    return Some((Output::Settled { part, usage }, None))
+                Some(last @ (GenerationEvent::Done { .. } | GenerationEvent::Failed { .. })) => {
+                    return Some(((part, last), None))
                 }
-                Some(GenerationEvent::Failed { error, .. }) => {
-                    return Some((Output::Failed(error), None))
+                None => {
+                    let failed = GenerationEvent::Failed {
+                        error: ended_early(),
+                        usage: events.usage(),
+                    };
+                    return Some(((part, failed), None));
                 }
-                None => return Some((Output::Failed(ended_early()), None)),
             };
-            Some((output, Some(events)))
+            Some(((part, event), Some(events)))
         })
         .boxed()
     });
@@ -214,14 +246,14 @@ fn ended_early() -> BackendError {
 
 /// Collects every choice for a whole answer; the first failure fails the request.
 async fn collect(
-    mut outputs: BoxStream<'static, Output>,
+    mut events: BoxStream<'static, PartEvent>,
     choices: u32,
     meter: &mut UsageMeter,
 ) -> Result<Vec<Collected>, BackendError> {
     let mut collected: Vec<Collected> = (0..choices).map(|_| Collected::default()).collect();
-    while let Some(output) = outputs.next().await {
-        match output {
-            Output::Token {
+    while let Some((part, event)) = events.next().await {
+        match event {
+            GenerationEvent::Token {
                 choice,
                 text,
                 logprob,
@@ -231,7 +263,7 @@ async fn collect(
                     choice.logprobs.extend(logprob);
                 }
             }
-            Output::Finished {
+            GenerationEvent::Finished {
                 choice,
                 reason,
                 tail,
@@ -241,8 +273,8 @@ async fn collect(
                     choice.finish = Some(reason);
                 }
             }
-            Output::Settled { part, usage } => meter.settle(part, usage),
-            Output::Failed(error) => return Err(error),
+            GenerationEvent::Done { usage } => meter.settle(part, usage),
+            GenerationEvent::Failed { error, .. } => return Err(error),
         }
     }
     meter.record();

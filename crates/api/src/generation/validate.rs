@@ -84,6 +84,27 @@ struct CommonFields<'a> {
     include_usage: bool,
 }
 
+/// The [`CommonFields`] of a chat or completion request (two wire types with the same field
+/// names), with its own `max_tokens` and `top_logprobs`.
+macro_rules! common_fields {
+    ($request:expr, $max_tokens:expr, $top_logprobs:expr) => {
+        CommonFields {
+            n: $request.n(),
+            max_tokens: $max_tokens,
+            stop: $request.stop_sequences(),
+            temperature: $request.temperature,
+            top_p: $request.top_p,
+            top_k: $request.top_k,
+            seed: $request.seed,
+            presence_penalty: $request.presence_penalty,
+            frequency_penalty: $request.frequency_penalty,
+            top_logprobs: $top_logprobs,
+            stream: $request.is_stream(),
+            include_usage: $request.include_usage(),
+        }
+    };
+}
+
 /// Checks a chat request.
 pub fn chat(request: &ChatCompletionRequest) -> Result<ValidatedGeneration, ApiError> {
     refuse_unsupported_chat(request)?;
@@ -95,20 +116,12 @@ pub fn chat(request: &ChatCompletionRequest) -> Result<ValidatedGeneration, ApiE
             "'top_logprobs' needs 'logprobs' set to true",
         ));
     }
-    let params = check(CommonFields {
-        n: request.n(),
-        max_tokens: request.effective_max_tokens(),
-        stop: request.stop_sequences(),
-        temperature: request.temperature,
-        top_p: request.top_p,
-        top_k: request.top_k,
-        seed: request.seed,
-        presence_penalty: request.presence_penalty,
-        frequency_penalty: request.frequency_penalty,
-        top_logprobs: logprobs.then(|| request.top_logprobs.unwrap_or(0)),
-        stream: request.is_stream(),
-        include_usage: request.include_usage(),
-    })?;
+    let top_logprobs = logprobs.then(|| request.top_logprobs.unwrap_or(0));
+    let params = check(common_fields!(
+        request,
+        request.effective_max_tokens(),
+        top_logprobs
+    ))?;
     Ok(ValidatedGeneration {
         prompts: vec![Prompt::Chat(turns)],
         prompt_field: PromptField::Messages,
@@ -147,20 +160,11 @@ pub fn completion(request: &CompletionRequest) -> Result<ValidatedGeneration, Ap
             InputItem::Tokens(tokens) => Prompt::Tokens(tokens.to_vec()),
         })
         .collect();
-    let params = check(CommonFields {
-        n: request.n(),
-        max_tokens: Some(request.max_tokens()),
-        stop: request.stop_sequences(),
-        temperature: request.temperature,
-        top_p: request.top_p,
-        top_k: request.top_k,
-        seed: request.seed,
-        presence_penalty: request.presence_penalty,
-        frequency_penalty: request.frequency_penalty,
-        top_logprobs: request.logprobs,
-        stream: request.is_stream(),
-        include_usage: request.include_usage(),
-    })?;
+    let params = check(common_fields!(
+        request,
+        Some(request.max_tokens()),
+        request.logprobs
+    ))?;
     Ok(ValidatedGeneration {
         prompts,
         prompt_field: PromptField::Prompt,

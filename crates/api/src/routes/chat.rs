@@ -1,54 +1,41 @@
-//! `POST /v1/chat/completions`: the conversation is checked into a generation
-//! ([`validate::chat`]) and run by the shared pipeline; this file maps the result to the chat
-//! wire shapes, whole (`chat.completion`) or as `chat.completion.chunk`s.
-
-use std::sync::Arc;
+//! `POST /v1/chat/completions` as a [`GenerationRoute`] of the shared pipeline: the request is
+//! checked by [`validate::chat`], and this file maps the result to the chat wire shapes, whole
+//! (`chat.completion`) or as `chat.completion.chunk`s.
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gateway_backend::{FinishReason, TokenLogprob};
+use gateway_backend::TokenLogprob;
 use gateway_core::openai::{
     ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
     ChatDelta, ChoiceLogprobs, ResponseMessage, Role, TokenLogprob as WireLogprob, TopLogprob,
     Usage,
 };
 
-use super::{finish_reason, request_id};
+use super::finish_reason;
 use crate::error::ApiError;
-use crate::extract::{ApiKey, OpenAiJson};
-use crate::generation::{self, validate, AnswerFormat, Collected};
+use crate::generation::{
+    validate, AnswerFormat, AnswerMeta, Collected, Delta, GenerationRoute, ValidatedGeneration,
+};
 use crate::sse;
-use crate::state::AppState;
 
-/// Handles `POST /v1/chat/completions`.
-pub async fn create_chat_completion(
-    State(state): State<Arc<AppState>>,
-    ApiKey(key): ApiKey,
-    headers: HeaderMap,
-    OpenAiJson(request): OpenAiJson<ChatCompletionRequest>,
-) -> Result<Response, ApiError> {
-    let backend = Arc::clone(&state.models.permitted(&request.model, &key)?.backend);
-    let generation = validate::chat(&request)?;
-    let format = ChatFormat {
-        id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
-        created: chrono::Utc::now().timestamp(),
-        logprobs: generation.params.logprobs,
-        model: request.model,
-    };
-    let model = format.model.clone();
-    let request_id = request_id(&headers);
-    generation::run(
-        &state,
-        backend.as_ref(),
-        &model,
-        generation,
-        format,
-        request_id,
-    )
-    .await
+impl GenerationRoute for ChatCompletionRequest {
+    type Format = ChatFormat;
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn validate(&self) -> Result<ValidatedGeneration, ApiError> {
+        validate::chat(self)
+    }
+
+    fn format(&self, answer: AnswerMeta) -> ChatFormat {
+        ChatFormat(AnswerMeta {
+            id: format!("chatcmpl-{}", answer.id),
+            ..answer
+        })
+    }
 }
 
 /// The backend's log-probabilities in the chat wire shape.
@@ -77,16 +64,12 @@ fn wire_logprobs(logprobs: Vec<TokenLogprob>) -> ChoiceLogprobs {
 }
 
 /// Chat completions and their chunks.
-struct ChatFormat {
-    id: String,
-    created: i64,
-    model: String,
-    logprobs: bool,
-}
+pub struct ChatFormat(AnswerMeta);
 
 impl ChatFormat {
     fn chunk(&self, choice: ChatChunkChoice) -> ChatCompletionChunk {
-        ChatCompletionChunk::new(&self.id, self.created, &self.model, vec![choice])
+        let answer = &self.0;
+        ChatCompletionChunk::new(&answer.id, answer.created, &answer.model, vec![choice])
     }
 }
 
@@ -104,13 +87,13 @@ impl AnswerFormat for ChatFormat {
         })))
     }
 
-    fn delta(
-        &self,
-        choice: u32,
-        text: String,
-        logprobs: Vec<TokenLogprob>,
-        finish: Option<FinishReason>,
-    ) -> Bytes {
+    fn delta(&self, delta: Delta) -> Bytes {
+        let Delta {
+            choice,
+            text,
+            logprobs,
+            finish,
+        } = delta;
         let delta = ChatDelta {
             content: (!text.is_empty() || finish.is_none()).then_some(text),
             ..ChatDelta::default()
@@ -124,12 +107,10 @@ impl AnswerFormat for ChatFormat {
     }
 
     fn usage_chunk(&self, usage: Usage) -> Bytes {
-        sse::event(&ChatCompletionChunk::usage_chunk(
-            &self.id,
-            self.created,
-            &self.model,
-            usage,
-        ))
+        let answer = &self.0;
+        let chunk =
+            ChatCompletionChunk::usage_chunk(&answer.id, answer.created, &answer.model, usage);
+        sse::event(&chunk)
     }
 
     fn whole(&self, choices: Vec<Collected>, usage: Usage) -> Response {
@@ -139,11 +120,13 @@ impl AnswerFormat for ChatFormat {
             .map(|(choice, index)| ChatChoice {
                 index,
                 message: ResponseMessage::text(choice.text),
-                logprobs: self.logprobs.then(|| wire_logprobs(choice.logprobs)),
+                logprobs: self.0.logprobs.then(|| wire_logprobs(choice.logprobs)),
                 finish_reason: choice.finish.map(finish_reason),
             })
             .collect();
-        let completion = ChatCompletion::new(&self.id, self.created, &self.model, choices, usage);
+        let answer = &self.0;
+        let completion =
+            ChatCompletion::new(&answer.id, answer.created, &answer.model, choices, usage);
         Json(completion).into_response()
     }
 }

@@ -1,53 +1,40 @@
-//! `POST /v1/completions`: the legacy endpoint. Each prompt (a string, strings, or token
-//! arrays) is checked into a generation ([`validate::completion`]) and run by the shared
-//! pipeline; choices are prompt-major. This file maps the result to `text_completion`
-//! objects, whole or as chunks.
-
-use std::sync::Arc;
+//! `POST /v1/completions`, the legacy endpoint, as a [`GenerationRoute`] of the shared
+//! pipeline: each prompt (a string, strings, or token arrays) is checked by
+//! [`validate::completion`]; choices are prompt-major. This file maps the result to
+//! `text_completion` objects, whole or as chunks.
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gateway_backend::{FinishReason, TokenLogprob};
+use gateway_backend::TokenLogprob;
 use gateway_core::openai::{
     Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Usage,
 };
 
-use super::{finish_reason, request_id};
+use super::finish_reason;
 use crate::error::ApiError;
-use crate::extract::{ApiKey, OpenAiJson};
-use crate::generation::{self, validate, AnswerFormat, Collected};
+use crate::generation::{
+    validate, AnswerFormat, AnswerMeta, Collected, Delta, GenerationRoute, ValidatedGeneration,
+};
 use crate::sse;
-use crate::state::AppState;
 
-/// Handles `POST /v1/completions`.
-pub async fn create_completion(
-    State(state): State<Arc<AppState>>,
-    ApiKey(key): ApiKey,
-    headers: HeaderMap,
-    OpenAiJson(request): OpenAiJson<CompletionRequest>,
-) -> Result<Response, ApiError> {
-    let backend = Arc::clone(&state.models.permitted(&request.model, &key)?.backend);
-    let generation = validate::completion(&request)?;
-    let format = CompletionFormat {
-        id: format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
-        created: chrono::Utc::now().timestamp(),
-        logprobs: generation.params.logprobs,
-        model: request.model,
-    };
-    let model = format.model.clone();
-    let request_id = request_id(&headers);
-    generation::run(
-        &state,
-        backend.as_ref(),
-        &model,
-        generation,
-        format,
-        request_id,
-    )
-    .await
+impl GenerationRoute for CompletionRequest {
+    type Format = CompletionFormat;
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn validate(&self) -> Result<ValidatedGeneration, ApiError> {
+        validate::completion(self)
+    }
+
+    fn format(&self, answer: AnswerMeta) -> CompletionFormat {
+        CompletionFormat(AnswerMeta {
+            id: format!("cmpl-{}", answer.id),
+            ..answer
+        })
+    }
 }
 
 /// The backend's log-probabilities as legacy parallel arrays.
@@ -70,11 +57,13 @@ fn legacy_logprobs(logprobs: Vec<TokenLogprob>) -> CompletionLogprobs {
 }
 
 /// Legacy completions and their chunks.
-struct CompletionFormat {
-    id: String,
-    created: i64,
-    model: String,
-    logprobs: bool,
+pub struct CompletionFormat(AnswerMeta);
+
+impl CompletionFormat {
+    fn completion(&self, choices: Vec<CompletionChoice>, usage: Option<Usage>) -> Completion {
+        let answer = &self.0;
+        Completion::new(&answer.id, answer.created, &answer.model, choices, usage)
+    }
 }
 
 impl AnswerFormat for CompletionFormat {
@@ -82,36 +71,18 @@ impl AnswerFormat for CompletionFormat {
         None
     }
 
-    fn delta(
-        &self,
-        choice: u32,
-        text: String,
-        logprobs: Vec<TokenLogprob>,
-        finish: Option<FinishReason>,
-    ) -> Bytes {
+    fn delta(&self, delta: Delta) -> Bytes {
         let choice = CompletionChoice {
-            text,
-            index: choice,
-            logprobs: (!logprobs.is_empty()).then(|| legacy_logprobs(logprobs)),
-            finish_reason: finish.map(finish_reason),
+            text: delta.text,
+            index: delta.choice,
+            logprobs: (!delta.logprobs.is_empty()).then(|| legacy_logprobs(delta.logprobs)),
+            finish_reason: delta.finish.map(finish_reason),
         };
-        sse::event(&Completion::new(
-            &self.id,
-            self.created,
-            &self.model,
-            vec![choice],
-            None,
-        ))
+        sse::event(&self.completion(vec![choice], None))
     }
 
     fn usage_chunk(&self, usage: Usage) -> Bytes {
-        sse::event(&Completion::new(
-            &self.id,
-            self.created,
-            &self.model,
-            Vec::new(),
-            Some(usage),
-        ))
+        sse::event(&self.completion(Vec::new(), Some(usage)))
     }
 
     fn whole(&self, choices: Vec<Collected>, usage: Usage) -> Response {
@@ -121,11 +92,10 @@ impl AnswerFormat for CompletionFormat {
             .map(|(choice, index)| CompletionChoice {
                 text: choice.text,
                 index,
-                logprobs: self.logprobs.then(|| legacy_logprobs(choice.logprobs)),
+                logprobs: self.0.logprobs.then(|| legacy_logprobs(choice.logprobs)),
                 finish_reason: choice.finish.map(finish_reason),
             })
             .collect();
-        let completion = Completion::new(&self.id, self.created, &self.model, choices, Some(usage));
-        Json(completion).into_response()
+        Json(self.completion(choices, Some(usage))).into_response()
     }
 }

@@ -8,7 +8,6 @@ mod pooling;
 mod worker;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -17,10 +16,11 @@ use gateway_backend::{
 };
 use gateway_core::model_dir::{OnnxManifest, Pooling};
 use gateway_core::{ModelCard, ModelKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use self::encode::{EncodeLimits, InputEncoder};
 use self::worker::{run_worker, Job, WorkerModel};
+use crate::job_queue::JobQueue;
 use crate::model_dir::read_manifest_of_kind;
 use crate::runtime::{OnnxRuntime, SessionConfig};
 use crate::EngineError;
@@ -58,8 +58,7 @@ impl Default for EmbedderConfig {
 pub struct OnnxEmbedder {
     card: ModelCard,
     encoder: Arc<InputEncoder>,
-    jobs: mpsc::Sender<Job>,
-    alive: Arc<AtomicBool>,
+    jobs: JobQueue<Job>,
 }
 
 impl std::fmt::Debug for OnnxEmbedder {
@@ -88,21 +87,18 @@ impl OnnxEmbedder {
         let encoder = InputEncoder::load(&dir.join(&manifest.tokenizer_file), limits)?;
         let session = runtime.open_session(&dir.join(&manifest.onnx_file), &config.session)?;
         let model = worker_model(session, &manifest, &config)?;
-        let (jobs, receiver) = mpsc::channel(config.queue_capacity.max(1));
-        let alive = Arc::new(AtomicBool::new(true));
-        let worker_alive = Arc::clone(&alive);
-        std::thread::Builder::new()
-            .name(format!("encoder-{}", card.id))
-            .spawn(move || run_worker(model, receiver, worker_alive))
-            .map_err(|source| EngineError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        let thread = format!("encoder-{}", card.id);
+        let jobs = JobQueue::start(thread, config.queue_capacity, move |jobs| {
+            run_worker(model, jobs);
+        })
+        .map_err(|source| EngineError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         Ok(Self {
             card,
             encoder: Arc::new(encoder),
             jobs,
-            alive,
         })
     }
 }
@@ -122,11 +118,7 @@ impl Backend for OnnxEmbedder {
     }
 
     fn health(&self) -> Health {
-        if self.alive.load(Ordering::SeqCst) {
-            Health::Ready
-        } else {
-            Health::Unavailable("the encoder worker has stopped".to_owned())
-        }
+        self.jobs.health()
     }
 
     async fn embed(&self, inputs: EmbeddingInputs) -> Result<Embeddings, BackendError> {
@@ -143,12 +135,7 @@ impl OnnxEmbedder {
             .map_err(|_| EngineError::WorkerStopped)??;
         let prompt_tokens = sequences.iter().map(|s| s.len()).sum();
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .try_send(Job { sequences, reply })
-            .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => EngineError::WorkerStopped,
-            })?;
+        self.jobs.submit(Job { sequences, reply })?;
         let vectors = answer.await.map_err(|_| EngineError::WorkerStopped)??;
         let usage = Usage {
             prompt_tokens,

@@ -3,7 +3,6 @@
 //! budget, runs them, pools the token vectors and answers each request on its own channel.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use gateway_core::model_dir::Pooling;
@@ -36,12 +35,8 @@ pub(crate) struct WorkerModel {
     pub(crate) max_batch_tokens: usize,
 }
 
-/// Serves jobs until every sender is gone, then marks itself stopped.
-pub(crate) fn run_worker(
-    mut model: WorkerModel,
-    mut jobs: mpsc::Receiver<Job>,
-    alive: Arc<AtomicBool>,
-) {
+/// Serves jobs until every sender is gone.
+pub(crate) fn run_worker(mut model: WorkerModel, mut jobs: mpsc::Receiver<Job>) {
     while let Some(first) = jobs.blocking_recv() {
         let mut waiting = vec![first];
         while let Ok(job) = jobs.try_recv() {
@@ -50,7 +45,6 @@ pub(crate) fn run_worker(
         waiting.retain(|job| !job.reply.is_closed());
         serve(&mut model, waiting);
     }
-    alive.store(false, Ordering::SeqCst);
 }
 
 /// Runs every sequence of `jobs` in planned batches and answers each job.

@@ -12,7 +12,6 @@ mod stats;
 mod stop;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -23,13 +22,13 @@ use gateway_backend::{
 use gateway_core::model_dir::{CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG_FILE};
 use gateway_core::{ModelCard, ModelKind};
 use tokenizers::Tokenizer;
-use tokio::sync::mpsc;
 
 use self::kv_cache::KvShape;
 use self::model::OnnxDecoder;
 use self::scheduler::{Job, Scheduler, SchedulerLimits, Vocabulary};
 use self::stats::StepCounters;
 use crate::chat_template::{ChatTemplate, RenderOptions};
+use crate::job_queue::JobQueue;
 use crate::model_dir::{read_manifest_of_kind, read_tokenizer};
 use crate::runtime::{OnnxRuntime, SessionConfig};
 use crate::EngineError;
@@ -76,8 +75,7 @@ impl Default for GeneratorConfig {
 pub struct OnnxGenerator {
     card: ModelCard,
     prompts: Arc<PromptEncoder>,
-    jobs: mpsc::Sender<Job>,
-    alive: Arc<AtomicBool>,
+    jobs: JobQueue<Job>,
     counters: Arc<StepCounters>,
 }
 
@@ -164,16 +162,14 @@ impl OnnxGenerator {
         };
         let counters = Arc::new(StepCounters::default());
         let scheduler = Scheduler::new(model, vocab, limits, Arc::clone(&counters));
-        let (jobs, receiver) = mpsc::channel(config.queue_capacity.max(1));
-        let alive = Arc::new(AtomicBool::new(true));
-        let worker_alive = Arc::clone(&alive);
-        std::thread::Builder::new()
-            .name(format!("decoder-{}", card.id))
-            .spawn(move || scheduler.run(receiver, worker_alive))
-            .map_err(|source| EngineError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        let thread = format!("decoder-{}", card.id);
+        let jobs = JobQueue::start(thread, config.queue_capacity, move |jobs| {
+            scheduler.run(jobs);
+        })
+        .map_err(|source| EngineError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let prompts = PromptEncoder {
             tokenizer,
             template,
@@ -185,7 +181,6 @@ impl OnnxGenerator {
             card,
             prompts: Arc::new(prompts),
             jobs,
-            alive,
             counters,
         })
     }
@@ -209,11 +204,7 @@ impl Backend for OnnxGenerator {
     }
 
     fn health(&self) -> Health {
-        if self.alive.load(Ordering::SeqCst) {
-            Health::Ready
-        } else {
-            Health::Unavailable("the decoder's scheduler has stopped".to_owned())
-        }
+        self.jobs.health()
     }
 
     fn figures(&self) -> Vec<Figure> {
@@ -248,10 +239,7 @@ impl Backend for OnnxGenerator {
                 stop: stop.clone(),
                 sink,
             };
-            self.jobs.try_send(job).map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => EngineError::WorkerStopped,
-            })?;
+            self.jobs.submit(job)?;
         }
         Ok(stream)
     }

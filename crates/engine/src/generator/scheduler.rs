@@ -6,7 +6,6 @@
 //! a chunk), then one decode step for every sequence that is generating. Each new token is
 //! sampled, detokenized, checked against stop strings and sent to its request's channel.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -102,8 +101,8 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
         }
     }
 
-    /// Serves jobs until every sender is gone and nothing runs, then marks itself stopped.
-    pub(crate) fn run(mut self, mut jobs: mpsc::Receiver<Job>, alive: Arc<AtomicBool>) {
+    /// Serves jobs until every sender is gone and nothing runs.
+    pub(crate) fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         loop {
             if self.running.is_empty() && self.waiting.is_none() {
                 match jobs.blocking_recv() {
@@ -118,7 +117,6 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
                 self.counters.record(&record, started.elapsed());
             }
         }
-        alive.store(false, Ordering::SeqCst);
     }
 
     /// Moves waiting jobs into the batch while a slot and the token budget allow.
