@@ -2,6 +2,13 @@
 //! management and audit-log routes, the layers every request passes (request id, tracing,
 //! metrics, error masking, time limit, body limit, authentication), and a server loop that
 //! drains in-flight requests on shutdown.
+//!
+//! It serves any [`gateway_backend::Backend`] and depends on no engine: build an
+//! [`AppState`] from a [`ModelRegistry`] (model id → backend), request [`Limits`] and a
+//! `gateway_auth` key store, then [`serve`] the [`router`] on a listener. Chat and completions
+//! share one pipeline (check at the edge, generate, merge the choices, meter the usage the
+//! backend reports, answer whole or as server-sent events). The `scripted_server` example
+//! serves the router over backends written outside the engine.
 
 mod auth_layer;
 mod error;
