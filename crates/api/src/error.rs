@@ -23,14 +23,6 @@ pub enum ApiError {
         /// The JSON path of the parameter.
         param: String,
     },
-    /// The prompt and the completion asked for do not fit the model's context.
-    #[error("{message}")]
-    ContextLengthExceeded {
-        /// What is too long, with the numbers.
-        message: String,
-        /// The parameter holding the prompt (`messages` or `prompt`).
-        param: String,
-    },
     /// The body is larger than the configured limit.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge {
@@ -67,8 +59,7 @@ pub enum ApiError {
     /// The backend failed or rejected the request.
     #[error("{error}")]
     Backend {
-        /// What the backend said.
-        #[source]
+        /// What the backend said (its message includes its cause).
         error: BackendError,
         /// The request field that holds the prompt or input (`messages`, `prompt`, `input`,
         /// `tokens`), named when the backend rejects it.
@@ -114,10 +105,9 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Wire(_)
-            | Self::InvalidParam { .. }
-            | Self::ContextLengthExceeded { .. }
-            | Self::UnreadableBody => StatusCode::BAD_REQUEST,
+            Self::Wire(_) | Self::InvalidParam { .. } | Self::UnreadableBody => {
+                StatusCode::BAD_REQUEST
+            }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ModelNotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -137,10 +127,6 @@ impl ApiError {
             Self::Wire(error) => error.to_error_body(),
             Self::InvalidParam { message, param } => {
                 ErrorBody::invalid_param(message.clone(), param.clone())
-            }
-            Self::ContextLengthExceeded { message, param } => {
-                ErrorBody::invalid_param(message.clone(), param.clone())
-                    .with_code("context_length_exceeded")
             }
             Self::ModelNotFound { .. } => ErrorBody::new(ErrorType::NotFound, self.to_string())
                 .with_param("model")

@@ -355,6 +355,21 @@ async fn completion_choices_are_prompt_major_and_usage_sums_the_prompts() {
 }
 
 #[tokio::test]
+async fn generations_started_before_a_later_prompt_is_refused_are_metered() {
+    let app = app(vec![hello()]).await;
+    let long = "word ".repeat(70);
+    let body = json!({"model": "scripted", "prompt": ["one two", long], "max_tokens": 2});
+    let answer = app.post("/v1/completions", body).await;
+    let error = assert_error(&answer, 400, Some("prompt"));
+    assert_eq!(error["code"], "context_length_exceeded");
+    let metrics = app.state.metrics.render();
+    assert!(
+        metrics.contains(r#"gateway_tokens_total{model="scripted",kind="prompt"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn keys_and_models_are_checked_first() {
     let app = app(vec![hello()]).await;
     let answer = app

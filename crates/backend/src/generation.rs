@@ -4,12 +4,11 @@
 //! [`generation_channel`]). The sinks keep the request's [`Usage`] up to date as they go, so
 //! that it is known also when the client goes away before the end.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::mpsc;
 
-use crate::{Accuracy, BackendError, Prompt, TokenCount, Usage};
+use crate::{BackendError, Prompt, TokenCount, Usage};
 
 /// How the next token is chosen. Greedy when `temperature` is 0.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -131,23 +130,26 @@ pub enum GenerationEvent {
     },
 }
 
-/// The counters the sinks of one generation share with its stream.
+/// What the sinks of one generation share with its stream.
 #[derive(Debug)]
 struct Tally {
-    prompt_tokens: usize,
-    prompt_accuracy: Accuracy,
-    completion_tokens: AtomicUsize,
-    open_choices: AtomicU32,
-    ended: AtomicBool,
+    state: Mutex<TallyState>,
+}
+
+#[derive(Debug)]
+struct TallyState {
+    usage: Usage,
+    open_choices: u32,
+    ended: bool,
 }
 
 impl Tally {
+    fn lock(&self) -> MutexGuard<'_, TallyState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn usage(&self) -> Usage {
-        Usage {
-            prompt_tokens: self.prompt_tokens,
-            completion_tokens: self.completion_tokens.load(Ordering::SeqCst),
-            accuracy: self.prompt_accuracy,
-        }
+        self.lock().usage
     }
 }
 
@@ -156,34 +158,45 @@ impl Tally {
 /// billed once whatever the number of choices.
 pub fn generation_channel(choices: u32, prompt: TokenCount) -> (Vec<ChoiceSink>, GenerationStream) {
     let (events, receiver) = mpsc::unbounded_channel();
-    let tally = Arc::new(Tally {
+    let usage = Usage {
         prompt_tokens: prompt.tokens,
-        prompt_accuracy: prompt.accuracy,
-        completion_tokens: AtomicUsize::new(0),
-        open_choices: AtomicU32::new(choices),
-        ended: AtomicBool::new(false),
+        completion_tokens: 0,
+        accuracy: prompt.accuracy,
+    };
+    let tally = Arc::new(Tally {
+        state: Mutex::new(TallyState {
+            usage,
+            open_choices: choices,
+            ended: false,
+        }),
     });
     let sinks = (0..choices)
         .map(|choice| ChoiceSink {
             choice,
             events: events.clone(),
             tally: Arc::clone(&tally),
+            ended: false,
         })
         .collect();
     let stream = GenerationStream {
         events: receiver,
         usage: UsageHandle(tally),
+        ended: false,
     };
     (sinks, stream)
 }
 
 /// Where a backend sends the output of one choice. Sending never blocks; once the caller has
 /// dropped the stream, [`Self::is_closed`] says so and the backend should stop the choice.
+/// [`Self::finish`] and [`Self::fail`] take the sink, so a choice ends once; a sink dropped
+/// without either fails the generation, so no caller waits for an end that never comes.
+/// Nothing reaches the stream after its last event.
 #[derive(Debug)]
 pub struct ChoiceSink {
     choice: u32,
     events: mpsc::UnboundedSender<GenerationEvent>,
     tally: Arc<Tally>,
+    ended: bool,
 }
 
 impl ChoiceSink {
@@ -198,43 +211,80 @@ impl ChoiceSink {
     }
 
     /// Reports one generated token and the text it releases; `false` when the caller has gone
-    /// away (the token is counted either way: it was computed).
+    /// away or the generation has ended (the token is counted either way: it was computed).
     pub fn token(&self, text: String, logprob: Option<TokenLogprob>) -> bool {
-        self.tally.completion_tokens.fetch_add(1, Ordering::SeqCst);
-        self.send(GenerationEvent::Token {
-            choice: self.choice,
-            text,
-            logprob,
-        })
+        self.release(text, logprob, TokenCount::exact(1))
+    }
+
+    /// Reports text that counts `tokens` (an estimate where the backend does not see the
+    /// tokens, as with an upstream server's chunks).
+    pub fn text(&self, text: String, tokens: TokenCount) -> bool {
+        self.release(text, None, tokens)
+    }
+
+    /// Replaces the generation's usage by the counts of the server that ran it, when it
+    /// reports them: they are what is billed.
+    pub fn report_usage(&self, usage: Usage) {
+        self.tally.lock().usage = usage;
     }
 
     /// Ends the choice; after the last choice, the stream ends with its usage.
-    pub fn finish(&self, reason: FinishReason, tail: String) {
-        self.send(GenerationEvent::Finished {
+    pub fn finish(mut self, reason: FinishReason, tail: String) {
+        self.ended = true;
+        let mut state = self.tally.lock();
+        if state.ended {
+            return;
+        }
+        let _ = self.events.send(GenerationEvent::Finished {
             choice: self.choice,
             reason,
             tail,
         });
-        if self.tally.open_choices.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.end(|usage| GenerationEvent::Done { usage });
+        state.open_choices = state.open_choices.saturating_sub(1);
+        if state.open_choices == 0 {
+            state.ended = true;
+            // A closed channel means the caller went away; the usage stays readable.
+            let _ = self
+                .events
+                .send(GenerationEvent::Done { usage: state.usage });
         }
     }
 
     /// Fails the whole generation (all its choices) with `error`.
-    pub fn fail(&self, error: BackendError) {
-        self.end(|usage| GenerationEvent::Failed { error, usage });
+    pub fn fail(mut self, error: BackendError) {
+        self.ended = true;
+        self.end_with(error);
     }
 
-    /// Sends the stream's last event, once.
-    fn end(&self, last: impl FnOnce(Usage) -> GenerationEvent) {
-        if !self.tally.ended.swap(true, Ordering::SeqCst) {
-            // A closed channel means the caller went away; the usage stays readable.
-            let _ = self.events.send(last(self.tally.usage()));
+    fn end_with(&self, error: BackendError) {
+        let mut state = self.tally.lock();
+        if !state.ended {
+            state.ended = true;
+            let usage = state.usage;
+            let _ = self.events.send(GenerationEvent::Failed { error, usage });
         }
     }
 
-    fn send(&self, event: GenerationEvent) -> bool {
-        !self.tally.ended.load(Ordering::SeqCst) && self.events.send(event).is_ok()
+    fn release(&self, text: String, logprob: Option<TokenLogprob>, tokens: TokenCount) -> bool {
+        let mut state = self.tally.lock();
+        state.usage.completion_tokens += tokens.tokens;
+        state.usage.accuracy = state.usage.accuracy.and(tokens.accuracy);
+        let event = GenerationEvent::Token {
+            choice: self.choice,
+            text,
+            logprob,
+        };
+        !state.ended && self.events.send(event).is_ok()
+    }
+}
+
+impl Drop for ChoiceSink {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.end_with(BackendError::Unavailable {
+                reason: "the backend dropped a choice before it ended".to_owned(),
+            });
+        }
     }
 }
 
@@ -245,17 +295,28 @@ impl ChoiceSink {
 pub struct GenerationStream {
     events: mpsc::UnboundedReceiver<GenerationEvent>,
     usage: UsageHandle,
+    ended: bool,
 }
 
 impl GenerationStream {
-    /// The next event, or `None` after the last (or once the backend dropped the generation).
+    /// The next event, or `None` after the last.
     pub async fn next(&mut self) -> Option<GenerationEvent> {
-        self.events.recv().await
+        if self.ended {
+            return None;
+        }
+        let event = self.events.recv().await;
+        self.ended = event.as_ref().is_none_or(GenerationEvent::is_last);
+        event
     }
 
-    /// The next event if one is waiting, without waiting for one.
+    /// The next event if one is waiting, without waiting for one; `None` also after the last.
     pub fn try_next(&mut self) -> Option<GenerationEvent> {
-        self.events.try_recv().ok()
+        if self.ended {
+            return None;
+        }
+        let event = self.events.try_recv().ok();
+        self.ended = event.as_ref().is_some_and(GenerationEvent::is_last);
+        event
     }
 
     /// What the generation has used so far.
@@ -266,6 +327,13 @@ impl GenerationStream {
     /// A handle that reads the usage also after the stream was consumed or dropped.
     pub fn usage_handle(&self) -> UsageHandle {
         self.usage.clone()
+    }
+}
+
+impl GenerationEvent {
+    /// Whether nothing follows this event.
+    pub fn is_last(&self) -> bool {
+        matches!(self, Self::Done { .. } | Self::Failed { .. })
     }
 }
 
@@ -284,6 +352,7 @@ impl UsageHandle {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
+    use crate::Accuracy;
 
     async fn drain(stream: &mut GenerationStream) -> Vec<GenerationEvent> {
         let mut events = Vec::new();
@@ -296,12 +365,12 @@ mod tests {
     #[tokio::test]
     async fn the_last_choice_to_finish_ends_the_stream_with_the_usage() {
         let (sinks, mut stream) = generation_channel(2, TokenCount::exact(5));
-        sinks[0].token("a".into(), None);
-        sinks[1].token("b".into(), None);
-        sinks[1].token("c".into(), None);
-        sinks[1].finish(FinishReason::Length, String::new());
-        sinks[0].finish(FinishReason::Stop, "!".into());
-        drop(sinks);
+        let [first, second]: [ChoiceSink; 2] = sinks.try_into().unwrap();
+        first.token("a".into(), None);
+        second.token("b".into(), None);
+        second.token("c".into(), None);
+        second.finish(FinishReason::Length, String::new());
+        first.finish(FinishReason::Stop, "!".into());
         let events = drain(&mut stream).await;
         assert_eq!(events.len(), 6);
         let GenerationEvent::Done { usage } = &events[5] else {
@@ -314,11 +383,11 @@ mod tests {
     #[tokio::test]
     async fn a_failure_ends_the_stream_once_and_keeps_the_usage() {
         let (sinks, mut stream) = generation_channel(2, TokenCount::estimate("abcd"));
-        sinks[0].token("a".into(), None);
-        sinks[0].fail(BackendError::Overloaded);
-        sinks[1].fail(BackendError::Overloaded);
-        assert!(!sinks[1].token("late".into(), None));
-        drop(sinks);
+        let [first, second]: [ChoiceSink; 2] = sinks.try_into().unwrap();
+        first.token("a".into(), None);
+        first.fail(BackendError::Overloaded);
+        assert!(!second.token("late".into(), None));
+        second.finish(FinishReason::Stop, String::new());
         let events = drain(&mut stream).await;
         assert_eq!(events.len(), 2, "{events:?}");
         assert!(matches!(events[1], GenerationEvent::Failed { .. }));
@@ -335,5 +404,42 @@ mod tests {
         assert!(sinks[0].is_closed());
         assert!(!sinks[0].token("b".into(), None));
         assert_eq!(usage.usage().completion_tokens, 2);
+    }
+
+    #[tokio::test]
+    async fn a_choice_dropped_without_an_end_fails_the_generation() {
+        let (sinks, mut stream) = generation_channel(2, TokenCount::exact(1));
+        let [first, second]: [ChoiceSink; 2] = sinks.try_into().unwrap();
+        first.finish(FinishReason::Stop, String::new());
+        drop(second);
+        let events = drain(&mut stream).await;
+        assert!(
+            matches!(events.last(), Some(GenerationEvent::Failed { .. })),
+            "{events:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn estimated_text_and_reported_usage_are_what_the_stream_ends_with() {
+        let (sinks, mut stream) = generation_channel(1, TokenCount::exact(3));
+        let [sink]: [ChoiceSink; 1] = sinks.try_into().unwrap();
+        sink.text(
+            "four words of text".into(),
+            TokenCount::estimate("four words of text"),
+        );
+        assert_eq!(stream.usage().accuracy, Accuracy::Estimated);
+        assert_eq!(stream.usage().completion_tokens, 5);
+        let reported = Usage {
+            prompt_tokens: 4,
+            completion_tokens: 4,
+            accuracy: Accuracy::Exact,
+        };
+        sink.report_usage(reported);
+        sink.finish(FinishReason::Stop, String::new());
+        let events = drain(&mut stream).await;
+        assert!(
+            matches!(events.last(), Some(GenerationEvent::Done { usage }) if *usage == reported),
+            "{events:?}"
+        );
     }
 }

@@ -62,7 +62,7 @@ pub struct Usage {
     pub prompt_tokens: usize,
     /// Tokens generated, over all choices.
     pub completion_tokens: usize,
-    /// Whether both counts are exact.
+    /// Exact when both counts are exact, else estimated.
     pub accuracy: Accuracy,
 }
 

@@ -70,6 +70,20 @@ pub enum EngineError {
     /// The model's worker has stopped (shutdown or a crash).
     #[error("the model worker is not running")]
     WorkerStopped,
+    /// A task on the blocking pool (tokenizing, templating) failed.
+    #[error("a tokenization task failed: {0}")]
+    TaskFailed(String),
+    /// A token id is outside the model's vocabulary.
+    #[error("token id {token} is outside the vocabulary of {vocab_size} tokens")]
+    UnknownToken {
+        /// The offending token id.
+        token: u32,
+        /// Size of the vocabulary.
+        vocab_size: usize,
+    },
+    /// A prompt has no tokens.
+    #[error("the prompt must not be empty")]
+    EmptyPrompt,
     /// Tokenization failed.
     #[error("tokenization failed: {0}")]
     Tokenizer(String),
@@ -128,6 +142,8 @@ impl EngineError {
                 | Self::ContextLengthExceeded { .. }
                 | Self::PromptTooLong { .. }
                 | Self::TokenOutOfRange { .. }
+                | Self::UnknownToken { .. }
+                | Self::EmptyPrompt
                 | Self::ChatTemplate(crate::chat_template::ChatTemplateError::Rejected(_))
         )
     }

@@ -27,6 +27,7 @@
 //! # }
 //! ```
 
+mod blocking;
 pub mod chat_template;
 mod embedder;
 mod error;

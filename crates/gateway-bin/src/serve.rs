@@ -104,7 +104,8 @@ async fn load_models(config: &Config) -> anyhow::Result<ModelRegistry> {
             .id
             .clone()
             .unwrap_or_else(|| backend.card().id.clone());
-        tracing::info!(model = %id, path = %model.path.display(), "model loaded");
+        let dir = config.in_data_dir(&model.path);
+        tracing::info!(model = %id, dir = %dir.display(), "model loaded");
         registry.insert(id, backend, created);
     }
     Ok(registry)

@@ -25,27 +25,23 @@ struct Part {
 }
 
 impl UsageMeter {
-    /// A meter for a request on `model` whose generations count into `handles`.
-    pub fn new(
-        state: Arc<AppState>,
-        model: &str,
-        request_id: String,
-        handles: Vec<UsageHandle>,
-    ) -> Self {
-        let parts = handles
-            .into_iter()
-            .map(|running| Part {
-                running,
-                settled: None,
-            })
-            .collect();
+    /// A meter for a request on `model`, before any of its generations started.
+    pub fn new(state: Arc<AppState>, model: &str, request_id: String) -> Self {
         Self {
             state,
             model: model.to_owned(),
             request_id,
-            parts,
+            parts: Vec::new(),
             recorded: false,
         }
+    }
+
+    /// Counts the generation of the next prompt, which started and counts into `running`.
+    pub fn track(&mut self, running: UsageHandle) {
+        self.parts.push(Part {
+            running,
+            settled: None,
+        });
     }
 
     /// Takes the final usage the backend reported for prompt `part`.

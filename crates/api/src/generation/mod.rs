@@ -108,24 +108,18 @@ pub async fn handle<R: GenerationRoute>(
         model: request.model().to_owned(),
         logprobs: generation.params.logprobs,
     });
-    let meter = |handles| {
-        UsageMeter::new(
-            Arc::clone(&state),
-            request.model(),
-            request_id(&headers),
-            handles,
-        )
-    };
+    let meter = UsageMeter::new(Arc::clone(&state), request.model(), request_id(&headers));
     run(backend.as_ref(), generation, format, meter).await
 }
 
-/// Runs a validated request on `backend`, answering in `format`, metered by the meter that
-/// `meter` makes of the generations' usage handles.
+/// Runs a validated request on `backend`, answering in `format`. Every generation that
+/// starts counts into `meter` at once, so that one refused after others started (a later
+/// prompt too long, a full queue) still leaves their usage recorded.
 async fn run(
     backend: &dyn Backend,
     generation: ValidatedGeneration,
     format: impl AnswerFormat,
-    meter: impl FnOnce(Vec<gateway_backend::UsageHandle>) -> UsageMeter,
+    mut meter: UsageMeter,
 ) -> Result<Response, ApiError> {
     let field = generation.prompt_field;
     refuse_unsupported(backend.capabilities(), &generation)?;
@@ -143,9 +137,9 @@ async fn run(
             .generate(request)
             .await
             .map_err(|error| ApiError::backend(error, field.name()))?;
+        meter.track(stream.usage_handle());
         streams.push(stream);
     }
-    let mut meter = meter(streams.iter().map(GenerationStream::usage_handle).collect());
     let prompts = u32::try_from(streams.len()).unwrap_or(u32::MAX);
     let choices = params.choices.saturating_mul(prompts);
     let events = merge(streams, params.choices);

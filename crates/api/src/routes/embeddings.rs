@@ -31,11 +31,13 @@ pub async fn create_embeddings(
     let card = model.backend.card();
     if let Some(dimensions) = request.dimensions {
         if card.dimensions != Some(dimensions as usize) {
+            let produces = card
+                .dimensions
+                .map_or_else(|| "vectors".to_owned(), |d| format!("{d} dimensions"));
             return Err(ApiError::InvalidParam {
                 message: format!(
-                    "model {} produces {} dimensions and cannot shorten them to {dimensions}",
-                    card.id,
-                    card.dimensions.unwrap_or_default()
+                    "model {} produces {produces} and cannot shorten them to {dimensions}",
+                    card.id
                 ),
                 param: "dimensions".to_owned(),
             });

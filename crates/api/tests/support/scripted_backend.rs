@@ -152,7 +152,7 @@ impl Backend for ScriptedBackend {
         let pause = self.pause;
         tokio::spawn(async move {
             for sink in sinks {
-                play(&sink, &pieces, limit, fails, pause).await;
+                play(sink, &pieces, limit, fails, pause).await;
             }
         });
         Ok(stream)
@@ -183,7 +183,7 @@ impl Backend for ScriptedBackend {
 }
 
 /// Releases one choice's pieces (at most `limit`), then ends it as the script says.
-async fn play(sink: &ChoiceSink, pieces: &[&str], limit: usize, fails: bool, pause: Duration) {
+async fn play(sink: ChoiceSink, pieces: &[&str], limit: usize, fails: bool, pause: Duration) {
     for piece in pieces.iter().take(limit) {
         if !pause.is_zero() {
             tokio::time::sleep(pause).await;

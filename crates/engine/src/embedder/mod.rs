@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use self::encode::{EncodeLimits, InputEncoder};
 use self::worker::{run_worker, Job, WorkerModel};
+use crate::blocking::off_async_workers;
 use crate::job_queue::JobQueue;
 use crate::model_dir::read_manifest_of_kind;
 use crate::runtime::{OnnxRuntime, SessionConfig};
@@ -130,9 +131,7 @@ impl OnnxEmbedder {
     /// Tokenizes `inputs` off the async workers, then runs them on the worker thread.
     async fn embed_inputs(&self, inputs: EmbeddingInputs) -> Result<Embeddings, EngineError> {
         let encoder = Arc::clone(&self.encoder);
-        let sequences = tokio::task::spawn_blocking(move || encoder.encode(&inputs))
-            .await
-            .map_err(|_| EngineError::WorkerStopped)??;
+        let sequences = off_async_workers(move || encoder.encode(&inputs)).await?;
         let prompt_tokens = sequences.iter().map(|s| s.len()).sum();
         let (reply, answer) = oneshot::channel();
         self.jobs.submit(Job { sequences, reply })?;

@@ -1,7 +1,8 @@
 //! The ONNX Runtime backend for decoder chat models: a model directory written by the
 //! importer (`docs/model-format.md`) is loaded, its session moved to a dedicated thread that
 //! runs the continuous-batching [`scheduler`], and requests reach it over a bounded channel
-//! (full: [`EngineError::Overloaded`]); each request's events come back on its own channel.
+//! (full: [`EngineError::Overloaded`]), one job per choice; each choice's tokens go to its
+//! [`gateway_backend::ChoiceSink`], all choices of a request onto one stream.
 
 mod detokenize;
 mod kv_cache;
@@ -27,6 +28,7 @@ use self::kv_cache::KvShape;
 use self::model::OnnxDecoder;
 use self::scheduler::{Job, Scheduler, SchedulerLimits, Vocabulary};
 use self::stats::StepCounters;
+use crate::blocking::off_async_workers;
 use crate::chat_template::{ChatTemplate, RenderOptions};
 use crate::job_queue::JobQueue;
 use crate::model_dir::{read_manifest_of_kind, read_tokenizer};
@@ -270,7 +272,7 @@ impl OnnxGenerator {
         requested: Option<usize>,
     ) -> Result<usize, EngineError> {
         if prompt_tokens == 0 {
-            return Err(EngineError::EmptyInput);
+            return Err(EngineError::EmptyPrompt);
         }
         let context_length = self.card.context_length;
         let max_tokens = requested.unwrap_or(context_length.saturating_sub(prompt_tokens));
@@ -283,16 +285,6 @@ impl OnnxGenerator {
         }
         Ok(max_tokens)
     }
-}
-
-/// Runs `work` (tokenizing, templating) on the blocking pool, so that a long prompt never
-/// holds an async worker that other requests need.
-async fn off_async_workers<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
-) -> Result<T, EngineError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| EngineError::WorkerStopped)?
 }
 
 /// The prompt side of a chat model: its tokenizer, chat template and special tokens.
@@ -345,11 +337,7 @@ impl PromptEncoder {
     fn check_vocabulary(&self, tokens: &[u32]) -> Result<(), EngineError> {
         let vocab_size = self.vocab_size;
         match tokens.iter().find(|&&token| token as usize >= vocab_size) {
-            Some(&token) => Err(EngineError::TokenOutOfRange {
-                index: 0,
-                token,
-                vocab_size,
-            }),
+            Some(&token) => Err(EngineError::UnknownToken { token, vocab_size }),
             None => Ok(()),
         }
     }

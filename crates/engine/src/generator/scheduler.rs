@@ -4,7 +4,7 @@
 //! queue), drops sequences whose client went away, runs one prefill chunk of the oldest
 //! sequence still reading its prompt (so a long prompt never stalls the others for more than
 //! a chunk), then one decode step for every sequence that is generating. Each new token is
-//! sampled, detokenized, checked against stop strings and sent to its request's channel.
+//! sampled, detokenized, checked against stop strings and sent to its choice's sink.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -56,7 +56,8 @@ pub(crate) struct Vocabulary<D> {
 /// A running sequence.
 struct Sequence {
     slot: usize,
-    sink: ChoiceSink,
+    /// Where the tokens go; taken when the sequence ends.
+    sink: Option<ChoiceSink>,
     prompt: Vec<u32>,
     prefilled: usize,
     reserved: usize,
@@ -140,7 +141,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
                     self.reserved += reserve;
                     self.running.push(Sequence {
                         slot,
-                        sink: job.sink,
+                        sink: Some(job.sink),
                         prefilled: 0,
                         reserved: reserve,
                         max_tokens: job.max_tokens,
@@ -171,7 +172,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
     /// Returns what it ran.
     pub(crate) fn step(&mut self) -> StepRecord {
         for sequence in &mut self.running {
-            sequence.done |= sequence.sink.is_closed();
+            sequence.done |= sequence.sink.as_ref().is_none_or(ChoiceSink::is_closed);
         }
         self.retire();
         let prefill_tokens = self.prefill_chunk();
@@ -313,7 +314,11 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
         };
         let stopped = released.as_ref().is_some_and(|r| r.stopped);
         let text = released.map(|r| r.text).unwrap_or_default();
-        if !sequence.sink.token(text, logprob) {
+        let sent = sequence
+            .sink
+            .as_ref()
+            .is_some_and(|sink| sink.token(text, logprob));
+        if !sent {
             sequence.done = true;
         } else if is_eos || stopped {
             finish(sequence, decoder, FinishReason::Stop, stopped);
@@ -359,14 +364,18 @@ fn finish(
             tail.push_str(&sequence.stop.finish());
         }
     }
-    sequence.sink.finish(reason, tail);
+    if let Some(sink) = sequence.sink.take() {
+        sink.finish(reason, tail);
+    }
     sequence.done = true;
 }
 
 /// Ends `sequence` with an error.
 fn fail(sequence: &mut Sequence, error: EngineError) {
     tracing::error!(%error, "generation failed");
-    sequence.sink.fail(error.into());
+    if let Some(sink) = sequence.sink.take() {
+        sink.fail(error.into());
+    }
     sequence.done = true;
 }
 
