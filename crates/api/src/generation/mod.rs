@@ -29,7 +29,7 @@ use crate::extract::{ApiKey, OpenAiJson};
 use crate::routes::request_id;
 use crate::state::AppState;
 
-/// A wire request that the generation pipeline answers.
+/// A wire request that the generation pipeline answers (implemented in [`validate`]).
 pub trait GenerationRoute: DeserializeOwned + Send + 'static {
     /// How its answers are written.
     type Format: AnswerFormat;
@@ -37,14 +37,12 @@ pub trait GenerationRoute: DeserializeOwned + Send + 'static {
     fn model(&self) -> &str;
     /// Checks every parameter into prompts and generation parameters.
     fn validate(&self) -> Result<ValidatedGeneration, ApiError>;
-    /// The format of its answer, for `answer`'s id, time and model.
-    fn format(&self, answer: AnswerMeta) -> Self::Format;
 }
 
 /// What every answer of one request says about itself.
 #[derive(Debug, Clone)]
 pub struct AnswerMeta {
-    /// The answer's id, e.g. `chatcmpl-…`.
+    /// The answer's id: the format's prefix and a UUID, e.g. `chatcmpl-…`.
     pub id: String,
     /// When it was created (Unix seconds).
     pub created: i64,
@@ -69,6 +67,10 @@ pub struct Delta {
 
 /// How one kind of answer (chat or legacy completion) is written, whole or as chunks.
 pub trait AnswerFormat: Send + 'static {
+    /// What its answers' ids start with (`chatcmpl`, `cmpl`).
+    const ID_PREFIX: &'static str;
+    /// The format of the answer described by `answer`.
+    fn new(answer: AnswerMeta) -> Self;
     /// The chunk that opens choice `choice`, if the format has one.
     fn opening(&self, choice: u32) -> Option<Bytes>;
     /// A chunk with a choice's new text.
@@ -102,8 +104,8 @@ pub async fn handle<R: GenerationRoute>(
 ) -> Result<Response, ApiError> {
     let backend = Arc::clone(&state.models.permitted(request.model(), &key)?.backend);
     let generation = request.validate()?;
-    let format = request.format(AnswerMeta {
-        id: uuid::Uuid::new_v4().simple().to_string(),
+    let format = R::Format::new(AnswerMeta {
+        id: format!("{}-{}", R::Format::ID_PREFIX, uuid::Uuid::new_v4().simple()),
         created: chrono::Utc::now().timestamp(),
         model: request.model().to_owned(),
         logprobs: generation.params.logprobs,

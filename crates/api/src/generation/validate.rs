@@ -1,5 +1,6 @@
 //! Every check of a chat or completion request, in one place, before anything reaches a
-//! backend: the wire request becomes a [`ValidatedGeneration`] (the prompts, the checked
+//! backend (the wire requests' [`GenerationRoute`] implementations): the wire request becomes
+//! a [`ValidatedGeneration`] (the prompts, the checked
 //! [`GenerationParams`], the field that holds the prompt) or a 400 that names its parameter.
 //! Parameters this gateway does not implement are refused, never silently ignored.
 
@@ -8,7 +9,10 @@ use gateway_core::openai::{
     ChatCompletionRequest, ChatMessage, CompletionRequest, InputItem, ResponseFormat, Role,
 };
 
+use super::GenerationRoute;
 use crate::error::ApiError;
+use crate::routes::chat::ChatFormat;
+use crate::routes::completions::CompletionFormat;
 
 /// Most choices per request (`n`).
 pub const MAX_CHOICES: u32 = 8;
@@ -105,8 +109,32 @@ macro_rules! common_fields {
     };
 }
 
+impl GenerationRoute for ChatCompletionRequest {
+    type Format = ChatFormat;
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn validate(&self) -> Result<ValidatedGeneration, ApiError> {
+        chat(self)
+    }
+}
+
+impl GenerationRoute for CompletionRequest {
+    type Format = CompletionFormat;
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn validate(&self) -> Result<ValidatedGeneration, ApiError> {
+        completion(self)
+    }
+}
+
 /// Checks a chat request.
-pub fn chat(request: &ChatCompletionRequest) -> Result<ValidatedGeneration, ApiError> {
+fn chat(request: &ChatCompletionRequest) -> Result<ValidatedGeneration, ApiError> {
     refuse_unsupported_chat(request)?;
     let turns = chat_turns(&request.messages)?;
     let logprobs = request.logprobs.unwrap_or(false);
@@ -130,7 +158,7 @@ pub fn chat(request: &ChatCompletionRequest) -> Result<ValidatedGeneration, ApiE
 }
 
 /// Checks a legacy completion request.
-pub fn completion(request: &CompletionRequest) -> Result<ValidatedGeneration, ApiError> {
+fn completion(request: &CompletionRequest) -> Result<ValidatedGeneration, ApiError> {
     if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(invalid("suffix", "suffix is not supported"));
     }

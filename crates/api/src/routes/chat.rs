@@ -1,42 +1,19 @@
-//! `POST /v1/chat/completions` as a [`GenerationRoute`] of the shared pipeline: the request is
-//! checked by [`validate::chat`], and this file maps the result to the chat wire shapes, whole
-//! (`chat.completion`) or as `chat.completion.chunk`s.
+//! The answers of `POST /v1/chat/completions` (served by the shared generation pipeline,
+//! checked in `generation::validate`): the chat wire shapes, whole (`chat.completion`) or as
+//! `chat.completion.chunk`s.
 
 use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gateway_backend::TokenLogprob;
 use gateway_core::openai::{
-    ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
-    ChatDelta, ChoiceLogprobs, ResponseMessage, Role, TokenLogprob as WireLogprob, TopLogprob,
-    Usage,
+    ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatDelta, ChoiceLogprobs,
+    ResponseMessage, Role, TokenLogprob as WireLogprob, TopLogprob, Usage,
 };
 
 use super::finish_reason;
-use crate::error::ApiError;
-use crate::generation::{
-    validate, AnswerFormat, AnswerMeta, Collected, Delta, GenerationRoute, ValidatedGeneration,
-};
+use crate::generation::{AnswerFormat, AnswerMeta, Collected, Delta};
 use crate::sse;
-
-impl GenerationRoute for ChatCompletionRequest {
-    type Format = ChatFormat;
-
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn validate(&self) -> Result<ValidatedGeneration, ApiError> {
-        validate::chat(self)
-    }
-
-    fn format(&self, answer: AnswerMeta) -> ChatFormat {
-        ChatFormat(AnswerMeta {
-            id: format!("chatcmpl-{}", answer.id),
-            ..answer
-        })
-    }
-}
 
 /// The backend's log-probabilities in the chat wire shape.
 fn wire_logprobs(logprobs: Vec<TokenLogprob>) -> ChoiceLogprobs {
@@ -74,6 +51,12 @@ impl ChatFormat {
 }
 
 impl AnswerFormat for ChatFormat {
+    const ID_PREFIX: &'static str = "chatcmpl";
+
+    fn new(answer: AnswerMeta) -> Self {
+        Self(answer)
+    }
+
     fn opening(&self, choice: u32) -> Option<Bytes> {
         let delta = ChatDelta {
             role: Some(Role::Assistant),

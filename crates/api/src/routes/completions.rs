@@ -1,41 +1,16 @@
-//! `POST /v1/completions`, the legacy endpoint, as a [`GenerationRoute`] of the shared
-//! pipeline: each prompt (a string, strings, or token arrays) is checked by
-//! [`validate::completion`]; choices are prompt-major. This file maps the result to
-//! `text_completion` objects, whole or as chunks.
+//! The answers of `POST /v1/completions`, the legacy endpoint (served by the shared generation
+//! pipeline, checked in `generation::validate`; choices are prompt-major): `text_completion`
+//! objects, whole or as chunks.
 
 use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gateway_backend::TokenLogprob;
-use gateway_core::openai::{
-    Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Usage,
-};
+use gateway_core::openai::{Completion, CompletionChoice, CompletionLogprobs, Usage};
 
 use super::finish_reason;
-use crate::error::ApiError;
-use crate::generation::{
-    validate, AnswerFormat, AnswerMeta, Collected, Delta, GenerationRoute, ValidatedGeneration,
-};
+use crate::generation::{AnswerFormat, AnswerMeta, Collected, Delta};
 use crate::sse;
-
-impl GenerationRoute for CompletionRequest {
-    type Format = CompletionFormat;
-
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn validate(&self) -> Result<ValidatedGeneration, ApiError> {
-        validate::completion(self)
-    }
-
-    fn format(&self, answer: AnswerMeta) -> CompletionFormat {
-        CompletionFormat(AnswerMeta {
-            id: format!("cmpl-{}", answer.id),
-            ..answer
-        })
-    }
-}
 
 /// The backend's log-probabilities as legacy parallel arrays.
 fn legacy_logprobs(logprobs: Vec<TokenLogprob>) -> CompletionLogprobs {
@@ -67,6 +42,12 @@ impl CompletionFormat {
 }
 
 impl AnswerFormat for CompletionFormat {
+    const ID_PREFIX: &'static str = "cmpl";
+
+    fn new(answer: AnswerMeta) -> Self {
+        Self(answer)
+    }
+
     fn opening(&self, _choice: u32) -> Option<Bytes> {
         None
     }
