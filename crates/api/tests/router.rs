@@ -99,22 +99,8 @@ impl App {
         if let Some(key) = key {
             request = request.header("authorization", format!("Bearer {key}"));
         }
-        let request = request.body(Body::from(body.to_string())).unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
+        self.call(request.body(Body::from(body.to_string())).unwrap())
             .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        Answer {
-            status,
-            headers,
-            body,
-        }
     }
 
     async fn get(&self, path: &str) -> Answer {
@@ -122,6 +108,10 @@ impl App {
             .header("authorization", format!("Bearer {}", self.key))
             .body(Body::empty())
             .unwrap();
+        self.call(request).await
+    }
+
+    async fn call(&self, request: Request<Body>) -> Answer {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
