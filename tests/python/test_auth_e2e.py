@@ -1,6 +1,9 @@
 """End to end: API keys, the token management API and the audit log, with the real `gateway`
 binary. Projects, principals and management tokens are made with `gateway admin …` on the
-database of the running server; keys are managed over HTTP and used with the OpenAI SDK."""
+database of the running server; keys are managed over HTTP and used with the OpenAI SDK. The
+model API answers errors in OpenAI's shape, the management API in the shape of the STACKIT
+model-serving API (`{"error": code, "message"}`); `test_modelserving_sdk_e2e.py` drives the
+management API with that service's own SDK."""
 
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from conftest import MODEL
 from gateway_process import admin
 
 REGION = "eu01"
+# `validUntil` of a key that never expires, as the managed service answers it.
+NEVER_EXPIRES = "0001-01-01T00:00:00Z"
 # Every plaintext credential this module sees, for the test that greps for them.
 SECRETS: list[str] = []
 
@@ -50,6 +55,7 @@ def new_tenant(data_dir, name: str, role: str = "owner") -> Tenant:
     token = admin(data_dir, "management-token", "create", "--subject", subject)["content"]
     key = admin(data_dir, "key", "create", "--project", project["id"], "--name", f"{name}-cli")
     assert key["content"].startswith("sk-") and key["maskedContent"].endswith("****")
+    assert key["validUntil"] == NEVER_EXPIRES and key["state"] == "active"
     SECRETS.extend([token, key["content"]])
     return Tenant(project["id"], subject, token, key["content"], key["id"])
 
@@ -89,6 +95,18 @@ def assert_openai_error(status, headers, body, expected_status, kind=None, code=
         assert body["error"]["code"] == code, body
     if param is not None:
         assert body["error"]["param"] == param, body
+
+
+def assert_management_error(status, headers, body, expected_status, code=None, mentions=None):
+    """The management API's error body: exactly `error` (a code) and `message`."""
+    assert status == expected_status, body
+    assert isinstance(body, dict) and set(body) == {"error", "message"}, body
+    assert isinstance(body["error"], str) and isinstance(body["message"], str), body
+    assert headers.get("x-request-id")
+    if code is not None:
+        assert body["error"] == code, body
+    if mentions is not None:
+        assert mentions in body["message"], body
 
 
 def export(gateway, tenant: Tenant) -> list[dict]:
@@ -174,7 +192,7 @@ def test_every_other_route_answers_401_without_a_valid_key(gateway, alice):
     for method, path, body in management_routes(alice.project_id, alice.key_id):
         for credential in [None, "garbage", alice.key]:
             status, headers, answer = call(gateway, method, path, credential, body)
-            assert_openai_error(status, headers, answer, 401, "authentication_error")
+            assert_management_error(status, headers, answer, 401, "invalid_management_token")
     # the unauthenticated attempts on alice's project are in her audit log
     attempts = [e for e in export(gateway, alice) if e["action"] == "management.authenticate"]
     assert attempts and all(e["outcome"] == "failure" and e["actor"] is None for e in attempts)
@@ -186,13 +204,15 @@ def test_key_lifecycle_end_to_end(gateway, alice):
         gateway, "POST", alice.tokens_path(), alice.token,
         {"name": "ci", "description": "for CI", "ttlDuration": "30d"},
     )
-    assert status == 201, body
+    assert status == 202, body
     created = body["token"]
     SECRETS.append(created["content"])
     assert created["content"].startswith("sk-")
     assert created["name"] == "ci" and created["description"] == "for CI"
     assert created["region"] == REGION and created["state"] == "active"
-    assert created["maskedContent"].endswith("****") and "validUntil" in created
+    assert created["maskedContent"].endswith("****")
+    valid_until = datetime.fromisoformat(created["validUntil"].replace("Z", "+00:00"))
+    assert abs((valid_until - datetime.now(timezone.utc)).total_seconds() - 30 * 86400) < 60
     token_id = created["id"]
     one = f"{alice.tokens_path()}/{token_id}"
 
@@ -207,7 +227,7 @@ def test_key_lifecycle_end_to_end(gateway, alice):
 
     # update
     status, _, body = call(gateway, "PATCH", one, alice.token, {"name": "ci-2", "description": "x"})
-    assert status == 200, body
+    assert status == 202, body
     assert body["token"]["name"] == "ci-2" and body["token"]["description"] == "x"
     assert call(gateway, "GET", one, alice.token)[2]["token"]["name"] == "ci-2"
 
@@ -216,12 +236,12 @@ def test_key_lifecycle_end_to_end(gateway, alice):
 
     # delete: answered, then the key is refused within one second
     status, _, body = call(gateway, "DELETE", one, alice.token)
-    assert status == 200 and body["message"]
+    assert status == 202 and body == {"message": "token deleted"}
     assert seconds_until_rejected(gateway, created["content"]) < 1.0
     with pytest.raises(openai.AuthenticationError):
         embed(gateway, created["content"])
     status, headers, body = call(gateway, "GET", one, alice.token)
-    assert_openai_error(status, headers, body, 404, "not_found_error")
+    assert_management_error(status, headers, body, 404, "not_found")
 
     # every step is in the audit log export, with request id and client address
     events = [e for e in export(gateway, alice) if e["targetTokenId"] == token_id]
@@ -248,7 +268,7 @@ def test_an_expired_key_is_refused_within_a_second(gateway, alice):
     status, _, body = call(
         gateway, "POST", alice.tokens_path(), alice.token, {"name": "short", "ttlDuration": "3s"}
     )
-    assert status == 201, body
+    assert status == 202, body
     token = body["token"]
     SECRETS.append(token["content"])
     assert len(embed(gateway, token["content"]).data) == 1
@@ -268,16 +288,16 @@ def test_projects_are_isolated(gateway, alice, bob):
     # alice's owner token on every route of bob's project, with bob's ids: 404, never 403
     for method, path, body in management_routes(bob.project_id, bob.key_id):
         status, headers, answer = call(gateway, method, path, alice.token, body)
-        assert_openai_error(status, headers, answer, 404, "not_found_error")
+        assert_management_error(status, headers, answer, 404, "not_found")
     # bob's token id under alice's own project: 404 as well
     tokens = f"{alice.tokens_path()}/{bob.key_id}"
     for method, body in [("GET", None), ("PATCH", {"name": "stolen"}), ("DELETE", None)]:
         status, headers, answer = call(gateway, method, tokens, alice.token, body)
-        assert_openai_error(status, headers, answer, 404, "not_found_error")
+        assert_management_error(status, headers, answer, 404, "not_found")
     # unknown and malformed ids look the same
     for project in [str(uuid.uuid4()), "not-a-uuid"]:
         status, headers, answer = call(gateway, "GET", alice.tokens_path(project), alice.token)
-        assert_openai_error(status, headers, answer, 404, "not_found_error")
+        assert_management_error(status, headers, answer, 404, "not_found")
     # alice's model key is no management credential anywhere
     for method, path, body in management_routes(bob.project_id, bob.key_id):
         assert call(gateway, method, path, alice.key, body)[0] == 401
@@ -291,37 +311,47 @@ def test_projects_are_isolated(gateway, alice, bob):
 
 
 @pytest.mark.parametrize(
-    "body, param",
+    "body, mentions",
     [
-        ({}, "name"),
-        ({"name": "   "}, "name"),
-        ({"name": "x" * 201}, "name"),
-        ({"name": 5}, "name"),
-        ({"name": "a", "ttlDuration": "3x"}, "ttlDuration"),
-        ({"name": "a", "ttlDuration": "0d"}, "ttlDuration"),
-        ({"name": "a", "description": "d" * 2001}, "description"),
-        ({"name": "a", "allowedModels": []}, "allowedModels"),
+        ({}, "invalid name: must be 1-200 characters"),
+        ({"name": "   "}, "invalid name: must be 1-200 characters, not only whitespace"),
+        ({"name": "x" * 201}, "invalid name: must be at most 200 characters"),
+        ({"name": "ci.runner"}, r"invalid name: must match ^[0-9a-zA-Z\s_-]+$"),
+        ({"name": 5}, "'name'"),
+        ({"name": "a", "ttlDuration": "3x"}, "invalid ttlDuration"),
+        ({"name": "a", "ttlDuration": "0d"}, "invalid ttlDuration"),
+        ({"name": "a", "description": "d" * 2001}, "invalid description: must be at most 2000"),
+        ({"name": "a", "description": "50%"}, r"must match ^[0-9a-zA-Z\s.:/-]+$"),
+        ({"name": "a", "labels": {"-x": "1"}}, 'invalid labels: label key "-x" must be'),
+        ({"name": "a", "labels": {"stackit": "1"}}, 'the prefix "stackit" is reserved'),
+        ({"name": "a", "allowedModels": []}, "invalid allowedModels"),
     ],
 )
-def test_invalid_create_bodies_are_400_naming_the_field(gateway, alice, body, param):
+def test_invalid_create_bodies_are_400_naming_the_field_and_rule(gateway, alice, body, mentions):
     status, headers, answer = call(gateway, "POST", alice.tokens_path(), alice.token, body)
-    assert_openai_error(status, headers, answer, 400, "invalid_request_error", param=param)
+    assert_management_error(status, headers, answer, 400, "invalid_request", mentions)
 
 
 def test_other_validation_errors(gateway, alice):
     status, headers, answer = call(gateway, "POST", alice.tokens_path(), alice.token, b'{"name":')
-    assert_openai_error(status, headers, answer, 400, "invalid_request_error")
+    assert_management_error(status, headers, answer, 400, "invalid_request")
     path = f"/v1/projects/{alice.project_id}/regions/EU_1/tokens"
     status, headers, answer = call(gateway, "POST", path, alice.token, {"name": "a"})
-    assert_openai_error(status, headers, answer, 400, param="regionId")
+    assert_management_error(status, headers, answer, 400, "invalid_request", "invalid regionId")
     one = f"{alice.tokens_path()}/{alice.key_id}"
     status, headers, answer = call(gateway, "PATCH", one, alice.token, {"name": ""})
-    assert_openai_error(status, headers, answer, 400, param="name")
+    assert_management_error(status, headers, answer, 400, "invalid_request", "invalid name")
+    status, headers, answer = call(
+        gateway, "GET", f"{alice.tokens_path()}?label_selector=env%20in%20(a)", alice.token
+    )
+    assert_management_error(
+        status, headers, answer, 400, "invalid_request", "invalid label_selector"
+    )
     audit = f"/v1/projects/{alice.project_id}/audit-log"
     for query, param in [("limit=0", "limit"), ("limit=x", "limit"), ("cursor=abc", "cursor"),
                          ("from=yesterday", "from"), ("to=2026-13-01", "to")]:
         status, headers, answer = call(gateway, "GET", f"{audit}?{query}", alice.token)
-        assert_openai_error(status, headers, answer, 400, param=param)
+        assert_management_error(status, headers, answer, 400, "invalid_request", param)
 
 
 def test_audit_log_pages_follow_the_cursor(gateway, alice):
@@ -345,7 +375,7 @@ def test_a_restricted_key_sees_only_its_models(gateway, alice):
         gateway, "POST", alice.tokens_path(), alice.token,
         {"name": "restricted", "allowedModels": ["some-other-model"]},
     )
-    assert status == 201, body
+    assert status == 202, body
     restricted = body["token"]["content"]
     SECRETS.append(restricted)
     client = OpenAI(base_url=gateway.base_url + "/v1", api_key=restricted, max_retries=0)
@@ -371,7 +401,7 @@ def test_a_viewer_may_read_but_not_write(gateway, data_dir, alice):
     SECRETS.append(token)
     assert call(gateway, "GET", alice.tokens_path(), token)[0] == 200
     status, headers, answer = call(gateway, "POST", alice.tokens_path(), token, {"name": "v"})
-    assert_openai_error(status, headers, answer, 403, "permission_error")
+    assert_management_error(status, headers, answer, 403, "insufficient_role")
 
 
 def test_admin_cli_errors_exit_non_zero(data_dir):

@@ -18,7 +18,7 @@ use axum::response::IntoResponse;
 use gateway_auth::{Actor, AuthError, RequestContext};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ManagementError};
 use crate::middleware::REQUEST_ID_HEADER;
 use crate::state::AppState;
 
@@ -51,7 +51,8 @@ pub fn credential_for(path: &str) -> Credential {
     }
 }
 
-fn is_management_path(path: &str) -> bool {
+/// Whether `path` is `/v1/projects` or below it: the management API.
+pub(crate) fn is_management_path(path: &str) -> bool {
     path.strip_prefix(MANAGEMENT_ROOT)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
@@ -115,7 +116,7 @@ pub async fn authenticate(
                     request.extensions_mut().insert(ctx);
                     next.run(request).await
                 }
-                Err(error) => error.into_response(),
+                Err(error) => ManagementError::from(error).into_response(),
             }
         }
     }

@@ -1,6 +1,10 @@
 //! The one place where failures become HTTP responses: every error a handler or middleware can
-//! return is an [`ApiError`], which knows its status and its client-safe OpenAI error body.
-//! Server faults are logged in full and shown to the client only as a request id.
+//! return is an [`ApiError`], which knows its status and its client-safe error body. The body
+//! has the shape of the API the request belongs to ([`Surface`]): the model API answers
+//! OpenAI's `{"error": {"message", "type", "param", "code"}}`, the management API the body the
+//! STACKIT model-serving SDKs parse, `{"error": code, "message"}` ([`ManagementErrorBody`]);
+//! management handlers return a [`ManagementError`]. Server faults are logged in full and shown
+//! to the client only as a request id, in either shape.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -8,8 +12,10 @@ use axum::Json;
 use gateway_auth::AuthError;
 use gateway_backend::BackendError;
 use gateway_core::openai::{ErrorBody, ErrorType, WireError};
+use serde::Serialize;
 
-/// Any failure of a request, mapped to an OpenAI-shaped error response.
+/// Any failure of a request, mapped to an error response in the shape of its API
+/// (OpenAI-shaped on the model API, see [`ManagementError`] for the management API).
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The body is not valid JSON or a field has the wrong type.
@@ -73,10 +79,82 @@ pub enum ApiError {
     Auth(#[from] AuthError),
 }
 
+/// Which API a request belongs to; it decides the shape of the error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Surface {
+    /// The OpenAI-compatible model API (every path outside `/v1/projects`).
+    Model,
+    /// The management API (`/v1/projects` and everything under it).
+    Management,
+}
+
+impl Surface {
+    /// The API a request path belongs to.
+    pub(crate) fn of_path(path: &str) -> Self {
+        if crate::auth_layer::is_management_path(path) {
+            Self::Management
+        } else {
+            Self::Model
+        }
+    }
+}
+
+/// The error body of the management API, `{"error": code, "message"}`: the STACKIT
+/// model-serving API's `ErrorMessageResponse`, which its SDKs parse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManagementErrorBody {
+    /// A machine-readable code such as `invalid_request` or `not_found`.
+    pub error: String,
+    /// Human-readable explanation; for an invalid field it names the field and the rule.
+    pub message: String,
+}
+
+/// An [`ApiError`] of the management API: the same status, answered with a
+/// [`ManagementErrorBody`].
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ManagementError(pub ApiError);
+
+impl From<ApiError> for ManagementError {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl From<AuthError> for ManagementError {
+    fn from(error: AuthError) -> Self {
+        Self(ApiError::Auth(error))
+    }
+}
+
+impl IntoResponse for ManagementError {
+    fn into_response(self) -> Response {
+        self.0.respond(Surface::Management)
+    }
+}
+
 /// Marks a response whose body was masked because the failure was the server's; the request-id
-/// middleware adds the request id to its message.
-#[derive(Debug, Clone, Copy)]
-pub struct MaskedServerError;
+/// middleware writes the body, naming the request id, in the shape of the request's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskedServerError {
+    /// A model API error (OpenAI shape).
+    Model,
+    /// A management API error, with its `error` code.
+    Management(&'static str),
+}
+
+impl MaskedServerError {
+    /// The masked body naming `request_id`, as JSON.
+    pub(crate) fn body(self, request_id: &str) -> serde_json::Result<Vec<u8>> {
+        match self {
+            Self::Model => serde_json::to_vec(&masked_body(request_id)),
+            Self::Management(code) => serde_json::to_vec(&ManagementErrorBody {
+                error: code.to_owned(),
+                message: masked_message(request_id),
+            }),
+        }
+    }
+}
 
 impl From<BackendError> for ApiError {
     fn from(error: BackendError) -> Self {
@@ -121,6 +199,80 @@ impl ApiError {
         }
     }
 
+    /// The `error` code of the management body.
+    fn management_code(&self) -> &'static str {
+        match self {
+            Self::Wire(_) | Self::InvalidParam { .. } | Self::UnreadableBody => "invalid_request",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::ModelNotFound { .. } | Self::RouteNotFound { .. } => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Timeout { .. } => "timeout",
+            Self::ShuttingDown => "unavailable",
+            Self::Backend { error, .. } => match backend_status(error) {
+                StatusCode::BAD_REQUEST => "invalid_request",
+                StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+                _ => "internal_error",
+            },
+            Self::Internal(_) => "internal_error",
+            Self::Auth(error) => match error {
+                AuthError::InvalidKey => "invalid_api_key",
+                AuthError::Unauthenticated => "invalid_management_token",
+                AuthError::NotFound => "not_found",
+                AuthError::Forbidden => "insufficient_role",
+                AuthError::Validation { .. } => "invalid_request",
+                AuthError::Conflict(_) => "conflict",
+                AuthError::Store(_) => "internal_error",
+            },
+        }
+    }
+
+    /// The body the client sees in the management API: the management code and the same
+    /// message as the model API's body.
+    fn management_body(&self) -> ManagementErrorBody {
+        ManagementErrorBody {
+            error: self.management_code().to_owned(),
+            message: self.body().error.message,
+        }
+    }
+
+    /// The response of this error in the API `surface`: status, body of that API's shape, the
+    /// masking marker of server faults (logged here) and `Retry-After` where a retry helps.
+    pub(crate) fn respond(self, surface: Surface) -> Response {
+        let status = self.status();
+        let masked = status.is_server_error();
+        if masked {
+            tracing::error!(
+                error = %self,
+                cause = %Causes(&self),
+                status = status.as_u16(),
+                "request failed"
+            );
+        }
+        let mut response = match surface {
+            Surface::Model => (status, Json(self.body())).into_response(),
+            Surface::Management => (status, Json(self.management_body())).into_response(),
+        };
+        if masked {
+            response.extensions_mut().insert(match surface {
+                Surface::Model => MaskedServerError::Model,
+                Surface::Management => MaskedServerError::Management(self.management_code()),
+            });
+        }
+        if matches!(
+            self,
+            Self::Backend {
+                error: BackendError::Overloaded | BackendError::Unavailable { .. },
+                ..
+            } | Self::ShuttingDown
+        ) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
+    }
+
     /// The body the client sees. Server faults say only that something failed.
     fn body(&self) -> ErrorBody {
         match self {
@@ -160,7 +312,8 @@ impl ApiError {
 }
 
 /// The client-safe body of an authentication or management error. An invalid model API key
-/// gets one fixed message whatever the reason (missing, unknown, expired, revoked).
+/// gets one fixed message whatever the reason (missing, unknown, expired, revoked); an invalid
+/// field names the field and the rule it breaks.
 fn auth_body(error: &AuthError) -> ErrorBody {
     match error {
         AuthError::InvalidKey => ErrorBody::authentication(
@@ -178,9 +331,10 @@ fn auth_body(error: &AuthError) -> ErrorBody {
         AuthError::Validation { field, .. } => {
             ErrorBody::invalid_param(error.client_message(), *field)
         }
-        AuthError::Conflict(_) => {
-            ErrorBody::invalid_request("The object already exists.").with_code("conflict")
-        }
+        AuthError::Conflict(_) => ErrorBody::invalid_request(
+            "The object already exists or was changed concurrently; retry the request.",
+        )
+        .with_code("conflict"),
         AuthError::Store(_) => ErrorBody::new(
             ErrorType::Server,
             "The server had an error while processing your request.",
@@ -209,44 +363,21 @@ fn backend_client_body(error: &BackendError, input_param: &str) -> ErrorBody {
     }
 }
 
-/// The body of a server fault as the client sees it: only the request id, to quote to the
+/// The message of a server fault as the client sees it: only the request id, to quote to the
 /// operator.
-pub(crate) fn masked_body(request_id: &str) -> ErrorBody {
-    ErrorBody::new(
-        ErrorType::Server,
-        format!("The server had an error while processing your request (request id {request_id})."),
-    )
+fn masked_message(request_id: &str) -> String {
+    format!("The server had an error while processing your request (request id {request_id}).")
 }
 
+/// The OpenAI body of a server fault as the client sees it.
+pub(crate) fn masked_body(request_id: &str) -> ErrorBody {
+    ErrorBody::new(ErrorType::Server, masked_message(request_id))
+}
+
+/// A model API error: the OpenAI body.
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let masked = status.is_server_error();
-        if masked {
-            tracing::error!(
-                error = %self,
-                cause = %Causes(&self),
-                status = status.as_u16(),
-                "request failed"
-            );
-        }
-        let mut response = (status, Json(self.body())).into_response();
-        if masked {
-            response.extensions_mut().insert(MaskedServerError);
-        }
-        if matches!(
-            self,
-            Self::Backend {
-                error: BackendError::Overloaded | BackendError::Unavailable { .. },
-                ..
-            } | Self::ShuttingDown
-        ) {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
-        }
-        response
+        self.respond(Surface::Model)
     }
 }
 
@@ -304,6 +435,88 @@ mod tests {
         );
     }
 
+    fn management(error: impl Into<ManagementError>) -> (u16, serde_json::Value) {
+        let ManagementError(error) = error.into();
+        let body = serde_json::to_value(error.management_body()).unwrap();
+        (error.status().as_u16(), body)
+    }
+
+    #[test]
+    fn management_errors_have_the_service_body() {
+        let cases = [
+            (
+                ManagementError::from(AuthError::Unauthenticated),
+                401,
+                "invalid_management_token",
+            ),
+            (AuthError::NotFound.into(), 404, "not_found"),
+            (AuthError::Forbidden.into(), 403, "insufficient_role"),
+            (
+                AuthError::Conflict("api_keys".to_owned()).into(),
+                409,
+                "conflict",
+            ),
+            (ApiError::MethodNotAllowed.into(), 405, "method_not_allowed"),
+            (ApiError::Timeout { seconds: 3 }.into(), 504, "timeout"),
+            (ApiError::Internal("x").into(), 500, "internal_error"),
+        ];
+        for (error, status, code) in cases {
+            let (got_status, body) = management(error);
+            assert_eq!(
+                (got_status, &body["error"]),
+                (status, &code.into()),
+                "{body}"
+            );
+            assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+            assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+        let (status, body) = management(AuthError::validation("name", "must match the rule"));
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "invalid_request", "message": "invalid name: must match the rule"})
+        );
+        let wire =
+            gateway_core::openai::from_json_slice::<gateway_auth::CreateToken>(br#"{"name": 5}"#)
+                .unwrap_err();
+        let (status, body) = management(ApiError::from(wire));
+        assert_eq!((status, &body["error"]), (400, &"invalid_request".into()));
+        assert!(
+            body["message"].as_str().unwrap().contains("'name'"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn masked_bodies_keep_the_shape_of_their_api() {
+        let model: serde_json::Value =
+            serde_json::from_slice(&MaskedServerError::Model.body("req_1").unwrap()).unwrap();
+        assert_eq!(model["error"]["type"], "server_error");
+        assert!(model["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("req_1"));
+        let masked = MaskedServerError::Management("internal_error");
+        let body: serde_json::Value =
+            serde_json::from_slice(&masked.body("req_2").unwrap()).unwrap();
+        assert_eq!(body["error"], "internal_error");
+        assert_eq!(
+            body["message"],
+            "The server had an error while processing your request (request id req_2)."
+        );
+    }
+
+    #[test]
+    fn management_paths_are_the_management_surface() {
+        assert_eq!(Surface::of_path("/v1/projects"), Surface::Management);
+        assert_eq!(
+            Surface::of_path("/v1/projects/x/audit-log"),
+            Surface::Management
+        );
+        assert_eq!(Surface::of_path("/v1/projectsx"), Surface::Model);
+        assert_eq!(Surface::of_path("/v1/embeddings"), Surface::Model);
+    }
+
     #[test]
     fn store_details_never_reach_the_client() {
         let (status, body) = wire(AuthError::Conflict("api_keys".to_owned()));
@@ -311,6 +524,10 @@ mod tests {
         assert!(!body.to_string().contains("api_keys"));
         let store = AuthError::Store(gateway_auth::StoreError::Corrupt("row 7".to_owned()));
         let (status, body) = wire(store);
+        assert_eq!(status, 500);
+        assert!(!body.to_string().contains("row 7"));
+        let store = AuthError::Store(gateway_auth::StoreError::Corrupt("row 7".to_owned()));
+        let (status, body) = management(store);
         assert_eq!(status, 500);
         assert!(!body.to_string().contains("row 7"));
     }

@@ -1,9 +1,10 @@
-//! The extractors of the handlers, each rejecting with an OpenAI-shaped [`ApiError`]:
+//! The extractors of the handlers, each rejecting with the error of its API: an OpenAI-shaped
+//! [`ApiError`] on the model API, a [`ManagementError`] on the management API.
 //!
-//! - [`OpenAiJson`], the JSON body. Unlike axum's `Json`, every rejection (malformed JSON, a
-//!   wrong type, a missing field, a body over the limit) names the field at fault. The content
-//!   type is not checked: the body is parsed as JSON whatever it says, as `curl -d` sends a
-//!   form content type by default.
+//! - [`OpenAiJson`] and [`ManagementJson`], the JSON body. Unlike axum's `Json`, every rejection
+//!   (malformed JSON, a wrong type, a missing field, a body over the limit) names the field at
+//!   fault. The content type is not checked: the body is parsed as JSON whatever it says, as
+//!   `curl -d` sends a form content type by default.
 //! - [`ApiKey`] and [`Caller`], what the authentication layer proved about the request.
 //! - [`ManagedPath`], the ids in a management path; an id that is not a UUID is a 404.
 
@@ -15,7 +16,7 @@ use gateway_auth::{parse_id, Actor, AuthError, RequestContext, VerifiedKey};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ManagementError};
 use crate::state::AppState;
 
 /// A request body parsed as `T` with OpenAI-shaped rejections.
@@ -29,12 +30,35 @@ impl<T: DeserializeOwned> FromRequest<std::sync::Arc<AppState>> for OpenAiJson<T
         request: Request,
         state: &std::sync::Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let limit = state.limits.max_body_bytes;
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| body_error(rejection, limit))?;
-        Ok(Self(gateway_core::openai::from_json_slice(&bytes)?))
+        json_body(request, state).await.map(Self)
     }
+}
+
+/// A management request body parsed as `T`, rejected with a [`ManagementError`].
+#[derive(Debug)]
+pub struct ManagementJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<std::sync::Arc<AppState>> for ManagementJson<T> {
+    type Rejection = ManagementError;
+
+    async fn from_request(
+        request: Request,
+        state: &std::sync::Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(json_body(request, state).await?))
+    }
+}
+
+/// Reads the body (within the configured limit) and parses it as `T`.
+async fn json_body<T: DeserializeOwned>(
+    request: Request,
+    state: &std::sync::Arc<AppState>,
+) -> Result<T, ApiError> {
+    let limit = state.limits.max_body_bytes;
+    let bytes = Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| body_error(rejection, limit))?;
+    Ok(gateway_core::openai::from_json_slice(&bytes)?)
 }
 
 fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
@@ -72,14 +96,14 @@ pub struct Caller {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
+    type Rejection = ManagementError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let actor = parts
             .extensions
             .get::<Actor>()
             .cloned()
-            .ok_or(ApiError::Auth(AuthError::Unauthenticated))?;
+            .ok_or(AuthError::Unauthenticated)?;
         let ctx = parts
             .extensions
             .get::<RequestContext>()
@@ -103,8 +127,8 @@ pub struct ManagedPath {
 
 impl ManagedPath {
     /// The token id, or a 404 on a route without one.
-    pub fn token(&self) -> Result<Uuid, ApiError> {
-        self.token_id.ok_or(ApiError::Auth(AuthError::NotFound))
+    pub fn token(&self) -> Result<Uuid, AuthError> {
+        self.token_id.ok_or(AuthError::NotFound)
     }
 
     fn from_params<'a>(
@@ -130,12 +154,12 @@ impl ManagedPath {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ManagedPath {
-    type Rejection = ApiError;
+    type Rejection = ManagementError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let params = RawPathParams::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::Auth(AuthError::NotFound))?;
+            .map_err(|_| AuthError::NotFound)?;
         Ok(Self::from_params(params.iter())?)
     }
 }

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderName;
 use axum::http::Uri;
+use axum::response::Response;
 use axum::routing::{get, patch, post};
 use axum::Router;
 use gateway_core::openai::{ChatCompletionRequest, CompletionRequest};
@@ -34,8 +35,10 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+use crate::error::Surface;
+
 pub use auth_layer::PUBLIC_PATHS;
-pub use error::ApiError;
+pub use error::{ApiError, ManagementError, ManagementErrorBody};
 pub use metrics::Metrics;
 pub use middleware::REQUEST_ID_HEADER;
 pub use state::{AppState, Limits, ModelRegistry, ServedModel};
@@ -119,14 +122,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn route_not_found(uri: Uri) -> ApiError {
-    ApiError::RouteNotFound {
-        path: uri.path().to_owned(),
-    }
+async fn route_not_found(uri: Uri) -> Response {
+    let path = uri.path();
+    let error = ApiError::RouteNotFound {
+        path: path.to_owned(),
+    };
+    error.respond(Surface::of_path(path))
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+async fn method_not_allowed(uri: Uri) -> Response {
+    ApiError::MethodNotAllowed.respond(Surface::of_path(uri.path()))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting connections and

@@ -8,9 +8,8 @@ use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Response};
 use axum::middleware::Next;
-use axum::response::IntoResponse;
 
-use crate::error::{masked_body, ApiError, MaskedServerError};
+use crate::error::{ApiError, MaskedServerError, Surface};
 use crate::state::AppState;
 
 /// The header that carries the request id, echoed when the client sends one.
@@ -44,13 +43,15 @@ pub async fn time_limit(
     next: Next,
 ) -> Response<Body> {
     let seconds = state.limits.request_timeout_secs;
+    let surface = Surface::of_path(request.uri().path());
     match tokio::time::timeout(Duration::from_secs(seconds), next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::Timeout { seconds }.into_response(),
+        Err(_) => ApiError::Timeout { seconds }.respond(surface),
     }
 }
 
-/// Replaces the body of a masked server error with one that names only the request id.
+/// Replaces the body of a masked server error with one that names only the request id, in the
+/// shape of the request's API.
 pub async fn mask_server_errors(request: Request, next: Next) -> Response<Body> {
     let request_id = request
         .headers()
@@ -59,11 +60,11 @@ pub async fn mask_server_errors(request: Request, next: Next) -> Response<Body> 
         .unwrap_or("unknown")
         .to_owned();
     let response = next.run(request).await;
-    if response.extensions().get::<MaskedServerError>().is_none() {
+    let Some(masked) = response.extensions().get::<MaskedServerError>().copied() else {
         return response;
-    }
+    };
     let (mut parts, _) = response.into_parts();
-    let json = serde_json::to_vec(&masked_body(&request_id)).unwrap_or_default();
+    let json = masked.body(&request_id).unwrap_or_default();
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(json))
 }

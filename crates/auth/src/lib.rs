@@ -6,7 +6,8 @@
 //!   [`verifier::DEFAULT_MAX_AGE`] across replicas.
 //! - [`Management`] implements the token management API (create, list, get, update, delete
 //!   tokens; read the audit log) with role checks and audit events, plus the operator's
-//!   `gateway admin …` operations.
+//!   `gateway admin …` operations. Its objects and formats are those of the STACKIT
+//!   model-serving API ([`Token`], [`labels`]).
 //! - [`Store`] keeps everything; [`store::open`] picks [`SqliteStore`] or [`PostgresStore`] by
 //!   URL scheme.
 //!
@@ -33,6 +34,7 @@ mod clock;
 mod duration;
 mod error;
 mod key;
+pub mod labels;
 mod management;
 mod model;
 pub mod store;
@@ -46,14 +48,18 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use duration::{DurationError, TtlDuration, MAX_TTL_SECONDS};
 pub use error::{AuthError, StoreError};
 pub use key::{CredentialKind, KeyDigest, Secret};
+pub use labels::{LabelPatch, LabelSelector, Labels};
 pub use management::Management;
 pub use model::{
-    Actor, KeyPatch, KeyRecord, ManagementTokenRecord, Membership, Project, RequestContext, Role,
-    UnknownRole,
+    Actor, KeyPatch, KeyRecord, LabelChange, ManagementTokenRecord, Membership, Project,
+    RequestContext, Role, UnknownRole,
 };
 pub use store::{PostgresStore, SqliteStore, Store};
 pub use verifier::{KeyVerifier, VerifiedKey};
-pub use wire::{CreateToken, CreatedManagementToken, CreatedToken, Token, TokenState, UpdateToken};
+pub use wire::{
+    CreateToken, CreatedManagementToken, CreatedToken, Token, TokenState, UpdateToken,
+    DESCRIPTION_PATTERN, NAME_PATTERN, NEVER_EXPIRES,
+};
 
 /// Parses an id from a URL path; anything that is not a UUID is [`AuthError::NotFound`].
 pub fn parse_id(text: &str) -> Result<uuid::Uuid, AuthError> {

@@ -14,9 +14,16 @@ use crate::audit::{AuditAction, AuditEvent, AuditPage, AuditQuery, AuditRecord, 
 use crate::clock::{to_micros, Clock, SystemClock};
 use crate::error::AuthError;
 use crate::key::{CredentialKind, KeyDigest};
-use crate::model::{Actor, KeyPatch, KeyRecord, RequestContext};
+use crate::labels::{self, LabelSelector};
+use crate::model::{Actor, KeyPatch, KeyRecord, LabelChange, RequestContext};
 use crate::store::Store;
-use crate::wire::{valid_region, CreateToken, CreatedToken, Token, UpdateToken, ValidCreateToken};
+use crate::wire::{
+    valid_region, CreateToken, CreatedToken, Token, UpdateToken, ValidCreateToken, ValidUpdateToken,
+};
+
+/// How often an update whose label patch raced another one is recomputed before it answers
+/// [`AuthError::Conflict`].
+const UPDATE_ATTEMPTS: usize = 10;
 
 /// What a call needs from the actor's role.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -114,22 +121,33 @@ impl Management {
         self.insert_key(actor, project_id, region, valid, ctx).await
     }
 
-    /// `GET …/tokens`: the project's tokens in the region, oldest first.
+    /// `GET …/tokens?label_selector=…`: the project's tokens in the region whose labels match
+    /// the selector (all without one), oldest first. See [`crate::labels`] for the syntax.
     pub async fn list_tokens(
         &self,
         actor: &Actor,
         project_id: Uuid,
         region: &str,
+        label_selector: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<Vec<Token>, AuthError> {
         let action = AuditAction::TokenRead;
         self.authorize(actor, project_id, Access::Read, action, None, ctx)
             .await?;
+        let selector = match label_selector.map(LabelSelector::parse).transpose() {
+            Ok(selector) => selector.unwrap_or_default(),
+            Err(err) => {
+                return Err(self
+                    .refuse(project_id, Some(actor), action, None, ctx, err)
+                    .await)
+            }
+        };
         self.sweep_expired().await?;
         let now = self.now();
         let keys = self.store.keys(project_id, region).await?;
         Ok(keys
             .iter()
+            .filter(|key| selector.matches(&key.labels))
             .map(|key| Token::from_record(key, now))
             .collect())
     }
@@ -162,7 +180,7 @@ impl Management {
         }
     }
 
-    /// `PATCH …/tokens/{tokenId}`: changes name and/or description.
+    /// `PATCH …/tokens/{tokenId}`: changes name, description and/or labels.
     pub async fn update_token(
         &self,
         actor: &Actor,
@@ -176,45 +194,82 @@ impl Management {
         let target = Some(token_id);
         self.authorize(actor, project_id, Access::Write, action, target, ctx)
             .await?;
-        let (name, description) = match request.validate() {
-            Ok(fields) => fields,
-            Err(err) => {
-                return Err(self
-                    .refuse(project_id, Some(actor), action, target, ctx, err)
-                    .await)
+        let result = match request.validate() {
+            Ok(valid) => {
+                self.apply_update(actor, project_id, region, token_id, &valid, ctx)
+                    .await
             }
+            Err(err) => Err(err),
         };
-        let now = self.now();
-        let mut event =
-            AuditRecord::success(now, project_id, Some(actor), action, ctx).target(token_id);
-        if let Some(name) = &name {
-            event = event.change("name", name);
-        }
-        if let Some(description) = &description {
-            event = event.change("description", description);
-        }
-        let patch = KeyPatch {
-            name,
-            description,
-            updated_at: now,
-        };
-        match self
-            .store
-            .update_key(project_id, region, token_id, &patch, &event)
-            .await?
-        {
-            Some(key) => Ok(Token::from_record(&key, now)),
-            None => Err(self
-                .refuse(
-                    project_id,
-                    Some(actor),
-                    action,
-                    target,
-                    ctx,
-                    AuthError::NotFound,
-                )
+        match result {
+            Err(err) if !matches!(err, AuthError::Store(_)) => Err(self
+                .refuse(project_id, Some(actor), action, target, ctx, err)
                 .await),
+            done => done,
         }
+    }
+
+    /// Writes a validated update. A label patch is applied to the labels the key has, and
+    /// recomputed when another update changed them in between.
+    async fn apply_update(
+        &self,
+        actor: &Actor,
+        project_id: Uuid,
+        region: &str,
+        token_id: Uuid,
+        update: &ValidUpdateToken,
+        ctx: &RequestContext,
+    ) -> Result<Token, AuthError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let labels = match &update.labels {
+                None => None,
+                Some(patch) => {
+                    let key = self
+                        .store
+                        .key(project_id, region, token_id)
+                        .await?
+                        .ok_or(AuthError::NotFound)?;
+                    let new = labels::apply(&key.labels, patch)?;
+                    Some(LabelChange {
+                        expected: key.labels,
+                        new,
+                    })
+                }
+            };
+            let now = self.now();
+            let mut event =
+                AuditRecord::success(now, project_id, Some(actor), AuditAction::TokenUpdate, ctx)
+                    .target(token_id);
+            if let Some(name) = &update.name {
+                event = event.change("name", name);
+            }
+            if let Some(description) = &update.description {
+                event = event.change("description", description);
+            }
+            if let Some(change) = &labels {
+                event = event.change("labels", &change.new);
+            }
+            let patch = KeyPatch {
+                name: update.name.clone(),
+                description: update.description.clone(),
+                labels,
+                updated_at: now,
+            };
+            let updated = self
+                .store
+                .update_key(project_id, region, token_id, &patch, &event)
+                .await?;
+            match updated {
+                Some(key) => return Ok(Token::from_record(&key, now)),
+                // Without labels nothing can have raced: the key does not exist.
+                None if patch.labels.is_none() => return Err(AuthError::NotFound),
+                // The labels changed (or the key went) since they were read: read again.
+                None => continue,
+            }
+        }
+        Err(AuthError::Conflict(
+            "the token's labels kept changing during the update".to_owned(),
+        ))
     }
 
     /// `DELETE …/tokens/{tokenId}`: revokes the token (verifiers notice within their cache age).
@@ -336,6 +391,7 @@ impl Management {
             digest: generated.digest,
             name: valid.name,
             description: valid.description,
+            labels: valid.labels,
             allowed_models: valid.allowed_models,
             created_at: now,
             updated_at: now,
@@ -348,6 +404,7 @@ impl Management {
                 .change("description", &key.description)
                 .change("region", &key.region)
                 .change("validUntil", key.expires_at)
+                .change("labels", &key.labels)
                 .change("allowedModels", &key.allowed_models);
         self.store.insert_key(&key, &event).await?;
         Ok(CreatedToken {

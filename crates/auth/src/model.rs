@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::key::KeyDigest;
+use crate::labels::Labels;
 
 /// A project: the unit that owns keys, principals' roles and an audit log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +135,8 @@ pub struct KeyRecord {
     pub name: String,
     /// Optional description.
     pub description: Option<String>,
+    /// Labels.
+    pub labels: Labels,
     /// Models the key may use; `None` means all.
     pub allowed_models: Option<Vec<String>>,
     /// Creation time.
@@ -158,8 +161,21 @@ pub struct KeyPatch {
     pub name: Option<String>,
     /// New description; `Some(None)` clears it.
     pub description: Option<Option<String>>,
+    /// New labels, computed from the key's current ones.
+    pub labels: Option<LabelChange>,
     /// Time of the change.
     pub updated_at: DateTime<Utc>,
+}
+
+/// New labels and the labels they were computed from. A store applies the patch only while
+/// the key still has `expected`, so two concurrent label patches never lose one another's
+/// changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabelChange {
+    /// The labels the key had when `new` was computed.
+    pub expected: Labels,
+    /// The labels it gets.
+    pub new: Labels,
 }
 
 /// A stored management token (never its plaintext), with its principal's e-mail.

@@ -74,6 +74,7 @@ fn create_token(args: KeyCreateArgs) -> CreateToken {
         name: args.name,
         description: args.description,
         ttl_duration: args.ttl,
+        labels: None,
         allowed_models: (!args.allowed_models.is_empty()).then_some(args.allowed_models),
     }
 }

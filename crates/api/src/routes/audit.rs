@@ -1,7 +1,8 @@
 //! The audit log of a project: `GET /v1/projects/{projectId}/audit-log?from=&to=&cursor=&limit=`
 //! answers one JSON page (`{"events": [...], "nextCursor"}`), oldest first;
 //! `GET …/audit-log/export` (or the page route with `Accept: application/x-ndjson`) answers
-//! every matching event as NDJSON, one JSON object per line.
+//! every matching event as NDJSON, one JSON object per line. Errors are [`ManagementError`]s,
+//! as on every management route.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use chrono::{DateTime, Utc};
 use gateway_auth::{write_ndjson, AuditQuery};
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ManagementError};
 use crate::extract::{Caller, ManagedPath};
 use crate::state::AppState;
 
@@ -38,7 +39,7 @@ pub async fn audit_log(
     path: ManagedPath,
     headers: HeaderMap,
     query: Result<Query<RawAuditQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ManagementError> {
     let query = checked_query(query)?;
     if wants_ndjson(&headers) {
         return export(&state, &caller, &path, &query).await;
@@ -56,7 +57,7 @@ pub async fn export_audit_log(
     caller: Caller,
     path: ManagedPath,
     query: Result<Query<RawAuditQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ManagementError> {
     let query = checked_query(query)?;
     export(&state, &caller, &path, &query).await
 }
@@ -66,7 +67,7 @@ async fn export(
     caller: &Caller,
     path: &ManagedPath,
     query: &AuditQuery,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ManagementError> {
     let events = state
         .management
         .export_audit(&caller.actor, path.project_id, query, &caller.ctx)

@@ -1,20 +1,23 @@
-//! The token management API, shaped like the STACKIT model-serving API:
+//! The token management API, as the STACKIT model-serving API defines it:
 //! `POST|GET /v1/projects/{projectId}/regions/{regionId}/tokens` and
 //! `GET|PATCH|DELETE …/tokens/{tokenId}`. Single tokens come wrapped as `{"token": {...}}`,
-//! lists as `{"tokens": [...]}`, a deletion answers `{"message": ...}`. The caller is the
-//! principal the authentication layer resolved from the management token; the role checks
-//! and the audit events are `gateway-auth`'s.
+//! lists as `{"tokens": [...]}`, a deletion answers `{"message": ...}`; creation, change and
+//! deletion answer 202 as the service does, reads 200. Errors are [`ManagementError`]s. The
+//! caller is the principal the authentication layer resolved from the management token; the
+//! role checks and the audit events are `gateway-auth`'s.
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use gateway_auth::labels::SELECTOR_PARAM;
 use gateway_auth::{CreateToken, CreatedToken, Token, UpdateToken};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
-use crate::extract::{Caller, ManagedPath, OpenAiJson};
+use crate::error::{ApiError, ManagementError};
+use crate::extract::{Caller, ManagedPath, ManagementJson};
 use crate::state::AppState;
 
 /// One token: `{"token": {...}}`.
@@ -38,13 +41,22 @@ pub struct Message {
     pub message: &'static str,
 }
 
-/// Handles `POST …/tokens`: 201 with the token and its secret `content`, shown this once.
+/// The query string of a listing.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// The label selector: `label_selector`, as the service's SDKs send it (`labelSelector` is
+    /// read too, so that a camelCase client is never silently left unfiltered).
+    #[serde(alias = "labelSelector")]
+    label_selector: Option<String>,
+}
+
+/// Handles `POST …/tokens`: 202 with the token and its secret `content`, shown this once.
 pub async fn create_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     path: ManagedPath,
-    OpenAiJson(body): OpenAiJson<CreateToken>,
-) -> Result<(StatusCode, Json<TokenEnvelope<CreatedToken>>), ApiError> {
+    ManagementJson(body): ManagementJson<CreateToken>,
+) -> Result<(StatusCode, Json<TokenEnvelope<CreatedToken>>), ManagementError> {
     let token = state
         .management
         .create_token(
@@ -55,18 +67,29 @@ pub async fn create_token(
             &caller.ctx,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(TokenEnvelope { token })))
+    Ok((StatusCode::ACCEPTED, Json(TokenEnvelope { token })))
 }
 
-/// Handles `GET …/tokens`.
+/// Handles `GET …/tokens?label_selector=…`.
 pub async fn list_tokens(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     path: ManagedPath,
-) -> Result<Json<TokenList>, ApiError> {
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<TokenList>, ManagementError> {
+    let Query(query) = query.map_err(|rejection| ApiError::InvalidParam {
+        message: rejection.body_text(),
+        param: SELECTOR_PARAM.to_owned(),
+    })?;
     let tokens = state
         .management
-        .list_tokens(&caller.actor, path.project_id, &path.region, &caller.ctx)
+        .list_tokens(
+            &caller.actor,
+            path.project_id,
+            &path.region,
+            query.label_selector.as_deref(),
+            &caller.ctx,
+        )
         .await?;
     Ok(Json(TokenList { tokens }))
 }
@@ -76,7 +99,7 @@ pub async fn get_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     path: ManagedPath,
-) -> Result<Json<TokenEnvelope<Token>>, ApiError> {
+) -> Result<Json<TokenEnvelope<Token>>, ManagementError> {
     let token = state
         .management
         .get_token(
@@ -90,13 +113,14 @@ pub async fn get_token(
     Ok(Json(TokenEnvelope { token }))
 }
 
-/// Handles `PATCH …/tokens/{tokenId}`: changes `name` and/or `description`.
+/// Handles `PATCH …/tokens/{tokenId}`: 202 after changing `name`, `description` and/or
+/// `labels`.
 pub async fn update_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     path: ManagedPath,
-    OpenAiJson(body): OpenAiJson<UpdateToken>,
-) -> Result<Json<TokenEnvelope<Token>>, ApiError> {
+    ManagementJson(body): ManagementJson<UpdateToken>,
+) -> Result<(StatusCode, Json<TokenEnvelope<Token>>), ManagementError> {
     let token = state
         .management
         .update_token(
@@ -108,16 +132,16 @@ pub async fn update_token(
             &caller.ctx,
         )
         .await?;
-    Ok(Json(TokenEnvelope { token }))
+    Ok((StatusCode::ACCEPTED, Json(TokenEnvelope { token })))
 }
 
-/// Handles `DELETE …/tokens/{tokenId}`: revokes the token at once (verifiers notice within
+/// Handles `DELETE …/tokens/{tokenId}`: 202 once the token is revoked (verifiers notice within
 /// their cache age, 500 ms by default).
 pub async fn delete_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     path: ManagedPath,
-) -> Result<Json<Message>, ApiError> {
+) -> Result<(StatusCode, Json<Message>), ManagementError> {
     state
         .management
         .delete_token(
@@ -128,7 +152,8 @@ pub async fn delete_token(
             &caller.ctx,
         )
         .await?;
-    Ok(Json(Message {
+    let message = Message {
         message: "token deleted",
-    }))
+    };
+    Ok((StatusCode::ACCEPTED, Json(message)))
 }

@@ -83,7 +83,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn key_by_public_id(&self, public_id: &str) -> Result<Option<KeyRecord>, StoreError>;
 
     /// Applies `patch` to the key and appends `event`; `None` (and no event) if there is no
-    /// such key in that project and region.
+    /// such key in that project and region, or if the patch changes the labels and the key's
+    /// labels are no longer the patch's `expected` ones.
     async fn update_key(
         &self,
         project_id: Uuid,

@@ -8,7 +8,8 @@ use sqlx::{Pool, Postgres};
 use uuid::Uuid;
 
 use super::rows::{
-    models_column, AuditColumns, AuditRow, ExpiredRow, KeyRow, ManagementTokenRow, ProjectRow,
+    labels_column, models_column, AuditColumns, AuditRow, ExpiredRow, KeyRow, ManagementTokenRow,
+    ProjectRow,
 };
 use super::sql::{self, impl_store};
 use super::Store;

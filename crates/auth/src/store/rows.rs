@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::audit::{AuditAction, AuditEvent, AuditOutcome, AuditRecord};
 use crate::error::StoreError;
 use crate::key::KeyDigest;
+use crate::labels::Labels;
 use crate::model::{Actor, KeyRecord, ManagementTokenRecord, Project};
 
 #[derive(sqlx::FromRow)]
@@ -41,6 +42,7 @@ pub(crate) struct KeyRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     expires_at: Option<DateTime<Utc>>,
+    labels: String,
 }
 
 impl TryFrom<KeyRow> for KeyRecord {
@@ -52,6 +54,8 @@ impl TryFrom<KeyRow> for KeyRecord {
             .map(|text| serde_json::from_str::<Vec<String>>(&text))
             .transpose()
             .map_err(|_| StoreError::Corrupt("api_keys.allowed_models".to_owned()))?;
+        let labels = serde_json::from_str::<Labels>(&row.labels)
+            .map_err(|_| StoreError::Corrupt("api_keys.labels".to_owned()))?;
         Ok(Self {
             id: row.id,
             project_id: row.project_id,
@@ -60,6 +64,7 @@ impl TryFrom<KeyRow> for KeyRecord {
             digest: digest(&row.digest, "api_keys.digest")?,
             name: row.name,
             description: row.description,
+            labels,
             allowed_models,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -73,6 +78,11 @@ pub(crate) fn models_column(key: &KeyRecord) -> Option<String> {
     key.allowed_models
         .as_ref()
         .map(|models| serde_json::Value::from(models.clone()).to_string())
+}
+
+/// `labels` as stored: a JSON object, keys sorted (so equal labels are equal text).
+pub(crate) fn labels_column(labels: &Labels) -> String {
+    serde_json::Value::from_iter(labels.clone()).to_string()
 }
 
 #[derive(sqlx::FromRow)]

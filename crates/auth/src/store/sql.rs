@@ -6,7 +6,7 @@
 macro_rules! key_columns {
     () => {
         "id, project_id, region, public_id, digest, name, description, allowed_models, \
-         created_at, updated_at, expires_at"
+         created_at, updated_at, expires_at, labels"
     };
 }
 
@@ -29,7 +29,7 @@ pub(crate) const SELECT_MANAGEMENT_TOKEN: &str =
 pub(crate) const INSERT_KEY: &str = concat!(
     "INSERT INTO api_keys (",
     key_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 );
 pub(crate) const SELECT_KEYS: &str = concat!(
     "SELECT ",
@@ -46,10 +46,12 @@ pub(crate) const SELECT_KEY_BY_PUBLIC_ID: &str = concat!(
     key_columns!(),
     " FROM api_keys WHERE public_id = $1"
 );
+/// Sets the labels (`$8`) only where they still are what they were computed from (`$9`).
 pub(crate) const UPDATE_KEY: &str = concat!(
     "UPDATE api_keys SET name = COALESCE($4, name), ",
-    "description = CASE WHEN $5 THEN $6 ELSE description END, updated_at = $7 ",
-    "WHERE project_id = $1 AND region = $2 AND id = $3 RETURNING ",
+    "description = CASE WHEN $5 THEN $6 ELSE description END, ",
+    "labels = CASE WHEN $7 THEN $8 ELSE labels END, updated_at = $10 ",
+    "WHERE project_id = $1 AND region = $2 AND id = $3 AND (NOT $7 OR labels = $9) RETURNING ",
     key_columns!()
 );
 pub(crate) const DELETE_KEY: &str =
@@ -225,6 +227,7 @@ macro_rules! impl_store {
                     .bind(key.created_at)
                     .bind(key.updated_at)
                     .bind(key.expires_at)
+                    .bind(labels_column(&key.labels))
                     .execute(&mut *tx)
                     .await?;
                 Self::append_in(&mut tx, event).await?;
@@ -279,6 +282,7 @@ macro_rules! impl_store {
                 event: &AuditRecord,
             ) -> Result<Option<KeyRecord>, StoreError> {
                 let mut tx = self.write().await?;
+                let labels = patch.labels.as_ref();
                 let row: Option<KeyRow> = sqlx::query_as(sql::UPDATE_KEY)
                     .bind(project_id)
                     .bind(region)
@@ -286,6 +290,9 @@ macro_rules! impl_store {
                     .bind(patch.name.as_deref())
                     .bind(patch.description.is_some())
                     .bind(patch.description.clone().flatten())
+                    .bind(labels.is_some())
+                    .bind(labels.map(|change| labels_column(&change.new)))
+                    .bind(labels.map(|change| labels_column(&change.expected)))
                     .bind(patch.updated_at)
                     .fetch_optional(&mut *tx)
                     .await?;

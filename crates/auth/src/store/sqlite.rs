@@ -9,7 +9,8 @@ use sqlx::{Pool, Sqlite};
 use uuid::Uuid;
 
 use super::rows::{
-    models_column, AuditColumns, AuditRow, ExpiredRow, KeyRow, ManagementTokenRow, ProjectRow,
+    labels_column, models_column, AuditColumns, AuditRow, ExpiredRow, KeyRow, ManagementTokenRow,
+    ProjectRow,
 };
 use super::sql::{self, impl_store};
 use super::Store;

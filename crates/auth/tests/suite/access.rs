@@ -26,6 +26,7 @@ pub async fn isolation_across_projects(db: &TestDb) {
     let patch = || UpdateToken {
         name: Some("pwned".into()),
         description: None,
+        labels: None,
     };
     let not_found =
         |r: Result<(), AuthError>| assert!(matches!(r, Err(AuthError::NotFound)), "{r:?}");
@@ -49,7 +50,7 @@ pub async fn isolation_across_projects(db: &TestDb) {
         not_found(m.delete_token(&a.owner, project, REGION, id, &c).await);
     }
     not_found(
-        m.list_tokens(&a.owner, b.project, REGION, &c)
+        m.list_tokens(&a.owner, b.project, REGION, None, &c)
             .await
             .map(drop),
     );
@@ -70,7 +71,7 @@ pub async fn isolation_across_projects(db: &TestDb) {
         .unwrap();
     assert_eq!(still, b_token.token);
     let listed = m
-        .list_tokens(&a.viewer, a.project, REGION, &ctx("a"))
+        .list_tokens(&a.viewer, a.project, REGION, None, &ctx("a"))
         .await
         .unwrap();
     assert_eq!(listed.iter().map(|t| t.id).collect::<Vec<_>>(), vec![aid]);
@@ -197,8 +198,9 @@ pub async fn secrets_are_never_stored(db: &TestDb) {
             .await
             .unwrap();
         let patch = UpdateToken {
-            name: Some(format!("k{i}'")),
+            name: Some(format!("k{i} renamed")),
             description: Some("d".into()),
+            labels: None,
         };
         m.update_token(&f.owner, f.project, REGION, t.token.id, patch, &c)
             .await

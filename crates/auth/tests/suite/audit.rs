@@ -19,6 +19,7 @@ pub async fn audit_records_every_action(db: &TestDb) {
     let patch = UpdateToken {
         name: Some("b".into()),
         description: None,
+        labels: None,
     };
     m.update_token(&f.member, f.project, REGION, t.id, patch, &ctx("c2"))
         .await

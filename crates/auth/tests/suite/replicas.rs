@@ -35,7 +35,7 @@ pub async fn parallel_creates_and_deletes(db: &TestDb) {
         created.push(task.await.unwrap());
     }
     let listed = m
-        .list_tokens(&f.owner, f.project, REGION, &ctx("list"))
+        .list_tokens(&f.owner, f.project, REGION, None, &ctx("list"))
         .await
         .unwrap();
     let mut kept: Vec<Uuid> = created

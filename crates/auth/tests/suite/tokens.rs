@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use gateway_auth::{
-    AuditAction, AuditQuery, AuthError, Clock as _, KeyVerifier, TokenState, UpdateToken,
+    AuditAction, AuditQuery, AuthError, Clock as _, KeyVerifier, LabelPatch, Labels, Management,
+    Token, TokenState, UpdateToken, NEVER_EXPIRES,
 };
 
 use crate::support::{create, ctx, Fixture, TestDb, REGION};
@@ -50,12 +51,12 @@ pub async fn crud(db: &TestDb) {
         .unwrap();
     assert_eq!(got, created.token);
     let listed = m
-        .list_tokens(&f.viewer, f.project, REGION, &ctx("r3"))
+        .list_tokens(&f.viewer, f.project, REGION, None, &ctx("r3"))
         .await
         .unwrap();
     assert_eq!(listed, vec![created.token.clone()]);
     assert!(m
-        .list_tokens(&f.owner, f.project, "eu02", &ctx("r"))
+        .list_tokens(&f.owner, f.project, "eu02", None, &ctx("r"))
         .await
         .unwrap()
         .is_empty());
@@ -68,6 +69,7 @@ pub async fn crud(db: &TestDb) {
     let patch = UpdateToken {
         name: Some("renamed".into()),
         description: Some(String::new()),
+        labels: None,
     };
     let updated = m
         .update_token(&f.owner, f.project, REGION, id, patch, &ctx("r4"))
@@ -80,6 +82,7 @@ pub async fn crud(db: &TestDb) {
     let patch = UpdateToken {
         name: None,
         description: Some("again".into()),
+        labels: None,
     };
     let updated = m
         .update_token(&f.owner, f.project, REGION, id, patch, &ctx("r5"))
@@ -119,7 +122,7 @@ pub async fn crud(db: &TestDb) {
         Err(AuthError::NotFound)
     ));
     assert!(m
-        .list_tokens(&f.owner, f.project, REGION, &ctx("r"))
+        .list_tokens(&f.owner, f.project, REGION, None, &ctx("r"))
         .await
         .unwrap()
         .is_empty());
@@ -167,7 +170,7 @@ pub async fn expiry_makes_tokens_inactive(db: &TestDb) {
         .unwrap();
     assert_eq!(token.state, TokenState::Inactive);
     let listed = m
-        .list_tokens(&f.viewer, f.project, REGION, &c)
+        .list_tokens(&f.viewer, f.project, REGION, None, &c)
         .await
         .unwrap();
     assert_eq!(listed[0].state, TokenState::Inactive);
@@ -247,9 +250,10 @@ pub async fn ttl_and_validation(db: &TestDb) {
     let patch = UpdateToken {
         name: Some(" ".into()),
         description: None,
+        labels: None,
     };
     let id = m
-        .list_tokens(&f.owner, f.project, REGION, &c)
+        .list_tokens(&f.owner, f.project, REGION, None, &c)
         .await
         .unwrap()[0]
         .id;
@@ -282,10 +286,248 @@ pub async fn ttl_and_validation(db: &TestDb) {
     let public_id = secret.split('-').nth(1).unwrap();
     assert_eq!(created.token.masked_content, format!("sk-{public_id}-****"));
     let listing = serde_json::to_string(
-        &m.list_tokens(&f.owner, f.project, REGION, &c)
+        &m.list_tokens(&f.owner, f.project, REGION, None, &c)
             .await
             .unwrap(),
     )
     .unwrap();
     assert!(listing.contains(&created.token.masked_content) && !listing.contains(secret));
+}
+
+pub async fn never_expiring_tokens_have_the_zero_time(db: &TestDb) {
+    let f = Fixture::new(db.store.clone(), "never").await;
+    let m = &f.management;
+    let c = ctx("never");
+    let created = m
+        .create_token(&f.owner, f.project, REGION, create("forever", None), &c)
+        .await
+        .unwrap();
+    assert_eq!(created.token.valid_until, None);
+    let json = serde_json::to_value(&created).unwrap();
+    assert_eq!(json["validUntil"], NEVER_EXPIRES);
+    assert_eq!(json["state"], "active");
+    // The zero time is a placeholder: the key works whatever the clock says.
+    f.clock.advance(TimeDelta::days(365 * 20));
+    let verifier = KeyVerifier::new(db.store.clone()).with_clock(f.clock.clone());
+    verifier.verify(created.content.expose()).await.unwrap();
+    let listed = m
+        .list_tokens(&f.viewer, f.project, REGION, None, &c)
+        .await
+        .unwrap();
+    let json = serde_json::to_value(&listed).unwrap();
+    assert_eq!(json[0]["validUntil"], NEVER_EXPIRES);
+    assert_eq!(json[0]["state"], "active");
+    assert_eq!(serde_json::from_value::<Vec<Token>>(json).unwrap(), listed);
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+pub async fn labels_round_trip_and_select(db: &TestDb) {
+    let f = Fixture::new(db.store.clone(), "labels").await;
+    let m = &f.management;
+    let c = ctx("labels");
+    let mut ids = Vec::new();
+    for (name, pairs) in [
+        ("prod-ml", &[("env", "prod"), ("team", "ml")][..]),
+        ("dev", &[("env", "dev")][..]),
+        ("bare", &[][..]),
+    ] {
+        let mut request = create(name, None);
+        request.labels = (!pairs.is_empty()).then(|| labels(pairs));
+        let created = m
+            .create_token(&f.member, f.project, REGION, request, &c)
+            .await
+            .unwrap();
+        assert_eq!(created.token.labels, labels(pairs));
+        let got = m
+            .get_token(&f.viewer, f.project, REGION, created.token.id, &c)
+            .await
+            .unwrap();
+        assert_eq!(got.labels, labels(pairs));
+        ids.push(created.token.id);
+        // Listings are oldest first.
+        f.clock.advance(TimeDelta::seconds(1));
+    }
+    let (viewer, project) = (&f.viewer, f.project);
+    let select = |selector: &'static str| async move {
+        m.list_tokens(viewer, project, REGION, Some(selector), &ctx("sel"))
+            .await
+            .map(|tokens| tokens.into_iter().map(|t| t.name).collect::<Vec<_>>())
+    };
+    assert_eq!(select("env=prod").await.unwrap(), ["prod-ml"]);
+    assert_eq!(select("env").await.unwrap(), ["prod-ml", "dev"]);
+    assert_eq!(select("env!=prod").await.unwrap(), ["dev", "bare"]);
+    assert_eq!(select("!team,env").await.unwrap(), ["dev"]);
+    assert_eq!(
+        select("env=prod,team=ops").await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(select("").await.unwrap(), ["prod-ml", "dev", "bare"]);
+    match select("env in (prod)").await {
+        Err(AuthError::Validation { field, message }) => {
+            assert_eq!(field, "label_selector");
+            assert!(
+                message.contains("use key=value, key!=value, key or !key"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+
+    // A patch sets and removes keys, `{}` removes every label; absent labels stay.
+    let id = ids[0];
+    let patch = |labels: LabelPatch| UpdateToken {
+        labels: Some(labels),
+        ..UpdateToken::default()
+    };
+    let updated = m
+        .update_token(
+            &f.owner,
+            f.project,
+            REGION,
+            id,
+            patch(
+                [
+                    ("team".to_owned(), None),
+                    ("tier".to_owned(), Some("gold".to_owned())),
+                ]
+                .into(),
+            ),
+            &c,
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.labels, labels(&[("env", "prod"), ("tier", "gold")]));
+    let renamed = m
+        .update_token(
+            &f.owner,
+            f.project,
+            REGION,
+            id,
+            UpdateToken {
+                name: Some("prod ml".into()),
+                ..UpdateToken::default()
+            },
+            &c,
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.labels, updated.labels);
+    assert_eq!(select("tier=gold").await.unwrap(), ["prod ml"]);
+    let cleared = m
+        .update_token(
+            &f.owner,
+            f.project,
+            REGION,
+            id,
+            patch(LabelPatch::new()),
+            &c,
+        )
+        .await
+        .unwrap();
+    assert!(cleared.labels.is_empty());
+    assert_eq!(
+        m.get_token(&f.viewer, f.project, REGION, id, &c)
+            .await
+            .unwrap(),
+        cleared
+    );
+
+    // Refused labels name the field and the rule; the refusals are audited.
+    let mut bad = create("bad", None);
+    bad.labels = Some(labels(&[("stackit-x", "1")]));
+    let refused = m.create_token(&f.owner, f.project, REGION, bad, &c).await;
+    assert!(
+        matches!(&refused, Err(AuthError::Validation { field: "labels", message })
+            if message.contains("reserved")),
+        "{refused:?}"
+    );
+    let full: LabelPatch = (0..65).map(|i| (format!("k{i}"), None)).collect();
+    let refused = m
+        .update_token(&f.owner, f.project, REGION, id, patch(full), &c)
+        .await;
+    assert!(
+        matches!(
+            &refused,
+            Err(AuthError::Validation {
+                field: "labels",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let events = m
+        .export_audit(&f.owner, f.project, &AuditQuery::default(), &c)
+        .await
+        .unwrap();
+    let reasons: Vec<_> = events
+        .iter()
+        .filter_map(|e| e.record.reason.as_deref())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["invalid:label_selector", "invalid:labels", "invalid:labels"]
+    );
+    let label_changes: Vec<_> = events
+        .iter()
+        .filter(|e| e.record.action == AuditAction::TokenUpdate && e.record.reason.is_none())
+        .map(|e| e.record.changes.get("labels").cloned())
+        .collect();
+    assert_eq!(
+        label_changes,
+        [
+            Some(serde_json::json!({"env": "prod", "tier": "gold"})),
+            None,
+            Some(serde_json::json!({})),
+        ]
+    );
+}
+
+pub async fn concurrent_label_patches_keep_every_change(db: &TestDb) {
+    let f = Fixture::new(db.store.clone(), "racing").await;
+    let mut request = create("racing", None);
+    request.labels = Some(labels(&[("keep", "1")]));
+    let id = f
+        .management
+        .create_token(&f.owner, f.project, REGION, request, &ctx("r"))
+        .await
+        .unwrap()
+        .token
+        .id;
+    // Eight writers, half of them on another replica, each adding its own label at once.
+    let replica = Management::new(db.replica().await);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let m = if i % 2 == 0 {
+            f.management.clone()
+        } else {
+            replica.clone()
+        };
+        let (actor, project) = (f.owner.clone(), f.project);
+        tasks.push(tokio::spawn(async move {
+            let patch = UpdateToken {
+                labels: Some([(format!("w{i}"), Some(i.to_string()))].into()),
+                ..UpdateToken::default()
+            };
+            m.update_token(&actor, project, REGION, id, patch, &ctx("w"))
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let token = f
+        .management
+        .get_token(&f.viewer, f.project, REGION, id, &ctx("r"))
+        .await
+        .unwrap();
+    let mut expected = labels(&[("keep", "1")]);
+    expected.extend((0..8).map(|i| (format!("w{i}"), i.to_string())));
+    assert_eq!(token.labels, expected);
 }

@@ -193,6 +193,7 @@ pub fn create(name: &str, ttl: Option<&str>) -> CreateToken {
         name: name.to_owned(),
         description: Some(format!("{name} description")),
         ttl_duration: ttl.map(str::to_owned),
+        labels: None,
         allowed_models: None,
     }
 }
