@@ -5,7 +5,11 @@ same streaming client, greedy, `max_tokens` 128, distinct essay prompts) at 1 an
 concurrent streams, alternating the builds round by round (A B, then B A, …) so that a
 machine that gets busier or quieter during the run weighs on both alike. Prints a Markdown
 table: decode tokens/s of one stream (median over its requests), aggregate generated tokens/s
-(median over rounds), inter-token latency p50 / p99 at 16 streams, and after / before.
+(median over rounds), inter-token latency p50 / p99, the scheduler's milliseconds per step
+inside ONNX Runtime and outside it (our code: scheduling, sampling, detokenizing, sending;
+from `gateway_engine_*` of /metrics), and after / before. ONNX Runtime's time per step varies
+from run to run on a shared machine; the time outside it and the number of steps show whether
+a change to our code made a step dearer.
 
 Knobs: BENCH_ROUNDS (3), BENCH_AB_REQUESTS ("1:4,16:2": requests per stream at each
 concurrency), and those of bench/decode.py (BENCH_THREADS, BENCH_MAX_TOKENS).
@@ -49,7 +53,13 @@ def summary(rounds: list[dict]) -> dict:
     out = {}
     for streams in LEVELS:
         gaps = [gap for r in rounds for gap in r[streams]["gaps"]]
+        steps = [r[streams]["steps"] for r in rounds]
+        count = sum(s["steps"] for s in steps)
+        onnx = sum(s["onnx_seconds"] for s in steps)
         out[streams] = {
+            "steps": count / len(rounds),
+            "onnx_ms": 1000 * onnx / count,
+            "other_ms": 1000 * (sum(s["step_seconds"] for s in steps) - onnx) / count,
             "rate": statistics.median(r[streams]["rate"] for r in rounds),
             "rates": [r[streams]["rate"] for r in rounds],
             "decode": statistics.median(d for r in rounds for d in r[streams]["decode"]),
@@ -71,7 +81,7 @@ def main() -> None:
     before, after = summary(rounds["before"]), summary(rounds["after"])
 
     def row(label: str, a: float, b: float) -> str:
-        return f"| {label} | {a:.1f} | {b:.1f} | {b / a:.3f} |"
+        return f"| {label} | {a:.2f} | {b:.2f} | {b / a:.3f} |"
 
     print()
     print(
@@ -90,6 +100,10 @@ def main() -> None:
         for q in ("p50", "p99"):
             print(row(f"inter-token latency {q}, {streams} streams (ms)",
                       1000 * before[streams][q], 1000 * after[streams][q]))
+        for key, label in (("steps", "scheduler steps per round"),
+                           ("onnx_ms", "ms per step inside ONNX Runtime"),
+                           ("other_ms", "ms per step outside ONNX Runtime")):
+            print(row(f"{label}, {streams} streams", before[streams][key], after[streams][key]))
     for streams in sorted(LEVELS):
         spread = ", ".join(
             f"{name} " + " / ".join(f"{rate:.1f}" for rate in summary_[streams]["rates"])
