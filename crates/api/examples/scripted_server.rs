@@ -18,7 +18,7 @@ mod scripted_backend;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_api::{AppState, Limits, ModelRegistry};
+use gateway_api::{AppState, ConnectionLimits, Limits, ModelRegistry};
 use gateway_auth::{CreateToken, Management};
 use scripted_backend::{Script, ScriptedBackend};
 use tokio::io::AsyncReadExt;
@@ -63,6 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let limits = Limits {
         max_body_bytes: 1 << 20,
         request_timeout_secs: 30,
+        body_read_timeout_secs: 10,
     };
     let state = Arc::new(AppState::new(models, limits, store));
 
@@ -73,7 +74,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "api_key": key.content.expose(),
     });
     println!("{ready}");
-    gateway_api::serve(listener, gateway_api::router(state), stopped()).await?;
+    let router = gateway_api::router(state);
+    gateway_api::serve(listener, router, ConnectionLimits::default(), stopped()).await?;
     Ok(())
 }
 

@@ -38,6 +38,14 @@ pub enum ApiError {
     /// The body could not be read from the connection.
     #[error("the request body could not be read")]
     UnreadableBody,
+    /// The client stopped sending its body for longer than the configured limit.
+    #[error(
+        "the request body did not arrive within {seconds} s of its last part; send it at once"
+    )]
+    BodyTimeout {
+        /// The limit in seconds.
+        seconds: u64,
+    },
     /// The model id is unknown.
     #[error("The model `{model}` does not exist or you do not have access to it.")]
     ModelNotFound {
@@ -187,6 +195,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::ModelNotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -204,6 +213,7 @@ impl ApiError {
         match self {
             Self::Wire(_) | Self::InvalidParam { .. } | Self::UnreadableBody => "invalid_request",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BodyTimeout { .. } => "timeout",
             Self::ModelNotFound { .. } | Self::RouteNotFound { .. } => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Timeout { .. } => "timeout",
@@ -286,7 +296,7 @@ impl ApiError {
             Self::RouteNotFound { .. } | Self::MethodNotAllowed => {
                 ErrorBody::new(ErrorType::NotFound, self.to_string())
             }
-            Self::PayloadTooLarge { .. } | Self::UnreadableBody => {
+            Self::PayloadTooLarge { .. } | Self::UnreadableBody | Self::BodyTimeout { .. } => {
                 ErrorBody::invalid_request(self.to_string())
             }
             Self::Backend { error, input_param } if error.is_client_error() => {

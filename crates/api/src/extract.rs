@@ -54,19 +54,36 @@ async fn json_body<T: DeserializeOwned>(
     request: Request,
     state: &std::sync::Arc<AppState>,
 ) -> Result<T, ApiError> {
-    let limit = state.limits.max_body_bytes;
     let bytes = Bytes::from_request(request, state)
         .await
-        .map_err(|rejection| body_error(rejection, limit))?;
+        .map_err(|rejection| body_error(&rejection, &state.limits))?;
     Ok(gateway_core::openai::from_json_slice(&bytes)?)
 }
 
-fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
+fn body_error(rejection: &BytesRejection, limits: &crate::Limits) -> ApiError {
     if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge { limit }
+        ApiError::PayloadTooLarge {
+            limit: limits.max_body_bytes,
+        }
+    } else if caused_by::<tower_http::timeout::TimeoutError>(rejection) {
+        ApiError::BodyTimeout {
+            seconds: limits.body_read_timeout_secs,
+        }
     } else {
         ApiError::UnreadableBody
     }
+}
+
+/// Whether an error of type `E` is somewhere in `error`'s chain of causes.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<E>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 /// The verified model API key of a request on the model API.

@@ -17,11 +17,10 @@ mod generation;
 mod metrics;
 mod middleware;
 mod routes;
+mod server;
 mod sse;
 mod state;
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -41,6 +40,7 @@ pub use auth_layer::PUBLIC_PATHS;
 pub use error::{ApiError, ManagementError, ManagementErrorBody};
 pub use metrics::Metrics;
 pub use middleware::REQUEST_ID_HEADER;
+pub use server::{serve, ConnectionLimits};
 pub use state::{AppState, Limits, ModelRegistry, ServedModel};
 
 /// The path of a project's tokens in a region.
@@ -94,6 +94,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(middleware::bounded_request_id))
                 .layer(SetRequestIdLayer::new(
                     request_id.clone(),
                     middleware::MakeRequestId,
@@ -112,6 +113,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .layer(axum::middleware::from_fn_with_state(
                     Arc::clone(&state),
                     middleware::time_limit,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::clone(&state),
+                    middleware::body_limits,
                 ))
                 .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
                 .layer(axum::middleware::from_fn_with_state(
@@ -132,20 +137,4 @@ async fn route_not_found(uri: Uri) -> Response {
 
 async fn method_not_allowed(uri: Uri) -> Response {
     ApiError::MethodNotAllowed.respond(Surface::of_path(uri.path()))
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting connections and
-/// waits for in-flight requests to finish. Handlers see the client's address (for the audit
-/// log) as `ConnectInfo<SocketAddr>`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }

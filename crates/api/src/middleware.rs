@@ -1,5 +1,6 @@
 //! Cross-cutting request handling as layers: request ids, tracing spans without bodies,
-//! metrics, the request time limit, and the masking of server errors down to the request id.
+//! metrics, the request time limit, bounds on how a body arrives, and the masking of server
+//! errors down to the request id.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Response};
 use axum::middleware::Next;
+use tower_http::timeout::TimeoutBody;
 
 use crate::error::{ApiError, MaskedServerError, Surface};
 use crate::state::AppState;
@@ -50,6 +52,29 @@ pub async fn time_limit(
     }
 }
 
+/// Bounds how a body may arrive: a declared `Content-Length` over the limit is answered 413
+/// before a byte of it is read, and a body that pauses longer than the configured time fails
+/// its reading (answered 408), so that a slow or short body cannot hold a request open.
+pub async fn body_limits(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response<Body> {
+    let limit = state.limits.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        let surface = Surface::of_path(request.uri().path());
+        return ApiError::PayloadTooLarge { limit }.respond(surface);
+    }
+    let pause = Duration::from_secs(state.limits.body_read_timeout_secs);
+    let request = request.map(|body| Body::new(TimeoutBody::new(pause, body)));
+    next.run(request).await
+}
+
 /// Replaces the body of a masked server error with one that names only the request id, in the
 /// shape of the request's API.
 pub async fn mask_server_errors(request: Request, next: Next) -> Response<Body> {
@@ -69,7 +94,28 @@ pub async fn mask_server_errors(request: Request, next: Next) -> Response<Body> 
     Response::from_parts(parts, Body::from(json))
 }
 
-/// Keeps an incoming request id when it is printable and short, else makes a new one.
+/// Longest request id a client may choose; a longer one is replaced by one of ours.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Drops a client's request id that is longer than [`MAX_REQUEST_ID_LEN`] or holds anything
+/// but printable ASCII, so that ids stored in the audit log and written to the log stay small
+/// and plain; [`MakeRequestId`] then gives the request one of ours.
+pub async fn bounded_request_id(mut request: Request, next: Next) -> Response<Body> {
+    let acceptable = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .is_none_or(|value| is_acceptable_request_id(value.as_bytes()));
+    if !acceptable {
+        request.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    next.run(request).await
+}
+
+fn is_acceptable_request_id(id: &[u8]) -> bool {
+    !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.iter().all(u8::is_ascii_graphic)
+}
+
+/// Makes the id of a request that came without an acceptable one: `req_<uuid>`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MakeRequestId;
 

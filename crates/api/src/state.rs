@@ -19,6 +19,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Time limit of one request, in seconds.
     pub request_timeout_secs: u64,
+    /// Longest pause in a request body, in seconds, before the request is answered 408.
+    pub body_read_timeout_secs: u64,
 }
 
 /// One model the gateway serves.

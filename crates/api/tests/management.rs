@@ -43,6 +43,7 @@ async fn app() -> App {
     let limits = Limits {
         max_body_bytes: 1 << 16,
         request_timeout_secs: 10,
+        body_read_timeout_secs: 10,
     };
     let state = Arc::new(AppState::new(
         ModelRegistry::default(),

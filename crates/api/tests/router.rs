@@ -53,6 +53,7 @@ async fn app(models: Vec<ScriptedBackend>) -> App {
     let limits = Limits {
         max_body_bytes: 1 << 20,
         request_timeout_secs: 10,
+        body_read_timeout_secs: 10,
     };
     let state = Arc::new(AppState::new(registry, limits, store));
     App {
@@ -394,6 +395,24 @@ async fn embeddings_carry_the_backends_usage_and_dimensions() {
     );
     let models = app.get("/v1/models/vectors").await.json();
     assert_eq!(models["dimensions"], 4);
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_only_when_short_and_plain() {
+    let app = app(vec![hello()]).await;
+    let with_id = |id: &str| {
+        Request::get("/healthz")
+            .header("x-request-id", id)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let kept = app.call(with_id("client-id-1")).await;
+    assert_eq!(kept.headers["x-request-id"], "client-id-1");
+    for refused in ["x".repeat(129), "has space".to_owned()] {
+        let answer = app.call(with_id(&refused)).await;
+        let id = answer.headers["x-request-id"].to_str().unwrap();
+        assert!(id.starts_with("req_"), "{id}");
+    }
 }
 
 #[tokio::test]

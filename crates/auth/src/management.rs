@@ -81,12 +81,17 @@ impl Management {
         })
     }
 
-    /// Records a management request on `project_id` that carried no valid credential.
+    /// Records a management request on `project_id` that carried no valid credential, when
+    /// that project exists: requests on made-up ids write nothing, so they cannot fill the
+    /// database.
     pub async fn record_unauthenticated(
         &self,
         project_id: Uuid,
         ctx: &RequestContext,
     ) -> Result<(), AuthError> {
+        if self.store.project(project_id).await?.is_none() {
+            return Ok(());
+        }
         let event = AuditRecord::failure(
             self.now(),
             project_id,

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use gateway_api::ConnectionLimits;
 use gateway_core::ExecutionProvider;
 use gateway_engine::{EmbedderConfig, GeneratorConfig};
 use serde::Deserialize;
@@ -51,6 +52,13 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Time limit for one request, in seconds.
     pub request_timeout_secs: u64,
+    /// Time a connection has to send a request head (also while idle between requests), in
+    /// seconds; then it is closed.
+    pub header_read_timeout_secs: u64,
+    /// Longest pause while a request body arrives, in seconds; then the request gets 408.
+    pub body_read_timeout_secs: u64,
+    /// Most client connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
     /// Time given to in-flight requests after SIGTERM, in seconds.
     pub shutdown_grace_secs: u64,
 }
@@ -62,6 +70,9 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("data"),
             max_body_bytes: 8 * 1024 * 1024,
             request_timeout_secs: 120,
+            header_read_timeout_secs: ConnectionLimits::default().header_read_timeout.as_secs(),
+            body_read_timeout_secs: 30,
+            max_connections: ConnectionLimits::default().max_connections,
             shutdown_grace_secs: 30,
         }
     }
@@ -179,6 +190,10 @@ pub struct ModelConfig {
     /// generating (the longest pause a new prompt adds to their next token).
     #[serde(default = "default_prefill_chunk_tokens_while_decoding")]
     pub prefill_chunk_tokens_while_decoding: usize,
+    /// Chat models: let special-token text in messages become control tokens (off: it is
+    /// encoded as plain text).
+    #[serde(default)]
+    pub special_tokens_in_content: bool,
 }
 
 fn default_max_batch_sequences() -> usize {
@@ -240,6 +255,7 @@ impl ModelConfig {
             kv_budget_tokens: default_kv_budget_tokens(),
             prefill_chunk_tokens: default_prefill_chunk_tokens(),
             prefill_chunk_tokens_while_decoding: default_prefill_chunk_tokens_while_decoding(),
+            special_tokens_in_content: false,
         }
     }
 }

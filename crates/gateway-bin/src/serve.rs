@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use gateway_api::{AppState, Limits, ModelRegistry};
+use gateway_api::{AppState, ConnectionLimits, Limits, ModelRegistry};
 use gateway_auth::Management;
 
 use crate::backends::BackendFactory;
@@ -42,6 +42,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let limits = Limits {
         max_body_bytes: config.server.max_body_bytes,
         request_timeout_secs: config.server.request_timeout_secs,
+        body_read_timeout_secs: config.server.body_read_timeout_secs,
+    };
+    let connections = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
+        max_connections: config.server.max_connections,
     };
     let state = Arc::new(AppState::new(models, limits, store));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -58,7 +63,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         draining.start_draining();
         let _ = stop_tx.send(true);
     };
-    let server = gateway_api::serve(listener, gateway_api::router(state), shutdown);
+    let server = gateway_api::serve(listener, gateway_api::router(state), connections, shutdown);
     tokio::select! {
         result = server => result.context("server failed")?,
         () = grace_expired(stop_rx, grace) => {

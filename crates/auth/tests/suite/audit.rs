@@ -48,6 +48,19 @@ pub async fn audit_records_every_action(db: &TestDb) {
     m.record_unauthenticated(f.project, &ctx("c8"))
         .await
         .unwrap();
+    let made_up = uuid::Uuid::new_v4();
+    m.record_unauthenticated(made_up, &ctx("c9")).await.unwrap();
+    let filter = gateway_auth::audit::AuditFilter {
+        project_id: made_up,
+        from: None,
+        to: None,
+        after_sequence: 0,
+        limit: 10,
+    };
+    assert!(
+        db.store.audit_events(&filter).await.unwrap().is_empty(),
+        "a request on a project that does not exist is not written"
+    );
 
     let events = m
         .export_audit(&f.viewer, f.project, &AuditQuery::default(), &ctx("read"))
