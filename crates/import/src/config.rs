@@ -1,9 +1,14 @@
 //! The `config.json` of a BERT-family checkpoint: the fields the ONNX graph needs, checked
-//! for what the graph can express (architecture, activation, position embeddings).
+//! for what the graph can express (architecture, activation, position embeddings) and
+//! against the importer's size limits.
 
 use serde_json::Value;
 
 use super::error::ImportError;
+use super::limits::{
+    in_range, positive_finite, MAX_BLOCK_COUNT, MAX_CONTEXT_LENGTH, MAX_EMBEDDING_LENGTH,
+    MAX_FEED_FORWARD_LENGTH, MAX_HEAD_COUNT, MAX_TYPE_VOCAB_SIZE, MAX_VOCAB_SIZE,
+};
 
 /// The `config.json` fields the graph needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,8 +85,32 @@ impl BertConfig {
             type_vocab_size: usize_field(config, "type_vocab_size", Some(2))?,
             position_offset,
         };
-        if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)
-        {
+        let limits = [
+            ("hidden_size", cfg.hidden_size, MAX_EMBEDDING_LENGTH),
+            ("num_hidden_layers", cfg.num_hidden_layers, MAX_BLOCK_COUNT),
+            (
+                "num_attention_heads",
+                cfg.num_attention_heads,
+                MAX_HEAD_COUNT,
+            ),
+            (
+                "intermediate_size",
+                cfg.intermediate_size,
+                MAX_FEED_FORWARD_LENGTH,
+            ),
+            (
+                "max_position_embeddings",
+                cfg.max_position_embeddings,
+                MAX_CONTEXT_LENGTH,
+            ),
+            ("vocab_size", cfg.vocab_size, MAX_VOCAB_SIZE),
+            ("type_vocab_size", cfg.type_vocab_size, MAX_TYPE_VOCAB_SIZE),
+        ];
+        for (field, value, max) in limits {
+            in_range(field, value as u64, 1, max)?;
+        }
+        positive_finite("layer_norm_eps", cfg.layer_norm_eps)?;
+        if !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             return Err(invalid(
                 "num_attention_heads",
                 format!(

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use super::error::ImportError;
 use super::gguf::GgufFile;
 use super::gguf_tokenizer::tokenizer_from_gguf;
+use super::limits;
 use super::llama::{self, TensorSource};
 use super::llama_config::LlamaConfig;
 use super::weights::SafetensorsFile;
@@ -33,6 +34,12 @@ pub(crate) fn import_gguf(
     let gguf = GgufFile::open(src)?;
     let cfg = LlamaConfig::from_gguf(&gguf)?;
     let tokenizer = tokenizer_from_gguf(&gguf)?;
+    let template = tokenizer
+        .facts
+        .chat_template
+        .clone()
+        .map(|t| limits::chat_template(t.into_bytes()))
+        .transpose()?;
     let license = match &options.license {
         Some(l) => l.clone(),
         None => gguf
@@ -57,14 +64,13 @@ pub(crate) fn import_gguf(
         "pad_token_id": facts.pad_token_id,
         "add_bos_token": facts.add_bos_token,
         "add_eos_token": facts.add_eos_token,
-        "chat_template": facts.chat_template,
+        "chat_template": template,
         "model_max_length": cfg.context_length,
     });
-    fs::create_dir_all(out).map_err(ImportError::io(out))?;
     let tokenizer_path = out.join(TOKENIZER_FILE);
     write_json(&tokenizer_path, &tokenizer.tokenizer_json, false)?;
     write_json(&out.join(TOKENIZER_CONFIG_FILE), &tokenizer_config, true)?;
-    let chat_template = write_template(out, facts.chat_template.as_deref())?;
+    let chat_template = write_template(out, template.as_deref())?;
     let mut source = TensorSource::Gguf(gguf);
     let quantization = write_model(&cfg, &mut source, options, out)?;
     let manifest = manifest(&cfg, id, quantization, license, options, chat_template);
@@ -86,20 +92,21 @@ pub(crate) fn import_safetensors(
     let tokenizer_config = read_optional_json(&src.join(TOKENIZER_CONFIG_FILE))?;
     let template_file = src.join(CHAT_TEMPLATE_FILE);
     let template = if template_file.is_file() {
-        Some(fs::read_to_string(&template_file).map_err(ImportError::io(&template_file))?)
+        Some(fs::read(&template_file).map_err(ImportError::io(&template_file))?)
     } else {
         tokenizer_config
             .as_ref()
             .and_then(|c| c.get("chat_template"))
             .and_then(template_of)
+            .map(String::into_bytes)
     };
+    let template = template.map(limits::chat_template).transpose()?;
     let license = match &options.license {
         Some(l) => l.clone(),
         None => readme_license(src)?.unwrap_or_else(|| "unknown".to_owned()),
     };
     let id = options.id.clone().unwrap_or_else(|| default_id(src));
 
-    fs::create_dir_all(out).map_err(ImportError::io(out))?;
     let tokenizer_out = out.join(TOKENIZER_FILE);
     fs::copy(&tokenizer, &tokenizer_out).map_err(ImportError::io(&tokenizer_out))?;
     if let Some(mut tc) = tokenizer_config {
@@ -130,8 +137,8 @@ fn template_of(value: &Value) -> Option<String> {
         .and_then(named)
 }
 
-/// Writes `model.onnx` (under a temporary name, renamed when complete) with the weight
-/// format `options` resolve to, and returns that format's quantization label.
+/// Writes `model.onnx` with the weight format `options` resolve to, and returns that
+/// format's quantization label.
 fn write_model(
     cfg: &LlamaConfig,
     source: &mut TensorSource,
@@ -140,19 +147,10 @@ fn write_model(
 ) -> Result<&'static str, ImportError> {
     let format = options.weights.resolve(options.execution_provider);
     let onnx_path = out.join(ONNX_FILE);
-    let partial = out.join(format!("{ONNX_FILE}.partial"));
-    let file = fs::File::create(&partial).map_err(ImportError::io(&partial))?;
+    let file = fs::File::create(&onnx_path).map_err(ImportError::io(&onnx_path))?;
     let sink = BufWriter::with_capacity(1 << 20, file);
-    match llama::write_onnx(cfg, source, format, sink, &partial) {
-        Ok(()) => {
-            fs::rename(&partial, &onnx_path).map_err(ImportError::io(&onnx_path))?;
-            Ok(format.label())
-        }
-        Err(e) => {
-            let _ = fs::remove_file(&partial);
-            Err(e)
-        }
-    }
+    llama::write_onnx(cfg, source, format, sink, &onnx_path)?;
+    Ok(format.label())
 }
 
 /// Writes `chat_template.jinja` when there is a template; returns whether it did.

@@ -128,6 +128,57 @@ pub enum ImportError {
         /// The model or pre-tokenizer named, e.g. `tokenizer.ggml.pre = falcon`.
         what: String,
     },
+    /// A size or count read from the source lies outside the range the importer accepts
+    /// (an architecture limit, see `docs/model-format.md`).
+    #[error("`{field}` is {value}, outside the accepted range {min}..={max}")]
+    OutOfRange {
+        /// The field or metadata key concerned.
+        field: String,
+        /// The value found.
+        value: u64,
+        /// The smallest value accepted.
+        min: u64,
+        /// The largest value accepted.
+        max: u64,
+    },
+    /// A float read from the source (RoPE base, norm epsilon) is not finite and positive.
+    #[error("`{field}` is {value}, expected a finite positive number")]
+    NotPositiveFinite {
+        /// The field or metadata key concerned.
+        field: String,
+        /// The value found.
+        value: f64,
+    },
+    /// A length read from a file claims more bytes than the file has left.
+    #[error(
+        "invalid {format} file {path}: {what} claims {claimed} bytes, the file has {left} left"
+    )]
+    ExceedsFile {
+        /// The file's format (`GGUF`, `safetensors`).
+        format: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// What claimed the bytes (a metadata key, a tensor, a header).
+        what: String,
+        /// Bytes claimed (`u64::MAX` when the claim overflows).
+        claimed: u64,
+        /// Bytes the file has left.
+        left: u64,
+    },
+    /// The chat template is empty or not UTF-8.
+    #[error("invalid chat template: {reason}")]
+    InvalidChatTemplate {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The output path cannot take a model directory.
+    #[error("invalid output {path}: {reason}")]
+    InvalidOutput {
+        /// The output path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl ImportError {

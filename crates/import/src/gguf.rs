@@ -92,25 +92,13 @@ impl GgufFile {
     pub fn open(path: &Path) -> Result<Self, ImportError> {
         let file = File::open(path).map_err(ImportError::io(path))?;
         let len = file.metadata().map_err(ImportError::io(path))?.len();
-        let mut reader = HeaderReader::new(BufReader::with_capacity(1 << 16, &file), len);
-        let header = parse_header(&mut reader, len).map_err(|reason| ImportError::InvalidGguf {
-            path: path.to_owned(),
-            reason,
-        })?;
+        let mut reader = HeaderReader::new(BufReader::with_capacity(1 << 16, &file), path, len);
         let Header {
             version,
             alignment,
             metadata,
             tensors,
-        } = match header {
-            Ok(h) => h,
-            Err(version) => {
-                return Err(ImportError::UnsupportedGgufVersion {
-                    path: path.to_owned(),
-                    version,
-                })
-            }
-        };
+        } = parse_header(&mut reader)?;
         let index = metadata
             .iter()
             .enumerate()

@@ -307,4 +307,4 @@ fn metadata_error(key: &str, reason: String) -> ImportError {
 
 #[cfg(test)]
 #[path = "gguf_tokenizer_tests.rs"]
-mod tests;
+pub(crate) mod tests;

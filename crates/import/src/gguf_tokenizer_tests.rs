@@ -30,6 +30,16 @@ const MERGES: &[&str] = &[
 
 /// A GGUF file with a tokenizer: 3 control tokens, 256 bytes, one token per merge.
 fn tokenizer_gguf(dir: &std::path::Path, model: &str, pre: &str, add_bos: bool) -> GgufFile {
+    let kvs = tokenizer_kvs(model, pre, add_bos);
+    GgufFile::open(&save(dir, &write_gguf(3, &kvs, &[], 32))).unwrap()
+}
+
+/// The metadata of [`tokenizer_gguf`]'s tokenizer, chat template included.
+pub(crate) fn tokenizer_kvs(
+    model: &str,
+    pre: &str,
+    add_bos: bool,
+) -> Vec<(&'static str, u32, Vec<u8>)> {
     let mut tokens: Vec<String> = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
         .map(String::from)
         .to_vec();
@@ -52,8 +62,7 @@ fn tokenizer_gguf(dir: &std::path::Path, model: &str, pre: &str, add_bos: bool) 
         ("tokenizer.ggml.add_bos_token", (7, vec![u8::from(add_bos)])),
         ("tokenizer.chat_template", kv_str("{{ messages }}")),
     ];
-    let kvs: Vec<_> = kvs.into_iter().map(|(k, (t, v))| (k, t, v)).collect();
-    GgufFile::open(&save(dir, &write_gguf(3, &kvs, &[], 32))).unwrap()
+    kvs.into_iter().map(|(k, (t, v))| (k, t, v)).collect()
 }
 
 fn load(t: &GgufTokenizer) -> tokenizers::Tokenizer {

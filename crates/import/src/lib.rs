@@ -36,10 +36,14 @@ mod error;
 pub mod gguf;
 pub mod gguf_tokenizer;
 mod graph;
+mod limits;
 mod llama;
 pub mod llama_config;
+mod output;
 mod weights;
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;
 
@@ -83,9 +87,21 @@ pub struct ImportOptions {
 /// `config.json` model types imported as LLaMA-family decoders.
 const DECODER_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2"];
 
-/// Imports the checkpoint in `src` into the model directory `out` (created if needed) and
-/// returns the manifest written there.
+/// Imports the checkpoint in `src` into the model directory `out` and returns the manifest
+/// written there. Every size the source declares is checked against the file and the
+/// importer's limits before anything is allocated for it, and the output is atomic: the
+/// directory is written under a temporary name beside `out` and renamed to `out` (replacing
+/// an existing directory) only when complete; a failed import leaves no directory behind.
 pub fn import_model(
+    src: &Path,
+    out: &Path,
+    options: &ImportOptions,
+) -> Result<OnnxManifest, ImportError> {
+    output::write_atomically(out, |dir| import_into(src, dir, options))
+}
+
+/// Imports the checkpoint in `src` into the existing, empty directory `out`.
+fn import_into(
     src: &Path,
     out: &Path,
     options: &ImportOptions,
@@ -135,22 +151,14 @@ pub fn import_model(
         chat_template: false,
     };
 
-    fs::create_dir_all(out).map_err(ImportError::io(out))?;
-    // Write under a temporary name and rename, so a failed import leaves no half model.
     let onnx_path = out.join(ONNX_FILE);
-    let partial = out.join(format!("{ONNX_FILE}.partial"));
-    let file = fs::File::create(&partial).map_err(ImportError::io(&partial))?;
-    let written = bert::write_onnx(
+    let file = fs::File::create(&onnx_path).map_err(ImportError::io(&onnx_path))?;
+    bert::write_onnx(
         &cfg,
         &mut weights,
         BufWriter::with_capacity(1 << 20, file),
-        &partial,
-    );
-    if let Err(e) = written {
-        let _ = fs::remove_file(&partial);
-        return Err(e);
-    }
-    fs::rename(&partial, &onnx_path).map_err(ImportError::io(&onnx_path))?;
+        &onnx_path,
+    )?;
     let tokenizer_out = out.join(TOKENIZER_FILE);
     fs::copy(&tokenizer_path, &tokenizer_out).map_err(ImportError::io(&tokenizer_out))?;
     write_manifest(out, &manifest)?;

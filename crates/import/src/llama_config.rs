@@ -7,6 +7,10 @@ use serde_json::Value;
 
 use super::error::ImportError;
 use super::gguf::GgufFile;
+use super::limits::{
+    in_range, positive_finite, MAX_BLOCK_COUNT, MAX_CONTEXT_LENGTH, MAX_EMBEDDING_LENGTH,
+    MAX_FEED_FORWARD_LENGTH, MAX_HEAD_COUNT, MAX_HEAD_DIM, MAX_ROPE_TABLE, MAX_VOCAB_SIZE,
+};
 
 /// GGUF architectures (`general.architecture`) read as LLaMA-family decoders.
 const GGUF_ARCHITECTURES: &[&str] = &["llama", "mistral", "qwen2"];
@@ -56,18 +60,18 @@ impl LlamaConfig {
         let key = |k: &str| format!("{arch}.{k}");
         let int =
             |k: &str| -> Result<usize, ImportError> { Ok(gguf.require_u64(&key(k))? as usize) };
-        let hidden_size = int("embedding_length")?;
-        let num_heads = positive(int("attention.head_count")?, &key("attention.head_count"))?;
-        let num_kv_heads = match gguf.get(&key("attention.head_count_kv")) {
-            Some(_) => int("attention.head_count_kv")?,
+        let hidden_size = int(EMBEDDING_LENGTH.gguf)?;
+        let num_heads = heads(int(HEAD_COUNT.gguf)?, &key(HEAD_COUNT.gguf))?;
+        let num_kv_heads = match gguf.get(&key(HEAD_COUNT_KV.gguf)) {
+            Some(_) => int(HEAD_COUNT_KV.gguf)?,
             None => num_heads,
         };
-        let head_dim = match gguf.get(&key("attention.key_length")) {
-            Some(_) => int("attention.key_length")?,
+        let head_dim = match gguf.get(&key(KEY_LENGTH.gguf)) {
+            Some(_) => int(KEY_LENGTH.gguf)?,
             None => hidden_size / num_heads,
         };
-        let vocab_size = match gguf.get(&key("vocab_size")) {
-            Some(_) => int("vocab_size")?,
+        let vocab_size = match gguf.get(&key(VOCAB_SIZE.gguf)) {
+            Some(_) => int(VOCAB_SIZE.gguf)?,
             None => match gguf.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()) {
                 Some(tokens) => tokens.len(),
                 None => gguf
@@ -78,29 +82,29 @@ impl LlamaConfig {
                     })? as usize,
             },
         };
-        let rope_theta = match gguf.get(&key("rope.freq_base")) {
-            Some(_) => gguf.require_f64(&key("rope.freq_base"))? as f32,
+        let rope_theta = match gguf.get(&key(ROPE_FREQ_BASE.gguf)) {
+            Some(_) => gguf.require_f64(&key(ROPE_FREQ_BASE.gguf))? as f32,
             None => 10_000.0,
         };
         let config = Self {
             hidden_size,
-            intermediate_size: int("feed_forward_length")?,
-            num_layers: int("block_count")?,
+            intermediate_size: int(FEED_FORWARD_LENGTH.gguf)?,
+            num_layers: int(BLOCK_COUNT.gguf)?,
             num_heads,
             num_kv_heads,
             head_dim,
             vocab_size,
-            context_length: int("context_length")?,
+            context_length: int(CONTEXT_LENGTH.gguf)?,
             rope_theta,
-            rms_norm_eps: gguf.require_f64(&key("attention.layer_norm_rms_epsilon"))? as f32,
+            rms_norm_eps: gguf.require_f64(&key(RMS_EPSILON.gguf))? as f32,
             tie_word_embeddings: gguf.tensor("output.weight").is_none(),
             attention_bias: gguf.tensor("blk.0.attn_q.bias").is_some(),
             architecture: arch,
         };
-        config.check(|field, reason| ImportError::GgufMetadata {
-            key: format!("{}.{field}", config.architecture),
-            reason,
-        })?;
+        config.check(
+            |field| format!("{}.{}", config.architecture, field.gguf),
+            |key, reason| ImportError::GgufMetadata { key, reason },
+        )?;
         Ok(config)
     }
 
@@ -122,49 +126,67 @@ impl LlamaConfig {
                 });
             }
         }
-        let hidden_size = usize_field(config, "hidden_size", None)?;
-        let num_heads = positive(
-            usize_field(config, "num_attention_heads", None)?,
-            "num_attention_heads",
-        )?;
+        let hidden_size = usize_field(config, EMBEDDING_LENGTH.hf, None)?;
+        let num_heads = heads(usize_field(config, HEAD_COUNT.hf, None)?, HEAD_COUNT.hf)?;
         let parsed = Self {
             hidden_size,
-            intermediate_size: usize_field(config, "intermediate_size", None)?,
-            num_layers: usize_field(config, "num_hidden_layers", None)?,
+            intermediate_size: usize_field(config, FEED_FORWARD_LENGTH.hf, None)?,
+            num_layers: usize_field(config, BLOCK_COUNT.hf, None)?,
             num_heads,
-            num_kv_heads: usize_field(config, "num_key_value_heads", Some(num_heads))?,
-            head_dim: usize_field(config, "head_dim", Some(hidden_size / num_heads))?,
-            vocab_size: usize_field(config, "vocab_size", None)?,
-            context_length: usize_field(config, "max_position_embeddings", None)?,
-            rope_theta: f32_field(config, "rope_theta", 10_000.0)?,
-            rms_norm_eps: f32_field(config, "rms_norm_eps", 1e-6)?,
+            num_kv_heads: usize_field(config, HEAD_COUNT_KV.hf, Some(num_heads))?,
+            head_dim: usize_field(config, KEY_LENGTH.hf, Some(hidden_size / num_heads))?,
+            vocab_size: usize_field(config, VOCAB_SIZE.hf, None)?,
+            context_length: usize_field(config, CONTEXT_LENGTH.hf, None)?,
+            rope_theta: f32_field(config, ROPE_FREQ_BASE.hf, 10_000.0)?,
+            rms_norm_eps: f32_field(config, RMS_EPSILON.hf, 1e-6)?,
             tie_word_embeddings: bool_field(config, "tie_word_embeddings", false)?,
             attention_bias: bool_field(config, "attention_bias", model_type == "qwen2")?,
             architecture: model_type,
         };
-        parsed.check(|field, reason| ImportError::InvalidConfig {
-            field: field.to_owned(),
-            reason,
-        })?;
+        parsed.check(
+            |field| field.hf.to_owned(),
+            |field, reason| ImportError::InvalidConfig { field, reason },
+        )?;
         Ok(parsed)
     }
 
-    /// Rejects shapes a decoder graph cannot have; `error` names the field.
-    fn check(&self, error: impl Fn(&str, String) -> ImportError) -> Result<(), ImportError> {
-        let sizes = [
-            ("embedding_length", self.hidden_size),
-            ("feed_forward_length", self.intermediate_size),
-            ("block_count", self.num_layers),
-            ("attention.head_count_kv", self.num_kv_heads),
-            ("attention.key_length", self.head_dim),
-            ("vocab_size", self.vocab_size),
+    /// Rejects shapes a decoder graph cannot have and sizes beyond the importer's limits
+    /// (the query head count is checked where it is read, before it divides); `name` names a
+    /// field as the source does, `error` makes the error of a malformed shape.
+    fn check(
+        &self,
+        name: impl Fn(Field) -> String,
+        error: impl Fn(String, String) -> ImportError,
+    ) -> Result<(), ImportError> {
+        let limits = [
+            (EMBEDDING_LENGTH, self.hidden_size, MAX_EMBEDDING_LENGTH),
+            (
+                FEED_FORWARD_LENGTH,
+                self.intermediate_size,
+                MAX_FEED_FORWARD_LENGTH,
+            ),
+            (BLOCK_COUNT, self.num_layers, MAX_BLOCK_COUNT),
+            (HEAD_COUNT_KV, self.num_kv_heads, MAX_HEAD_COUNT),
+            (KEY_LENGTH, self.head_dim, MAX_HEAD_DIM),
+            (VOCAB_SIZE, self.vocab_size, MAX_VOCAB_SIZE),
+            (CONTEXT_LENGTH, self.context_length, MAX_CONTEXT_LENGTH),
         ];
-        if let Some((field, _)) = sizes.iter().find(|(_, v)| *v == 0) {
-            return Err(error(field, "must be positive".to_owned()));
+        for (field, value, max) in limits {
+            in_range(&name(field), value as u64, 1, max)?;
         }
+        // The rotary cos/sin tables hold `context_length × key_length / 2` entries each.
+        let rope_max = MAX_ROPE_TABLE / self.head_dim as u64;
+        in_range(
+            &name(CONTEXT_LENGTH),
+            self.context_length as u64,
+            1,
+            rope_max,
+        )?;
+        positive_finite(&name(ROPE_FREQ_BASE), self.rope_theta)?;
+        positive_finite(&name(RMS_EPSILON), self.rms_norm_eps)?;
         if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(error(
-                "attention.head_count_kv",
+                name(HEAD_COUNT_KV),
                 format!(
                     "{} query heads are not a multiple of {} key/value heads",
                     self.num_heads, self.num_kv_heads
@@ -173,33 +195,82 @@ impl LlamaConfig {
         }
         if !self.head_dim.is_multiple_of(2) {
             return Err(error(
-                "attention.key_length",
+                name(KEY_LENGTH),
                 format!(
                     "head width {} is odd, rotary embeddings need pairs",
                     self.head_dim
                 ),
             ));
         }
-        if !(self.rms_norm_eps > 0.0 && self.rope_theta > 0.0) {
-            return Err(error(
-                "rope.freq_base",
-                "RoPE base and RMSNorm epsilon must be positive".to_owned(),
-            ));
-        }
         Ok(())
     }
 }
 
-/// `value` if it is positive, else an error naming `field`.
-fn positive(value: usize, field: &str) -> Result<usize, ImportError> {
-    if value == 0 {
-        Err(ImportError::InvalidConfig {
-            field: field.to_owned(),
-            reason: "must be positive".to_owned(),
-        })
-    } else {
-        Ok(value)
-    }
+/// How a hyper-parameter is named in GGUF metadata (after `{architecture}.`) and in a Hugging
+/// Face `config.json`.
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    /// The GGUF key without the architecture prefix.
+    gguf: &'static str,
+    /// The `config.json` field.
+    hf: &'static str,
+}
+
+/// The width of the hidden state.
+const EMBEDDING_LENGTH: Field = Field {
+    gguf: "embedding_length",
+    hf: "hidden_size",
+};
+/// The width of the feed-forward layer.
+const FEED_FORWARD_LENGTH: Field = Field {
+    gguf: "feed_forward_length",
+    hf: "intermediate_size",
+};
+/// The number of blocks.
+const BLOCK_COUNT: Field = Field {
+    gguf: "block_count",
+    hf: "num_hidden_layers",
+};
+/// The number of query heads.
+const HEAD_COUNT: Field = Field {
+    gguf: "attention.head_count",
+    hf: "num_attention_heads",
+};
+/// The number of key/value heads.
+const HEAD_COUNT_KV: Field = Field {
+    gguf: "attention.head_count_kv",
+    hf: "num_key_value_heads",
+};
+/// The width of one head.
+const KEY_LENGTH: Field = Field {
+    gguf: "attention.key_length",
+    hf: "head_dim",
+};
+/// The vocabulary size.
+const VOCAB_SIZE: Field = Field {
+    gguf: "vocab_size",
+    hf: "vocab_size",
+};
+/// The trained context length.
+const CONTEXT_LENGTH: Field = Field {
+    gguf: "context_length",
+    hf: "max_position_embeddings",
+};
+/// The RoPE base frequency.
+const ROPE_FREQ_BASE: Field = Field {
+    gguf: "rope.freq_base",
+    hf: "rope_theta",
+};
+/// The RMSNorm epsilon.
+const RMS_EPSILON: Field = Field {
+    gguf: "attention.layer_norm_rms_epsilon",
+    hf: "rms_norm_eps",
+};
+
+/// A query head count within `1..=`[`MAX_HEAD_COUNT`] (checked before anything divides by
+/// it), else [`ImportError::OutOfRange`] naming `field`.
+fn heads(value: usize, field: &str) -> Result<usize, ImportError> {
+    in_range(field, value as u64, 1, MAX_HEAD_COUNT).map(|_| value)
 }
 
 /// A non-negative integer field of `config.json`, or `default` when absent (null counts as

@@ -292,8 +292,44 @@ fn missing_tensor_is_named_and_nothing_is_written() {
         matches!(&err, ImportError::MissingTensor { name } if name == "encoder.layer.1.output.dense.bias"),
         "{err}"
     );
-    assert!(!out.join(ONNX_FILE).exists());
-    assert!(!out.join("model.onnx.partial").exists());
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["src"], "no output and no temporary directory");
+}
+
+#[test]
+fn an_existing_output_is_replaced_only_by_a_complete_import() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (good, bad) = (tmp.path().join("good"), tmp.path().join("bad"));
+    std::fs::create_dir_all(&good).unwrap();
+    std::fs::create_dir_all(&bad).unwrap();
+    write_checkpoint(&good, "bert.", Dtype::F32, None);
+    write_checkpoint(
+        &bad,
+        "bert.",
+        Dtype::F32,
+        Some("encoder.layer.1.output.dense.bias"),
+    );
+    let models = tmp.path().join("models");
+    let out = models.join("m");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("old.txt"), "previous model").unwrap();
+
+    assert!(import_model(&bad, &out, &ImportOptions::default()).is_err());
+    assert_eq!(
+        std::fs::read_to_string(out.join("old.txt")).unwrap(),
+        "previous model"
+    );
+
+    import_model(&good, &out, &ImportOptions::default()).unwrap();
+    assert!(out.join(ONNX_FILE).is_file() && !out.join("old.txt").exists());
+    let left: Vec<_> = std::fs::read_dir(&models)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["m"], "no temporary or previous directory left");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! A streaming reader of `.safetensors` files: parses only the JSON header up front, then reads
 //! one tensor at a time from disk and converts it (F32, F16 or BF16) to `f32`, so importing a
-//! model never holds the whole checkpoint in memory.
+//! model never holds the whole checkpoint in memory. The header's length and every tensor's
+//! byte range are checked against the file before anything is allocated for them.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::error::ImportError;
+use super::limits::{fit_in_file, in_range};
 
 /// Largest header accepted (the format's own limit is 100 MB).
 const MAX_HEADER_LEN: u64 = 100_000_000;
@@ -33,7 +35,6 @@ pub(crate) struct SafetensorsFile {
     path: PathBuf,
     file: File,
     data_start: u64,
-    data_len: u64,
     tensors: HashMap<String, TensorInfo>,
 }
 
@@ -49,10 +50,14 @@ impl SafetensorsFile {
         let mut len_bytes = [0u8; 8];
         file.read_exact(&mut len_bytes)
             .map_err(ImportError::io(path))?;
-        let header_len = u64::from_le_bytes(len_bytes);
-        if header_len > MAX_HEADER_LEN || 8 + header_len > file_len {
-            return Err(invalid(format!("header length {header_len} out of range")));
-        }
+        let header_len = in_range(
+            "safetensors header length",
+            u64::from_le_bytes(len_bytes),
+            0,
+            MAX_HEADER_LEN,
+        )?;
+        fit_in_file("the header", header_len, 1, file_len - 8)
+            .map_err(|o| o.into_error("safetensors", path))?;
         let mut header = vec![0u8; header_len as usize];
         file.read_exact(&mut header)
             .map_err(ImportError::io(path))?;
@@ -73,18 +78,19 @@ impl SafetensorsFile {
                     source,
                 })?;
             let (start, end) = info.data_offsets;
-            if start > end || end > data_len {
+            if start > end {
                 return Err(invalid(format!(
                     "tensor {name}: data offsets {start}..{end} out of range"
                 )));
             }
+            fit_in_file(&format!("tensor {name}"), end, 1, data_len)
+                .map_err(|o| o.into_error("safetensors", path))?;
             tensors.insert(name, info);
         }
         Ok(Self {
             path: path.to_owned(),
             file,
             data_start: 8 + header_len,
-            data_len,
             tensors,
         })
     }
@@ -108,18 +114,23 @@ impl SafetensorsFile {
                 name: name.to_owned(),
             })?;
         let elem_size = dtype_size(name, &info.dtype)?;
-        let numel: usize = info.shape.iter().product();
+        let n_bytes = info
+            .shape
+            .iter()
+            .try_fold(elem_size, |n, &d| n.checked_mul(d));
         let (start, end) = info.data_offsets;
-        if (end - start) as usize != numel * elem_size || end > self.data_len {
+        if n_bytes != Some((end - start) as usize) {
             return Err(ImportError::InvalidSafetensors {
                 path: self.path.clone(),
                 reason: format!(
-                    "tensor {name}: {} bytes for {numel} {} values",
+                    "tensor {name}: {} bytes for {} values of shape {:?}",
                     end - start,
-                    info.dtype
+                    info.dtype,
+                    info.shape
                 ),
             });
         }
+        let numel = (end - start) as usize / elem_size;
         let dtype = info.dtype.clone();
         let io_err = ImportError::io(&self.path);
         // Read and convert a block at a time: only the f32 result is held in full.
@@ -229,7 +240,16 @@ mod tests {
         std::fs::write(&path, 1000u64.to_le_bytes()).unwrap();
         assert!(matches!(
             SafetensorsFile::open(&path),
-            Err(ImportError::InvalidSafetensors { .. })
+            Err(ImportError::ExceedsFile {
+                claimed: 1000,
+                left: 0,
+                ..
+            })
+        ));
+        std::fs::write(&path, u64::MAX.to_le_bytes()).unwrap();
+        assert!(matches!(
+            SafetensorsFile::open(&path),
+            Err(ImportError::OutOfRange { .. })
         ));
     }
 }

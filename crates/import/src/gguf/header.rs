@@ -4,6 +4,8 @@
 use std::collections::HashSet;
 use std::io::Read;
 
+use super::super::error::ImportError;
+use super::super::limits::{in_range, MAX_TENSORS};
 use super::value::{GgufValue, GgufValueType, HeaderReader};
 use super::{GgmlType, GgufTensorInfo, DEFAULT_ALIGNMENT, GGUF_MAGIC};
 
@@ -18,42 +20,39 @@ pub(super) struct Header {
     pub tensors: Vec<GgufTensorInfo>,
 }
 
-/// Parses the header of a file of `len` bytes: `Err(reason)` if it is malformed,
-/// `Ok(Err(version))` if its version is not 2 or 3.
-pub(super) fn parse_header<R: Read>(
-    r: &mut HeaderReader<R>,
-    len: u64,
-) -> Result<Result<Header, u32>, String> {
+/// Parses the header of a GGUF file.
+pub(super) fn parse_header<R: Read>(r: &mut HeaderReader<'_, R>) -> Result<Header, ImportError> {
     let magic: [u8; 4] = r.array("magic")?;
     if magic != GGUF_MAGIC {
-        return Err(format!("bad magic {magic:02x?}, expected \"GGUF\""));
+        return Err(r.invalid(format!("bad magic {magic:02x?}, expected \"GGUF\"")));
     }
     let version = r.u32("version")?;
     if version != 2 && version != 3 {
-        return Ok(Err(version));
+        return Err(ImportError::UnsupportedGgufVersion {
+            path: r.path().to_owned(),
+            version,
+        });
     }
-    let n_tensors = r.u64("tensor count")?;
+    let n_tensors = in_range("GGUF tensor count", r.u64("tensor count")?, 0, MAX_TENSORS)?;
     let n_kv = r.u64("metadata count")?;
-    // A key-value pair takes at least 12 bytes, a tensor info at least 24.
-    if n_kv
-        .saturating_mul(12)
-        .saturating_add(n_tensors.saturating_mul(24))
-        > r.remaining()
-    {
-        return Err(format!(
-            "truncated: {n_kv} metadata entries and {n_tensors} tensors cannot fit in {len} bytes"
-        ));
-    }
+    r.count_values(n_kv)?;
+    // A key-value pair takes at least 12 bytes, a tensor info at least 24 (both counts are
+    // bounded above, so this cannot overflow).
+    r.claim(
+        "metadata entries and tensor infos",
+        n_kv * 12 + n_tensors * 24,
+        1,
+    )?;
     let mut metadata = Vec::with_capacity(n_kv as usize);
     let mut seen = HashSet::new();
     for _ in 0..n_kv {
         let key = r.string("metadata key")?;
         let id = r.u32(&key)?;
         let ty = GgufValueType::from_id(id)
-            .ok_or_else(|| format!("metadata `{key}`: unknown value type {id}"))?;
+            .ok_or_else(|| r.invalid(format!("metadata `{key}`: unknown value type {id}")))?;
         let value = r.value(ty, &key)?;
         if !seen.insert(key.clone()) {
-            return Err(format!("duplicate metadata key `{key}`"));
+            return Err(r.invalid(format!("duplicate metadata key `{key}`")));
         }
         metadata.push((key, value));
     }
@@ -61,7 +60,7 @@ pub(super) fn parse_header<R: Read>(
         None => DEFAULT_ALIGNMENT,
         Some((_, v)) => match v.as_u64() {
             Some(a) if a > 0 && a.is_power_of_two() => a,
-            _ => return Err(format!("general.alignment {v:?} is not a power of two")),
+            _ => return Err(r.invalid(format!("general.alignment {v:?} is not a power of two"))),
         },
     };
     let mut infos = Vec::with_capacity(n_tensors as usize);
@@ -74,29 +73,29 @@ pub(super) fn parse_header<R: Read>(
         .into_iter()
         .map(|(name, dims, ggml_type, rel)| {
             if !names.insert(name.clone()) {
-                return Err(format!("duplicate tensor `{name}`"));
+                return Err(r.invalid(format!("duplicate tensor `{name}`")));
             }
-            place_tensor(name, dims, ggml_type, rel, data_start, alignment, len)
+            place_tensor(r, name, dims, ggml_type, rel, data_start, alignment)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Ok(Header {
+    Ok(Header {
         version,
         alignment,
         metadata,
         tensors,
-    }))
+    })
 }
 
 /// One raw tensor info: name, dims, type, offset relative to the data section.
 fn tensor_info<R: Read>(
-    r: &mut HeaderReader<R>,
-) -> Result<(String, Vec<u64>, GgmlType, u64), String> {
+    r: &mut HeaderReader<'_, R>,
+) -> Result<(String, Vec<u64>, GgmlType, u64), ImportError> {
     let name = r.string("tensor name")?;
     let n_dims = r.u32(&name)?;
     if n_dims > MAX_DIMS {
-        return Err(format!(
+        return Err(r.invalid(format!(
             "tensor `{name}` has {n_dims} dimensions (at most {MAX_DIMS})"
-        ));
+        )));
     }
     let dims = (0..n_dims)
         .map(|_| r.u64(&name))
@@ -106,47 +105,44 @@ fn tensor_info<R: Read>(
     Ok((name, dims, ggml_type, offset))
 }
 
-/// Checks a tensor's size and byte range and makes its info.
-fn place_tensor(
+/// Checks a tensor's size and byte range (its data must lie inside the file) and makes its
+/// info.
+fn place_tensor<R: Read>(
+    r: &HeaderReader<'_, R>,
     name: String,
     dims: Vec<u64>,
     ggml_type: GgmlType,
     rel: u64,
     data_start: u64,
     alignment: u64,
-    len: u64,
-) -> Result<GgufTensorInfo, String> {
+) -> Result<GgufTensorInfo, ImportError> {
     if !rel.is_multiple_of(alignment) {
-        return Err(format!(
+        return Err(r.invalid(format!(
             "tensor `{name}`: offset {rel} is not a multiple of {alignment}"
-        ));
+        )));
     }
     let n_elements = dims
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| format!("tensor `{name}`: dimensions {dims:?} overflow"))?;
+        .ok_or_else(|| r.invalid(format!("tensor `{name}`: dimensions {dims:?} overflow")))?;
     let offset = data_start
         .checked_add(rel)
-        .ok_or_else(|| format!("tensor `{name}`: offset {rel} overflows"))?;
+        .ok_or_else(|| r.invalid(format!("tensor `{name}`: offset {rel} overflows")))?;
+    let what = format!("tensor `{name}`");
+    r.fits(&what, offset, 1, r.len())?;
     let n_bytes = match ggml_type.block_layout() {
         None => None,
         Some((block, bytes)) => {
             let row = dims.first().copied().unwrap_or(1);
             if !row.is_multiple_of(block) {
-                return Err(format!(
+                return Err(r.invalid(format!(
                     "tensor `{name}`: row length {row} is not a multiple of the {ggml_type} \
                      block size {block}"
-                ));
+                )));
             }
-            Some((n_elements / block).saturating_mul(bytes))
+            Some(r.fits(&what, n_elements / block, bytes, r.len() - offset)?)
         }
     };
-    let end = offset.saturating_add(n_bytes.unwrap_or(0));
-    if end > len {
-        return Err(format!(
-            "tensor `{name}`: data {offset}..{end} runs past the end of the file ({len} bytes)"
-        ));
-    }
     Ok(GgufTensorInfo {
         name,
         dims,

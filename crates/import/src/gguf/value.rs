@@ -1,9 +1,14 @@
 //! GGUF metadata values (every value type of the format, arrays included) and the bounded
 //! reader that parses them from a file header: every length is checked against the bytes
-//! left in the file before anything is allocated, so a corrupt file gives an error, not an
-//! out-of-memory abort.
+//! left in the file before anything is allocated, and arrays against [`MAX_ARRAY_LEN`] and
+//! the header's metadata values together against [`MAX_METADATA_VALUES`], so a corrupt or
+//! hostile file gives an error, not an out-of-memory abort.
 
 use std::io::Read;
+use std::path::Path;
+
+use super::super::error::ImportError;
+use super::super::limits::{fit_in_file, in_range, MAX_ARRAY_LEN, MAX_METADATA_VALUES};
 
 /// A metadata value type, as numbered in the GGUF format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,18 +191,37 @@ impl GgufValue {
 /// Deepest nesting of arrays accepted.
 const MAX_ARRAY_DEPTH: usize = 4;
 
-/// A reader over a GGUF header that knows how many bytes the file has left.
-pub(super) struct HeaderReader<R> {
+/// A reader over a GGUF header that knows how many bytes the file has left, and how many
+/// metadata values it has read (against [`MAX_METADATA_VALUES`]).
+pub(super) struct HeaderReader<'a, R> {
     inner: R,
+    path: &'a Path,
     /// Bytes consumed so far.
     pub pos: u64,
     len: u64,
+    values: u64,
 }
 
-impl<R: Read> HeaderReader<R> {
-    /// Wraps `inner`, positioned at the start of a file of `len` bytes.
-    pub fn new(inner: R, len: u64) -> Self {
-        Self { inner, pos: 0, len }
+impl<'a, R: Read> HeaderReader<'a, R> {
+    /// Wraps `inner`, positioned at the start of the file at `path` of `len` bytes.
+    pub fn new(inner: R, path: &'a Path, len: u64) -> Self {
+        Self {
+            inner,
+            path,
+            pos: 0,
+            len,
+            values: 0,
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &'a Path {
+        self.path
+    }
+
+    /// The file's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
     /// Bytes left in the file.
@@ -205,55 +229,78 @@ impl<R: Read> HeaderReader<R> {
         self.len.saturating_sub(self.pos)
     }
 
+    /// An [`ImportError::InvalidGguf`] for this file.
+    pub fn invalid(&self, reason: String) -> ImportError {
+        ImportError::InvalidGguf {
+            path: self.path.to_owned(),
+            reason,
+        }
+    }
+
+    /// Checks that `count` items of at least `unit` bytes each, claimed by `what`, fit in
+    /// the bytes left, and returns the bytes they take at least.
+    pub fn claim(&self, what: &str, count: u64, unit: u64) -> Result<u64, ImportError> {
+        self.fits(what, count, unit, self.remaining())
+    }
+
+    /// Checks that `count` items of `unit` bytes each, claimed by `what`, fit in `left`
+    /// bytes of this file ([`fit_in_file`]), and returns the bytes they take.
+    pub fn fits(&self, what: &str, count: u64, unit: u64, left: u64) -> Result<u64, ImportError> {
+        fit_in_file(what, count, unit, left).map_err(|o| o.into_error("GGUF", self.path))
+    }
+
+    /// Counts `count` more metadata values, refusing a header with more than
+    /// [`MAX_METADATA_VALUES`] in all.
+    pub fn count_values(&mut self, count: u64) -> Result<(), ImportError> {
+        let total = self.values.saturating_add(count);
+        in_range(
+            "GGUF metadata values in total",
+            total,
+            0,
+            MAX_METADATA_VALUES,
+        )?;
+        self.values = total;
+        Ok(())
+    }
+
     /// Reads exactly `N` bytes.
-    pub fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+    pub fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], ImportError> {
         let mut buf = [0u8; N];
         self.fill(&mut buf, what)?;
         Ok(buf)
     }
 
     /// Fills `buf`, or says that the file ends inside `what`.
-    fn fill(&mut self, buf: &mut [u8], what: &str) -> Result<(), String> {
-        if (buf.len() as u64) > self.remaining() {
-            return Err(format!(
-                "truncated: file ends inside {what} at byte {}",
-                self.pos
-            ));
-        }
+    fn fill(&mut self, buf: &mut [u8], what: &str) -> Result<(), ImportError> {
+        self.claim(what, buf.len() as u64, 1)?;
         self.inner
             .read_exact(buf)
-            .map_err(|e| format!("reading {what} at byte {}: {e}", self.pos))?;
+            .map_err(ImportError::io(self.path))?;
         self.pos += buf.len() as u64;
         Ok(())
     }
 
     /// Reads a little-endian `u32`.
-    pub fn u32(&mut self, what: &str) -> Result<u32, String> {
+    pub fn u32(&mut self, what: &str) -> Result<u32, ImportError> {
         self.array(what).map(u32::from_le_bytes)
     }
 
     /// Reads a little-endian `u64`.
-    pub fn u64(&mut self, what: &str) -> Result<u64, String> {
+    pub fn u64(&mut self, what: &str) -> Result<u64, ImportError> {
         self.array(what).map(u64::from_le_bytes)
     }
 
     /// Reads a GGUF string (`u64` length, UTF-8 bytes).
-    pub fn string(&mut self, what: &str) -> Result<String, String> {
+    pub fn string(&mut self, what: &str) -> Result<String, ImportError> {
         let len = self.u64(what)?;
-        if len > self.remaining() {
-            return Err(format!(
-                "truncated: {what} at byte {} claims {len} bytes, {} left",
-                self.pos,
-                self.remaining()
-            ));
-        }
-        let mut buf = vec![0u8; len as usize];
+        let mut buf = vec![0u8; self.claim(what, len, 1)? as usize];
         self.fill(&mut buf, what)?;
-        String::from_utf8(buf).map_err(|_| format!("{what} at byte {} is not UTF-8", self.pos))
+        String::from_utf8(buf)
+            .map_err(|_| self.invalid(format!("{what} at byte {} is not UTF-8", self.pos)))
     }
 
     /// Reads a value of type `ty`.
-    pub fn value(&mut self, ty: GgufValueType, what: &str) -> Result<GgufValue, String> {
+    pub fn value(&mut self, ty: GgufValueType, what: &str) -> Result<GgufValue, ImportError> {
         self.value_at_depth(ty, what, 0)
     }
 
@@ -263,7 +310,7 @@ impl<R: Read> HeaderReader<R> {
         ty: GgufValueType,
         what: &str,
         depth: usize,
-    ) -> Result<GgufValue, String> {
+    ) -> Result<GgufValue, ImportError> {
         Ok(match ty {
             GgufValueType::U8 => GgufValue::U8(u8::from_le_bytes(self.array(what)?)),
             GgufValueType::I8 => GgufValue::I8(i8::from_le_bytes(self.array(what)?)),
@@ -278,24 +325,25 @@ impl<R: Read> HeaderReader<R> {
             GgufValueType::Bool => match self.array::<1>(what)? {
                 [0] => GgufValue::Bool(false),
                 [1] => GgufValue::Bool(true),
-                [b] => return Err(format!("{what}: bool byte {b} is neither 0 nor 1")),
+                [b] => {
+                    return Err(self.invalid(format!("{what}: bool byte {b} is neither 0 nor 1")))
+                }
             },
             GgufValueType::String => GgufValue::String(self.string(what)?),
             GgufValueType::Array => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(format!(
+                    return Err(self.invalid(format!(
                         "{what}: arrays nested deeper than {MAX_ARRAY_DEPTH}"
-                    ));
+                    )));
                 }
                 let id = self.u32(what)?;
-                let element_type = GgufValueType::from_id(id)
-                    .ok_or_else(|| format!("{what}: unknown array element type {id}"))?;
+                let element_type = GgufValueType::from_id(id).ok_or_else(|| {
+                    self.invalid(format!("{what}: unknown array element type {id}"))
+                })?;
                 let count = self.u64(what)?;
-                if count.saturating_mul(element_type.min_size()) > self.remaining() {
-                    return Err(format!(
-                        "truncated: {what} claims {count} elements, the file is too short"
-                    ));
-                }
+                in_range(what, count, 0, MAX_ARRAY_LEN)?;
+                self.claim(what, count, element_type.min_size())?;
+                self.count_values(count)?;
                 let mut values = Vec::with_capacity(count as usize);
                 for _ in 0..count {
                     values.push(self.value_at_depth(element_type, what, depth + 1)?);
