@@ -5,6 +5,11 @@
 //! the function `raise_exception(message)`, the `tojson` filter, and Python string and dict
 //! methods (`.strip()`, `.startswith()`, `.items()`, …) through `minijinja-contrib`'s
 //! `pycompat`.
+//!
+//! Every rendering runs on a fuel budget ([`FUEL`]): a template that loops (or builds huge
+//! strings) fails with [`ChatTemplateError::OutOfFuel`] within milliseconds instead of holding
+//! a thread for ever. [`ChatTemplate::check_fuel`] renders a small probe conversation, so that a
+//! model whose template cannot even render that within the budget is refused at load.
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, Error, ErrorKind, Value};
@@ -12,6 +17,25 @@ use serde::Serialize;
 
 /// Name the template is registered under.
 const TEMPLATE_NAME: &str = "chat";
+
+/// The fuel budget of one rendering (minijinja's unit: about one instruction executed or 64
+/// bytes of data created; the costs may change between minijinja releases). Measured with
+/// SmolLM2's template: a one-message chat takes 43 fuel, 20 turns of 1,000 characters 1,774,
+/// 100 turns of 5,000 characters (500 KB, more than a 128k-token context) 33,799, and the
+/// largest conversation the default request body limit lets through (8 MiB of text, as one
+/// message or 4,000 turns) 500,000 to 600,000. Four million covers that last one six times
+/// over and a full context a hundred times, stops a looping template within a fraction of a
+/// second (tens of nanoseconds per fuel) and bounds what a template can allocate to about
+/// 256 MB.
+pub const FUEL: u64 = 4_000_000;
+
+/// The conversation [`ChatTemplate::check_fuel`] renders: the turns every chat template
+/// accepts.
+const PROBE: [(&str, &str); 3] = [
+    ("user", "Hello!"),
+    ("assistant", "Hello! How can I help you today?"),
+    ("user", "Tell me a short story."),
+];
 
 /// Why a chat template could not be compiled or rendered.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +49,11 @@ pub enum ChatTemplateError {
     /// The template itself rejected the conversation with `raise_exception(message)`.
     #[error("chat template rejected the conversation: {0}")]
     Rejected(String),
+    /// Rendering used up its fuel budget ([`FUEL`]): the template loops or does far more work
+    /// than any real conversation needs. A fault of the model, not of the request; the message
+    /// says nothing of the template's internals.
+    #[error("the chat template exceeded its work limit of {FUEL} fuel")]
+    OutOfFuel,
 }
 
 /// Variables of one rendering besides `messages`.
@@ -57,6 +86,7 @@ impl ChatTemplate {
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
+        env.set_fuel(Some(FUEL));
         env.add_template_owned(TEMPLATE_NAME, source.to_owned())
             .map_err(ChatTemplateError::Syntax)?;
         Ok(Self { env })
@@ -64,7 +94,7 @@ impl ChatTemplate {
 
     /// Renders `messages` (a list of `{"role", "content", …}` objects, passed to the template
     /// as they are) with `options`.
-    pub fn render<M: Serialize>(
+    pub fn render<M: Serialize + ?Sized>(
         &self,
         messages: &M,
         options: &RenderOptions,
@@ -80,6 +110,9 @@ impl ChatTemplate {
             eos_token => options.eos_token.as_str(),
         };
         template.render(ctx).map_err(|e| {
+            if e.kind() == ErrorKind::OutOfFuel {
+                return ChatTemplateError::OutOfFuel;
+            }
             let rejected = e.kind() == ErrorKind::InvalidOperation
                 && e.detail().is_some_and(|d| d.starts_with(REJECTED_PREFIX));
             match e.detail().and_then(|d| d.strip_prefix(REJECTED_PREFIX)) {
@@ -88,6 +121,27 @@ impl ChatTemplate {
             }
         })
     }
+
+    /// Renders a small probe conversation with `options` to check that the template stays
+    /// within its fuel budget: [`ChatTemplateError::OutOfFuel`] if it does not. Other render
+    /// errors (a template that insists on other roles, say) are left to the requests.
+    pub fn check_fuel(&self, options: &RenderOptions) -> Result<(), ChatTemplateError> {
+        let probe: Vec<_> = PROBE
+            .iter()
+            .map(|(role, content)| Turn { role, content })
+            .collect();
+        match self.render(&probe, options) {
+            Err(ChatTemplateError::OutOfFuel) => Err(ChatTemplateError::OutOfFuel),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One turn of the probe conversation.
+#[derive(Serialize)]
+struct Turn<'a> {
+    role: &'a str,
+    content: &'a str,
 }
 
 /// Marks the errors `raise_exception` raises, to tell them from other render errors.
@@ -156,6 +210,43 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out, "  A|{\"content\": \" a \", \"role\": \"user\"}\n");
+    }
+
+    const LOOPING: &str = "{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}\
+        {% endfor %}{% endfor %}";
+
+    #[test]
+    fn a_looping_template_runs_out_of_fuel_fast() {
+        let t = ChatTemplate::new(LOOPING).unwrap();
+        let start = std::time::Instant::now();
+        let err = t.render(&json!([]), &RenderOptions::default()).unwrap_err();
+        assert!(matches!(err, ChatTemplateError::OutOfFuel), "{err}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        assert!(!err.to_string().contains("range"), "{err}");
+    }
+
+    #[test]
+    fn the_fuel_check_refuses_a_looping_template_only() {
+        let options = RenderOptions::default();
+        let looping = ChatTemplate::new(LOOPING).unwrap();
+        assert!(matches!(
+            looping.check_fuel(&options),
+            Err(ChatTemplateError::OutOfFuel)
+        ));
+        ChatTemplate::new(CHATML)
+            .unwrap()
+            .check_fuel(&options)
+            .unwrap();
+        let picky = ChatTemplate::new("{{ raise_exception('system first') }}").unwrap();
+        picky.check_fuel(&options).unwrap();
+    }
+
+    #[test]
+    fn a_long_conversation_renders_within_the_budget() {
+        let t = ChatTemplate::new(CHATML).unwrap();
+        let turn = json!({"role": "user", "content": "x".repeat(2_000)});
+        let messages = serde_json::Value::Array(vec![turn; 4_000]);
+        assert!(t.render(&messages, &RenderOptions::default()).is_ok());
     }
 
     #[test]

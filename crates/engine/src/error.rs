@@ -52,6 +52,10 @@ pub enum EngineError {
     /// The chat template could not render the conversation (or rejected it).
     #[error(transparent)]
     ChatTemplate(#[from] crate::chat_template::ChatTemplateError),
+    /// A message's content holds special-token text, and the chat template changes the content
+    /// so that the engine cannot find it in the prompt to encode that text as text.
+    #[error("the messages contain special-token text that this model's chat template does not let the server encode as text")]
+    SpecialTokenText,
     /// A token id is outside the model's vocabulary.
     #[error(
         "input[{index}] contains token id {token}, outside the vocabulary of {vocab_size} tokens"
@@ -144,6 +148,7 @@ impl EngineError {
                 | Self::TokenOutOfRange { .. }
                 | Self::UnknownToken { .. }
                 | Self::EmptyPrompt
+                | Self::SpecialTokenText
                 | Self::ChatTemplate(crate::chat_template::ChatTemplateError::Rejected(_))
         )
     }

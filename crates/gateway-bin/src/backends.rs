@@ -93,6 +93,7 @@ fn onnx_settings(model: &ModelConfig, config: &Config) -> ModelSettings {
             prefill_chunk_tokens: model.prefill_chunk_tokens,
             prefill_chunk_tokens_while_decoding: model.prefill_chunk_tokens_while_decoding,
             queue_capacity: model.queue_capacity,
+            special_tokens_in_content: model.special_tokens_in_content,
         },
     }
 }
