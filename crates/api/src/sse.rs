@@ -18,7 +18,7 @@ use gateway_backend::{BackendError, GenerationEvent};
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::generation::{AnswerFormat, Delta, PartEvent, PromptField, UsageMeter};
+use crate::generation::{AnswerFormat, Delta, PromptField, UsageMeter};
 
 /// One `data: …` event with `value` as JSON.
 pub fn event<T: Serialize>(value: &T) -> Bytes {
@@ -39,7 +39,7 @@ pub struct StreamOptions {
 
 struct StreamState<F> {
     format: F,
-    events: BoxStream<'static, PartEvent>,
+    events: BoxStream<'static, GenerationEvent>,
     meter: UsageMeter,
     options: StreamOptions,
     pending: VecDeque<Bytes>,
@@ -49,7 +49,7 @@ struct StreamState<F> {
 /// The streamed answer of a request's merged generations.
 pub fn stream_response<F: AnswerFormat>(
     format: F,
-    events: BoxStream<'static, PartEvent>,
+    events: BoxStream<'static, GenerationEvent>,
     meter: UsageMeter,
     options: StreamOptions,
 ) -> Response {
@@ -88,14 +88,11 @@ impl<F: AnswerFormat> StreamState<F> {
                 return None;
             }
             match self.events.next().await {
-                Some((
-                    _,
-                    GenerationEvent::Token {
-                        choice,
-                        text,
-                        logprob,
-                    },
-                )) => {
+                Some(GenerationEvent::Token {
+                    choice,
+                    text,
+                    logprob,
+                }) => {
                     if !text.is_empty() || logprob.is_some() {
                         let logprobs = logprob.into_iter().collect();
                         self.send(Delta {
@@ -106,14 +103,11 @@ impl<F: AnswerFormat> StreamState<F> {
                         });
                     }
                 }
-                Some((
-                    _,
-                    GenerationEvent::Finished {
-                        choice,
-                        reason,
-                        tail,
-                    },
-                )) => {
+                Some(GenerationEvent::Finished {
+                    choice,
+                    reason,
+                    tail,
+                }) => {
                     let finish = Some(reason);
                     self.send(Delta {
                         choice,
@@ -122,8 +116,8 @@ impl<F: AnswerFormat> StreamState<F> {
                         finish,
                     });
                 }
-                Some((part, GenerationEvent::Done { usage })) => self.meter.settle(part, usage),
-                Some((_, GenerationEvent::Failed { error, .. })) => self.fail(error),
+                Some(GenerationEvent::Done { .. }) => {}
+                Some(GenerationEvent::Failed { error, .. }) => self.fail(error),
                 None => self.finish(),
             }
         }

@@ -14,14 +14,10 @@ pub struct UsageMeter {
     state: Arc<AppState>,
     model: String,
     request_id: String,
-    parts: Vec<Part>,
+    /// The usage of each prompt's generation, as its backend keeps counting it (the final
+    /// usage once the generation ended).
+    generations: Vec<UsageHandle>,
     recorded: bool,
-}
-
-/// One prompt's generation: its running count, and its final usage once it ended.
-struct Part {
-    running: UsageHandle,
-    settled: Option<Usage>,
 }
 
 impl UsageMeter {
@@ -31,31 +27,21 @@ impl UsageMeter {
             state,
             model: model.to_owned(),
             request_id,
-            parts: Vec::new(),
+            generations: Vec::new(),
             recorded: false,
         }
     }
 
     /// Counts the generation of the next prompt, which started and counts into `running`.
     pub fn track(&mut self, running: UsageHandle) {
-        self.parts.push(Part {
-            running,
-            settled: None,
-        });
-    }
-
-    /// Takes the final usage the backend reported for prompt `part`.
-    pub fn settle(&mut self, part: usize, usage: Usage) {
-        if let Some(part) = self.parts.get_mut(part) {
-            part.settled = Some(usage);
-        }
+        self.generations.push(running);
     }
 
     /// The request's usage: each prompt's final usage, or its count so far.
     pub fn usage(&self) -> Usage {
-        self.parts
+        self.generations
             .iter()
-            .map(|part| part.settled.unwrap_or_else(|| part.running.usage()))
+            .map(UsageHandle::usage)
             .fold(None, |sum: Option<Usage>, usage| {
                 Some(sum.map_or(usage, |sum| sum.plus(usage)))
             })

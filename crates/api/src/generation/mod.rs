@@ -92,9 +92,6 @@ pub struct Collected {
     pub finish: Option<FinishReason>,
 }
 
-/// An event of the generation of prompt `.0`, its choices numbered over the whole request.
-pub type PartEvent = (usize, GenerationEvent);
-
 /// Handles a chat or completion request.
 pub async fn handle<R: GenerationRoute>(
     State(state): State<Arc<AppState>>,
@@ -189,7 +186,10 @@ fn refuse_unsupported(
 /// The events of all prompts' generations as they come; choice `i` of prompt `p` becomes
 /// choice `p * choices_per_prompt + i` of the request. A generation whose events stop before
 /// its end is reported as failed, never as complete.
-fn merge(streams: Vec<GenerationStream>, choices_per_prompt: u32) -> BoxStream<'static, PartEvent> {
+fn merge(
+    streams: Vec<GenerationStream>,
+    choices_per_prompt: u32,
+) -> BoxStream<'static, GenerationEvent> {
     let parts = streams.into_iter().enumerate().map(|(part, events)| {
         let offset = u32::try_from(part)
             .unwrap_or(u32::MAX)
@@ -216,17 +216,17 @@ fn merge(streams: Vec<GenerationStream>, choices_per_prompt: u32) -> BoxStream<'
                     tail,
                 },
                 Some(last @ (GenerationEvent::Done { .. } | GenerationEvent::Failed { .. })) => {
-                    return Some(((part, last), None))
+                    return Some((last, None))
                 }
                 None => {
                     let failed = GenerationEvent::Failed {
                         error: ended_early(),
                         usage: events.usage(),
                     };
-                    return Some(((part, failed), None));
+                    return Some((failed, None));
                 }
             };
-            Some(((part, event), Some(events)))
+            Some((event, Some(events)))
         })
         .boxed()
     });
@@ -242,12 +242,12 @@ fn ended_early() -> BackendError {
 
 /// Collects every choice for a whole answer; the first failure fails the request.
 async fn collect(
-    mut events: BoxStream<'static, PartEvent>,
+    mut events: BoxStream<'static, GenerationEvent>,
     choices: u32,
     meter: &mut UsageMeter,
 ) -> Result<Vec<Collected>, BackendError> {
     let mut collected: Vec<Collected> = (0..choices).map(|_| Collected::default()).collect();
-    while let Some((part, event)) = events.next().await {
+    while let Some(event) = events.next().await {
         match event {
             GenerationEvent::Token {
                 choice,
@@ -269,7 +269,7 @@ async fn collect(
                     choice.finish = Some(reason);
                 }
             }
-            GenerationEvent::Done { usage } => meter.settle(part, usage),
+            GenerationEvent::Done { .. } => {}
             GenerationEvent::Failed { error, .. } => return Err(error),
         }
     }
