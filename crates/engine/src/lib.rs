@@ -35,6 +35,8 @@ mod generator;
 mod job_queue;
 mod model_dir;
 mod runtime;
+#[cfg(test)]
+mod test_tokenizer;
 
 pub use embedder::{EmbedderConfig, OnnxEmbedder};
 pub use error::EngineError;

@@ -152,27 +152,12 @@ impl InputEncoder {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::collections::HashMap;
-
-    use tokenizers::models::wordlevel::WordLevel;
-    use tokenizers::pre_tokenizers::whitespace::Whitespace;
-
     use super::*;
+    use crate::test_tokenizer::word_level;
 
     /// A word-level tokenizer over `[UNK] a b c d`, saved as `tokenizer.json` in a temp dir.
     fn encoder(context_length: usize, max_inputs: usize, truncate: bool) -> InputEncoder {
-        let vocab: HashMap<String, u32> = ["[UNK]", "a", "b", "c", "d"]
-            .iter()
-            .zip(0..)
-            .map(|(word, id)| (word.to_string(), id))
-            .collect();
-        let model = WordLevel::builder()
-            .vocab(vocab.into_iter().collect())
-            .unk_token("[UNK]".to_owned())
-            .build()
-            .unwrap();
-        let mut tokenizer = Tokenizer::new(model);
-        tokenizer.with_pre_tokenizer(Some(Whitespace {}));
+        let tokenizer = word_level(&["[UNK]", "a", "b", "c", "d"]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokenizer.json");
         tokenizer.save(&path, false).unwrap();
