@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Response};
+use axum::http::{header, HeaderValue, Response};
 use axum::middleware::Next;
+use futures::StreamExt;
 use tower_http::timeout::TimeoutBody;
 
 use crate::error::{ApiError, MaskedServerError, Surface};
@@ -53,7 +54,7 @@ pub async fn time_limit(
 }
 
 /// Bounds how a body may arrive: a declared `Content-Length` over the limit is answered 413
-/// before a byte of it is read, and a body that pauses longer than the configured time fails
+/// before a byte of it is kept (the body is read and dropped, see [`discard_body`]), and a body that pauses longer than the configured time fails
 /// its reading (answered 408), so that a slow or short body cannot hold a request open.
 pub async fn body_limits(
     State(state): State<Arc<AppState>>,
@@ -66,13 +67,33 @@ pub async fn body_limits(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        let surface = Surface::of_path(request.uri().path());
-        return ApiError::PayloadTooLarge { limit }.respond(surface);
-    }
     let pause = Duration::from_secs(state.limits.body_read_timeout_secs);
+    if let Some(length) = declared.filter(|length| *length > limit as u64) {
+        let surface = Surface::of_path(request.uri().path());
+        let mut response = ApiError::PayloadTooLarge { limit }.respond(surface);
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if length <= MAX_DISCARDED_BODY_BYTES {
+            tokio::spawn(discard_body(request.into_body(), pause));
+        }
+        return response;
+    }
     let request = request.map(|body| Body::new(TimeoutBody::new(pause, body)));
     next.run(request).await
+}
+
+/// Largest refused body that is still read and thrown away so that its sender sees the 413;
+/// the connection of a larger one is closed as soon as the answer is written.
+pub const MAX_DISCARDED_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads a refused body to its end and drops it, giving up after `deadline`. A client that
+/// writes its whole body before reading the answer (most do) would otherwise have its
+/// connection reset under it and never see the 413.
+async fn discard_body(body: Body, deadline: Duration) {
+    let mut chunks = body.into_data_stream();
+    let drain = async { while let Some(Ok(_)) = chunks.next().await {} };
+    let _ = tokio::time::timeout(deadline, drain).await;
 }
 
 /// Replaces the body of a masked server error with one that names only the request id, in the
