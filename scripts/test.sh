@@ -9,6 +9,10 @@ if [ -x scripts/postgres.sh ]; then
     GATEWAY_TEST_POSTGRES_URL=$(scripts/postgres.sh | tail -n 1)
     export GATEWAY_TEST_POSTGRES_URL
 fi
+if [ -x scripts/redis.sh ]; then
+    GATEWAY_TEST_REDIS_URL=$(scripts/redis.sh | tail -n 1)
+    export GATEWAY_TEST_REDIS_URL
+fi
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 ORT_DYLIB_PATH=$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
 export ORT_DYLIB_PATH

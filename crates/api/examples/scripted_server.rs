@@ -6,19 +6,22 @@
 //!
 //! It serves `scripted` (answers chat turns with "Hello world", takes no text prompts),
 //! `failing` (releases two pieces, then fails), `busy` (always overloaded) and `vectors`
-//! (4-dimensional embeddings), keeps its keys in a temporary SQLite file, and
+//! (4-dimensional embeddings), keeps its keys and usage in a temporary SQLite file, and
 //! prints one JSON line, `{"base_url": …, "api_key": …}`, once it listens. It stops on Ctrl-C
 //! or when its standard input closes.
 //!
 //! Usage: `scripted_server [ADDR]` (default `127.0.0.1:0`, a free port).
 
+#[path = "../tests/support/accounting.rs"]
+mod accounting;
 #[path = "../tests/support/scripted_backend.rs"]
 mod scripted_backend;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_api::{AppState, ConnectionLimits, Limits, ModelRegistry};
+use accounting::{accounting, test_policy, GENEROUS};
+use gateway_api::{AppState, ConnectionLimits, Limits, ModelRegistry, ServedModel};
 use gateway_auth::{CreateToken, Management};
 use scripted_backend::{Script, ScriptedBackend};
 use tokio::io::AsyncReadExt;
@@ -46,26 +49,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut models = ModelRegistry::default();
     let answer = Script::Answer(vec!["Hel", "lo", " world"]);
     let scripted = ScriptedBackend::chat("scripted", answer).chat_only();
-    models.insert("scripted", Arc::new(scripted), 0);
+    let serve = |backend: ScriptedBackend| ServedModel::from_card(Arc::new(backend));
+    models.insert("scripted", serve(scripted));
     let overloaded = Script::Refuse(gateway_backend::BackendError::Overloaded);
-    models.insert(
-        "busy",
-        Arc::new(ScriptedBackend::chat("busy", overloaded)),
-        0,
-    );
+    models.insert("busy", serve(ScriptedBackend::chat("busy", overloaded)));
     let failing = ScriptedBackend::chat("failing", Script::FailAfter(vec!["Par", "tial"]));
-    models.insert("failing", Arc::new(failing.pausing(pause)), 0);
-    models.insert(
-        "vectors",
-        Arc::new(ScriptedBackend::embedding("vectors", 4)),
-        0,
-    );
+    models.insert("failing", serve(failing.pausing(pause)));
+    models.insert("vectors", serve(ScriptedBackend::embedding("vectors", 4)));
     let limits = Limits {
         max_body_bytes: 1 << 20,
         request_timeout_secs: 30,
         body_read_timeout_secs: 10,
     };
-    let state = Arc::new(AppState::new(models, limits, store));
+    let accounting = accounting(&url, dir.path(), test_policy(GENEROUS)).await?;
+    let state = Arc::new(AppState::new(models, limits, store, accounting));
 
     let listener = tokio::net::TcpListener::bind(&address).await?;
     let local = listener.local_addr()?;

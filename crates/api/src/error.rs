@@ -79,6 +79,23 @@ pub enum ApiError {
         /// `tokens`), named when the backend rejects it.
         input_param: &'static str,
     },
+    /// The project's request or token budget on the model is spent for now.
+    #[error(
+        "Rate limit reached for {model} on {budget} per minute: limit {limit}, requested \
+         {requested}. Retry in {}.", crate::accounting::go_duration(*retry_after)
+    )]
+    RateLimited {
+        /// The model id the client sent.
+        model: String,
+        /// `requests` or `tokens`.
+        budget: &'static str,
+        /// The budget's rate per minute.
+        limit: u64,
+        /// What the request needed of it.
+        requested: u64,
+        /// When the request could be admitted.
+        retry_after: std::time::Duration,
+    },
     /// A fault of the server that is none of the above; names what failed, for the log.
     #[error("internal error in {0}")]
     Internal(&'static str),
@@ -198,6 +215,7 @@ impl ApiError {
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::ModelNotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Backend { error, .. } => backend_status(error),
@@ -216,6 +234,7 @@ impl ApiError {
             Self::BodyTimeout { .. } => "timeout",
             Self::ModelNotFound { .. } | Self::RouteNotFound { .. } => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::Timeout { .. } => "timeout",
             Self::ShuttingDown => "unavailable",
             Self::Backend { error, .. } => match backend_status(error) {
@@ -268,7 +287,9 @@ impl ApiError {
                 Surface::Management => MaskedServerError::Management(self.management_code()),
             });
         }
-        if matches!(
+        if let Self::RateLimited { retry_after, .. } = &self {
+            write_retry_after(response.headers_mut(), *retry_after);
+        } else if matches!(
             self,
             Self::Backend {
                 error: BackendError::Overloaded | BackendError::Unavailable { .. },
@@ -296,6 +317,10 @@ impl ApiError {
             Self::RouteNotFound { .. } | Self::MethodNotAllowed => {
                 ErrorBody::new(ErrorType::NotFound, self.to_string())
             }
+            Self::RateLimited { budget, .. } => {
+                ErrorBody::new(ErrorType::Other((*budget).to_owned()), self.to_string())
+                    .with_code("rate_limit_exceeded")
+            }
             Self::PayloadTooLarge { .. } | Self::UnreadableBody | Self::BodyTimeout { .. } => {
                 ErrorBody::invalid_request(self.to_string())
             }
@@ -319,6 +344,17 @@ impl ApiError {
             Self::Auth(error) => auth_body(error),
         }
     }
+}
+
+/// `Retry-After` in whole seconds (rounded up) and `retry-after-ms`, which the OpenAI SDKs
+/// read first.
+fn write_retry_after(headers: &mut axum::http::HeaderMap, wait: std::time::Duration) {
+    let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+    headers.insert(
+        axum::http::header::RETRY_AFTER,
+        millis.div_ceil(1_000).into(),
+    );
+    headers.insert("retry-after-ms", millis.into());
 }
 
 /// The client-safe body of an authentication or management error. An invalid model API key

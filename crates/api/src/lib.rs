@@ -10,6 +10,7 @@
 //! backend reports, answer whole or as server-sent events). The `scripted_server` example
 //! serves the router over backends written outside the engine.
 
+mod accounting;
 mod auth_layer;
 mod error;
 mod extract;
@@ -36,6 +37,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::error::Surface;
 
+pub use accounting::{go_duration, Accounting, COST_HEADER};
 pub use auth_layer::PUBLIC_PATHS;
 pub use error::{ApiError, ManagementError, ManagementErrorBody};
 pub use metrics::Metrics;
@@ -83,6 +85,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/projects/{projectId}/audit-log",
             get(routes::audit::audit_log),
         )
+        .route("/v1/projects/{projectId}/usage", get(routes::usage::usage))
         .route(
             "/v1/projects/{projectId}/audit-log/export",
             get(routes::audit::export_audit_log),
@@ -122,6 +125,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .layer(axum::middleware::from_fn_with_state(
                     Arc::clone(&state),
                     auth_layer::authenticate,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::clone(&state),
+                    accounting::rate_limit_headers,
                 )),
         )
         .with_state(state)

@@ -4,8 +4,9 @@
 //! `stream_options.include_usage` a last chunk with `choices: []` and the usage (every other
 //! chunk has `usage: null`), then `data: [DONE]`. A failure after the stream started becomes
 //! one error event (`data: {"error": {…}}`, which the SDKs raise) and the stream ends without
-//! `[DONE]`, so no client takes a truncated answer for a complete one. The usage is metered
-//! when the stream ends or when the client goes away, whichever comes first.
+//! `[DONE]`, so no client takes a truncated answer for a complete one. The usage is recorded
+//! (durably) before the last event is sent, or when the client goes away, whichever comes
+//! first.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -15,6 +16,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, BoxStream, StreamExt};
 use gateway_backend::{BackendError, GenerationEvent};
+use gateway_metering::Outcome;
 use serde::Serialize;
 
 use crate::error::ApiError;
@@ -129,7 +131,7 @@ impl<F: AnswerFormat> StreamState<F> {
     }
 
     fn finish(&mut self) {
-        self.meter.record();
+        self.meter.record(Outcome::Complete);
         if self.options.include_usage {
             let chunk = self.format.usage_chunk(self.meter.wire_usage());
             self.pending.push_back(chunk);
@@ -140,7 +142,7 @@ impl<F: AnswerFormat> StreamState<F> {
     }
 
     fn fail(&mut self, error: BackendError) {
-        self.meter.record();
+        self.meter.record(Outcome::Failed);
         let error = ApiError::backend(error, self.options.prompt_field.name());
         let body = error.stream_body(self.meter.request_id());
         self.pending.push_back(event(&body));

@@ -1,6 +1,6 @@
 //! The state every handler shares: the served models by id, the request limits, the metrics,
-//! the key verifier and management service of `gateway-auth`, and whether the server is
-//! draining.
+//! the key verifier and management service of `gateway-auth`, the metering, and whether the
+//! server is draining.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use gateway_auth::{KeyVerifier, Management, Store, VerifiedKey};
 use gateway_backend::{Backend, Health};
+use gateway_core::ServicePlan;
 
+use crate::accounting::Accounting;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -28,8 +30,27 @@ pub struct Limits {
 pub struct ServedModel {
     /// What runs the model.
     pub backend: Arc<dyn Backend>,
+    /// The service plan it is billed and limited under.
+    pub plan: ServicePlan,
     /// When the gateway started serving it (Unix seconds), shown as `created`.
     pub created: i64,
+}
+
+impl ServedModel {
+    /// `backend` served under `plan` since `created` (Unix seconds).
+    pub fn new(backend: Arc<dyn Backend>, plan: ServicePlan, created: i64) -> Self {
+        Self {
+            backend,
+            plan,
+            created,
+        }
+    }
+
+    /// `backend` under the plan its card names, served since now.
+    pub fn from_card(backend: Arc<dyn Backend>) -> Self {
+        let plan = backend.card().plan;
+        Self::new(backend, plan, chrono::Utc::now().timestamp())
+    }
 }
 
 /// The served models, by the id clients send.
@@ -39,10 +60,9 @@ pub struct ModelRegistry {
 }
 
 impl ModelRegistry {
-    /// Adds `backend` under `id`, replacing any model of the same id.
-    pub fn insert(&mut self, id: impl Into<String>, backend: Arc<dyn Backend>, created: i64) {
-        self.models
-            .insert(id.into(), ServedModel { backend, created });
+    /// Serves `model` under `id`, replacing any model of the same id.
+    pub fn insert(&mut self, id: impl Into<String>, model: ServedModel) {
+        self.models.insert(id.into(), model);
     }
 
     /// The model with this id, or a 404 naming it.
@@ -89,19 +109,27 @@ pub struct AppState {
     pub verifier: KeyVerifier,
     /// The token management operations and the audit log.
     pub management: Management,
+    /// Prices, budgets, usage records.
+    pub accounting: Arc<Accounting>,
     draining: AtomicBool,
 }
 
 impl AppState {
     /// State for a server with these models and limits, keeping keys and the audit log in
-    /// `store`.
-    pub fn new(models: ModelRegistry, limits: Limits, store: Arc<dyn Store>) -> Self {
+    /// `store` and metering with `accounting`.
+    pub fn new(
+        models: ModelRegistry,
+        limits: Limits,
+        store: Arc<dyn Store>,
+        accounting: Arc<Accounting>,
+    ) -> Self {
         Self {
             models,
             limits,
             metrics: Metrics::default(),
             verifier: KeyVerifier::new(Arc::clone(&store)),
             management: Management::new(store),
+            accounting,
             draining: AtomicBool::new(false),
         }
     }

@@ -3,8 +3,12 @@
 //! as the STACKIT model-serving API defines them, and the model API keeping OpenAI's shape.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/accounting.rs"]
+mod accounting;
+
 use std::sync::Arc;
 
+use accounting::{accounting, test_policy, GENEROUS};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
@@ -45,10 +49,14 @@ async fn app() -> App {
         request_timeout_secs: 10,
         body_read_timeout_secs: 10,
     };
+    let accounting = accounting(&url, dir.path(), test_policy(GENEROUS))
+        .await
+        .unwrap();
     let state = Arc::new(AppState::new(
         ModelRegistry::default(),
         limits,
         Arc::new(store.clone()),
+        accounting,
     ));
     App {
         router: gateway_api::router(state),

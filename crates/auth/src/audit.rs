@@ -37,6 +37,9 @@ pub enum AuditAction {
     /// The audit log was read (recorded only when refused).
     #[serde(rename = "audit.read")]
     AuditRead,
+    /// The usage report was read (recorded only when refused).
+    #[serde(rename = "usage.read")]
+    UsageRead,
     /// A management request carried no valid credential.
     #[serde(rename = "management.authenticate")]
     Authenticate,
@@ -58,6 +61,7 @@ impl AuditAction {
             Self::TokenExpire => "token.expire",
             Self::TokenRead => "token.read",
             Self::AuditRead => "audit.read",
+            Self::UsageRead => "usage.read",
             Self::Authenticate => "management.authenticate",
             Self::ProjectCreate => "project.create",
             Self::PrincipalAdd => "principal.add",
@@ -73,6 +77,7 @@ impl AuditAction {
             Self::TokenExpire,
             Self::TokenRead,
             Self::AuditRead,
+            Self::UsageRead,
             Self::Authenticate,
             Self::ProjectCreate,
             Self::PrincipalAdd,

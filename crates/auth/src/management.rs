@@ -347,6 +347,19 @@ impl Management {
         })
     }
 
+    /// Checks that `actor` may read the project's usage (any role on it; 404 otherwise, as
+    /// for its tokens); a refusal is audited as `usage.read`.
+    pub async fn authorize_usage_read(
+        &self,
+        actor: &Actor,
+        project_id: Uuid,
+        ctx: &RequestContext,
+    ) -> Result<(), AuthError> {
+        let action = AuditAction::UsageRead;
+        self.authorize(actor, project_id, Access::Read, action, None, ctx)
+            .await
+    }
+
     /// Every event matching `query` from its cursor on (all pages), for an NDJSON export
     /// (see [`crate::write_ndjson`]); the query's `limit` is ignored.
     pub async fn export_audit(

@@ -99,14 +99,7 @@ pub trait Backend: Send + Sync {
     /// The tokens `prompt` will be billed for, before it is admitted: exact where the backend
     /// has the model's tokenizer; by default an estimate from the prompt's text.
     async fn count_prompt_tokens(&self, prompt: &Prompt) -> Result<TokenCount, BackendError> {
-        Ok(match prompt {
-            Prompt::Chat(turns) => {
-                let text: String = turns.iter().map(|turn| turn.content.as_str()).collect();
-                TokenCount::estimate(&text)
-            }
-            Prompt::Text(text) => TokenCount::estimate(text),
-            Prompt::Tokens(tokens) => TokenCount::exact(tokens.len()),
-        })
+        Ok(prompt.estimated_tokens())
     }
 
     /// Starts a generation of `request.choices` choices; its events arrive on the returned

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::TokenCount;
+
 /// One turn of a conversation: `{"role", "content"}`, as a chat template sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatTurn {
@@ -41,6 +43,19 @@ impl Prompt {
             Self::Chat(_) => "chat",
             Self::Text(_) => "completions",
             Self::Tokens(_) => "token id prompts",
+        }
+    }
+
+    /// Its tokens without the model's tokenizer: exact for token ids, else an estimate from
+    /// the text (a template's own tokens not included).
+    pub fn estimated_tokens(&self) -> TokenCount {
+        match self {
+            Self::Chat(turns) => {
+                let text: String = turns.iter().map(|turn| turn.content.as_str()).collect();
+                TokenCount::estimate(&text)
+            }
+            Self::Text(text) => TokenCount::estimate(text),
+            Self::Tokens(tokens) => TokenCount::exact(tokens.len()),
         }
     }
 }

@@ -5,26 +5,89 @@ use anyhow::Context;
 use gateway_auth::{parse_id, AuthError, CreateToken, Management, Role, TtlDuration};
 use serde::Serialize;
 
+use gateway_metering::report::{usage_report as usage_report_of, GroupBy};
+use gateway_metering::{LimitOverride, UsageQuery};
+
 use crate::cli::{
     AdminArgs, AdminCommand, KeyCommand, KeyCreateArgs, ManagementTokenCommand, PrincipalCommand,
-    ProjectCommand,
+    ProjectCommand, UsageArgs,
 };
 use crate::config::Config;
 
 /// Runs one admin command and prints its result.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let config = Config::load_with_env(args.config.as_deref())?;
-    let management = Management::new(crate::store::open(&config).await?);
-    let output = execute(&management, args.command).await?;
+    let output = match args.command {
+        AdminCommand::Usage(usage) => usage_report(&config, usage).await?,
+        AdminCommand::Project(ProjectCommand::Limits {
+            project,
+            model,
+            rpm,
+            tpm,
+        }) => {
+            let limits = LimitOverride {
+                project_id: project_id(&project)?,
+                model,
+                requests_per_minute: rpm,
+                tokens_per_minute: tpm,
+                updated_at: chrono::Utc::now(),
+            };
+            set_limits(&config, limits).await?
+        }
+        command => {
+            let management = Management::new(crate::store::open(&config).await?);
+            execute(&management, command).await?
+        }
+    };
     println!("{output}");
     Ok(())
 }
 
-/// Executes `command` and returns its JSON output.
+/// `gateway admin usage`: the report as the management API's JSON.
+async fn usage_report(config: &Config, args: UsageArgs) -> anyhow::Result<String> {
+    let time = |text: &Option<String>| text.as_deref().map(crate::metering::parse_time).transpose();
+    let query = UsageQuery {
+        project_id: project_id(&args.project)?,
+        from: time(&args.from).context("invalid --from")?,
+        to: time(&args.to).context("invalid --to")?,
+    };
+    let group_by: GroupBy = args.group_by.parse()?;
+    let store = crate::metering::usage_store(config).await?;
+    let report = usage_report_of(
+        store.as_ref(),
+        &query,
+        group_by,
+        config.metering.granularity,
+    )
+    .await
+    .context("cannot read the usage records")?;
+    json(&report)
+}
+
+/// `gateway admin project limits`: stores the override (every replica reloads it).
+async fn set_limits(config: &Config, limits: LimitOverride) -> anyhow::Result<String> {
+    let store = crate::metering::usage_store(config).await?;
+    store
+        .set_limit_override(&limits)
+        .await
+        .context("cannot store the limits")?;
+    json(&serde_json::json!({
+        "projectId": limits.project_id,
+        "model": limits.model,
+        "requestsPerMinute": limits.requests_per_minute,
+        "tokensPerMinute": limits.tokens_per_minute,
+        "updatedAt": limits.updated_at,
+    }))
+}
+
+/// Executes a command on keys, principals and projects and returns its JSON output.
 async fn execute(management: &Management, command: AdminCommand) -> anyhow::Result<String> {
     match command {
         AdminCommand::Project(ProjectCommand::Create { name }) => {
             json(&management.create_project(&name).await?)
+        }
+        AdminCommand::Project(ProjectCommand::Limits { .. }) | AdminCommand::Usage(_) => {
+            anyhow::bail!("not a key, principal or project command")
         }
         AdminCommand::Key(KeyCommand::Create(args)) => {
             let project = project_id(&args.project)?;

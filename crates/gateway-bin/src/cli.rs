@@ -55,6 +55,25 @@ pub enum AdminCommand {
     /// Credentials of the management API.
     #[command(subcommand, name = "management-token")]
     ManagementToken(ManagementTokenCommand),
+    /// A project's usage report: tokens and cost per group and in total.
+    Usage(UsageArgs),
+}
+
+/// Arguments of `gateway admin usage`.
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// The project id.
+    #[arg(long)]
+    pub project: String,
+    /// First day or time covered (`2026-11-01` or RFC 3339); default: the first record.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// First day or time no longer covered; default: now.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// `model`, `day` or `key`.
+    #[arg(long, default_value = "model")]
+    pub group_by: String,
 }
 
 /// `gateway admin project …`.
@@ -65,6 +84,22 @@ pub enum ProjectCommand {
         /// Display name.
         #[arg(long)]
         name: String,
+    },
+    /// Set a project's rate limits (on one model, or on all its models), overriding its
+    /// plans'; prints the override. Every replica applies it within a second.
+    Limits {
+        /// The project id.
+        #[arg(long)]
+        project: String,
+        /// The model id; without it the limits apply to every model without its own.
+        #[arg(long)]
+        model: Option<String>,
+        /// Requests per minute.
+        #[arg(long)]
+        rpm: u64,
+        /// Tokens per minute (prompt tokens + weight × generated tokens).
+        #[arg(long)]
+        tpm: u64,
     },
 }
 

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use gateway_api::ConnectionLimits;
-use gateway_core::ExecutionProvider;
+use gateway_core::{ExecutionProvider, ServicePlan};
 use gateway_engine::{EmbedderConfig, GeneratorConfig};
 use serde::Deserialize;
+
+use crate::metering::{LimitsConfig, MeteringConfig};
 
 /// Id of the embedding model `gateway serve` serves when the configuration names none.
 pub const DEFAULT_MODEL_ID: &str = "all-minilm-l6-v2";
@@ -28,6 +30,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// The models to serve.
     pub models: Vec<ModelConfig>,
+    /// Prices, billing granularity, the cost header and the usage journal.
+    pub metering: MeteringConfig,
+    /// Rate limits per plan, burst, token weight and the Redis of shared budgets.
+    pub limits: LimitsConfig,
 }
 
 /// The database of keys, principals and the audit log.
@@ -153,6 +159,10 @@ pub struct ModelConfig {
     /// Id clients use; default: the id in the model card.
     #[serde(default)]
     pub id: Option<String>,
+    /// Service plan the model is billed and limited under (`base`, `plus`, `premium`);
+    /// default: the plan in the model card.
+    #[serde(default)]
+    pub plan: Option<ServicePlan>,
     /// Execution provider (`cpu` or `cuda`).
     #[serde(default)]
     pub device: ExecutionProvider,
@@ -244,6 +254,7 @@ impl ModelConfig {
             kind: BackendKind::Onnx,
             path: PathBuf::from("models").join(id),
             id: None,
+            plan: None,
             device: ExecutionProvider::Cpu,
             cuda_device_id: 0,
             max_batch_tokens: default_max_batch_tokens(),
@@ -267,6 +278,8 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             database: DatabaseConfig::default(),
             models: vec![ModelConfig::bundled(), ModelConfig::bundled_chat()],
+            metering: MeteringConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }

@@ -6,6 +6,7 @@ mod backends;
 mod cli;
 mod config;
 mod import;
+mod metering;
 mod serve;
 mod store;
 

@@ -1,17 +1,19 @@
 //! `gateway serve`: reads the configuration, opens the database, builds each model's backend
 //! (`backends.rs`), and runs the HTTP server until SIGTERM or Ctrl-C, then drains in-flight
-//! requests. A background task writes the audit events of keys that expired.
+//! requests. Background tasks write the audit events of keys that expired, move usage records
+//! from the journal into the database and reload the projects' rate limit overrides.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use gateway_api::{AppState, ConnectionLimits, Limits, ModelRegistry};
+use gateway_api::{AppState, ConnectionLimits, Limits, ModelRegistry, ServedModel};
 use gateway_auth::Management;
 
 use crate::backends::BackendFactory;
 use crate::cli::ServeArgs;
 use crate::config::Config;
+use crate::metering::Metering;
 
 /// How often expired keys are looked for, to write their `token.expire` audit events.
 const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
@@ -48,7 +50,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
         max_connections: config.server.max_connections,
     };
-    let state = Arc::new(AppState::new(models, limits, store));
+    let plans: Vec<_> = models.iter().map(|(_, model)| model.plan).collect();
+    let metering = Metering::start(&config, &plans).await?;
+    let state = Arc::new(AppState::new(
+        models,
+        limits,
+        store,
+        Arc::clone(&metering.accounting),
+    ));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -71,6 +80,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     sweeper.abort();
+    metering.stop().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -110,8 +120,9 @@ async fn load_models(config: &Config) -> anyhow::Result<ModelRegistry> {
             .clone()
             .unwrap_or_else(|| backend.card().id.clone());
         let dir = config.in_data_dir(&model.path);
-        tracing::info!(model = %id, dir = %dir.display(), "model loaded");
-        registry.insert(id, backend, created);
+        let plan = model.plan.unwrap_or(backend.card().plan);
+        tracing::info!(model = %id, dir = %dir.display(), ?plan, "model loaded");
+        registry.insert(id, ServedModel::new(backend, plan, created));
     }
     Ok(registry)
 }

@@ -1,12 +1,16 @@
-//! [`UsageMeter`]: meters and logs a generation request's usage exactly once, as its backend
-//! counted it: when the answer is complete, or when the meter is dropped (a client that went
-//! away in the middle of a stream, a failure) with what the backend had counted by then.
+//! [`UsageMeter`]: records a generation request's usage exactly once, as its backend counted
+//! it: when the answer is complete or failed, or when the meter is dropped (a client that went
+//! away in the middle of a stream) with what the backend had counted by then. Recording
+//! closes the request's [`Ticket`] (its usage record and the settling of its budget), counts
+//! the tokens in the metrics and logs them.
 
 use std::sync::Arc;
 
 use gateway_backend::{Accuracy, Usage, UsageHandle};
 use gateway_core::openai;
+use gateway_metering::{Outcome, TokenCounts};
 
+use crate::accounting::Ticket;
 use crate::state::AppState;
 
 /// Meters the usage of one request's generations (one per prompt).
@@ -17,18 +21,20 @@ pub struct UsageMeter {
     /// The usage of each prompt's generation, as its backend keeps counting it (the final
     /// usage once the generation ended).
     generations: Vec<UsageHandle>,
-    recorded: bool,
+    /// The admitted request, until its usage is recorded.
+    ticket: Option<Ticket>,
 }
 
 impl UsageMeter {
-    /// A meter for a request on `model`, before any of its generations started.
-    pub fn new(state: Arc<AppState>, model: &str, request_id: String) -> Self {
+    /// A meter for the request admitted as `ticket` on `model`, before any of its
+    /// generations started.
+    pub fn new(state: Arc<AppState>, ticket: Ticket, model: &str, request_id: String) -> Self {
         Self {
             state,
             model: model.to_owned(),
             request_id,
             generations: Vec::new(),
-            recorded: false,
+            ticket: Some(ticket),
         }
     }
 
@@ -60,28 +66,40 @@ impl UsageMeter {
         openai::Usage::new(count(usage.prompt_tokens), count(usage.completion_tokens))
     }
 
-    /// Meters and logs the usage (once).
-    pub fn record(&mut self) {
-        if std::mem::replace(&mut self.recorded, true) {
+    /// Records the usage (once) of a request that ended with `outcome`. A request none of
+    /// whose generations started leaves no record; its ticket gives the reservation back.
+    pub fn record(&mut self, outcome: Outcome) {
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
+        if self.generations.is_empty() {
             return;
         }
         let usage = self.usage();
         let metrics = &self.state.metrics;
         metrics.add_prompt_tokens(&self.model, usage.prompt_tokens as u64);
         metrics.add_completion_tokens(&self.model, usage.completion_tokens as u64);
+        let exact = usage.accuracy == Accuracy::Exact;
         tracing::info!(
             request_id = %self.request_id,
             model = %self.model,
             prompt_tokens = usage.prompt_tokens,
             completion_tokens = usage.completion_tokens,
-            exact = usage.accuracy == Accuracy::Exact,
+            exact,
+            outcome = outcome.as_str(),
             "usage"
         );
+        let counts = TokenCounts {
+            input: usage.prompt_tokens as u64,
+            output: usage.completion_tokens as u64,
+            exact,
+        };
+        ticket.close(counts, outcome);
     }
 }
 
 impl Drop for UsageMeter {
     fn drop(&mut self) {
-        self.record();
+        self.record(Outcome::Cancelled);
     }
 }

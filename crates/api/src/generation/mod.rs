@@ -1,9 +1,10 @@
 //! The one pipeline of chat and completion requests. Each route's wire request implements
 //! [`GenerationRoute`]: it checks itself into a [`ValidatedGeneration`] (all checks in
 //! [`validate`]) and names its [`AnswerFormat`]; [`handle`] does the rest: finds the model the
-//! key may use, refuses what the backend cannot do, starts one generation per prompt, merges
-//! their choices, meters the usage the backend reports ([`UsageMeter`]) and answers whole or
-//! as a stream ([`crate::sse`]).
+//! key may use, refuses what the backend cannot do, admits the request against the project's
+//! budgets ([`crate::accounting`]), starts one generation per prompt, merges their choices,
+//! records the usage the backend reports ([`UsageMeter`]) and answers whole or as a stream
+//! ([`crate::sse`]).
 
 mod meter;
 pub mod validate;
@@ -20,10 +21,12 @@ use gateway_backend::{
     GenerationStream, Prompt, TokenLogprob,
 };
 use gateway_core::openai;
+use gateway_metering::{Outcome, Requester};
 use serde::de::DeserializeOwned;
 
 pub use self::meter::UsageMeter;
 pub use self::validate::{PromptField, ValidatedGeneration};
+use crate::accounting::{Budget, MeterSlot};
 use crate::error::ApiError;
 use crate::extract::{ApiKey, OpenAiJson};
 use crate::routes::request_id;
@@ -92,23 +95,70 @@ pub struct Collected {
     pub finish: Option<FinishReason>,
 }
 
-/// Handles a chat or completion request.
+/// Handles a chat or completion request: finds the model, checks the request, admits it
+/// against the project's budgets and runs it.
 pub async fn handle<R: GenerationRoute>(
     State(state): State<Arc<AppState>>,
     ApiKey(key): ApiKey,
+    slot: MeterSlot,
     headers: HeaderMap,
     OpenAiJson(request): OpenAiJson<R>,
 ) -> Result<Response, ApiError> {
-    let backend = Arc::clone(&state.models.permitted(request.model(), &key)?.backend);
+    let model = request.model();
+    let served = state.models.permitted(model, &key)?;
+    let (backend, plan) = (Arc::clone(&served.backend), served.plan);
+    let card = backend.card();
+    let budget = state.accounting.budget(key.project_id, model, plan);
+    slot.aim(budget.clone());
     let generation = request.validate()?;
+    refuse_unsupported(backend.capabilities(), &generation)?;
+    let reserve = reservation(&state, &budget, &generation, card.context_length);
+    let requester = Requester {
+        project_id: key.project_id,
+        key_id: key.key_id,
+        model: model.to_owned(),
+        request_id: request_id(&headers),
+    };
+    let ticket = state
+        .accounting
+        .admit(&slot, budget, requester, plan, reserve)
+        .await?;
     let format = R::Format::new(AnswerMeta {
         id: format!("{}-{}", R::Format::ID_PREFIX, uuid::Uuid::new_v4().simple()),
         created: chrono::Utc::now().timestamp(),
-        model: request.model().to_owned(),
+        model: model.to_owned(),
         logprobs: generation.params.logprobs,
     });
-    let meter = UsageMeter::new(Arc::clone(&state), request.model(), request_id(&headers));
+    let meter = UsageMeter::new(Arc::clone(&state), ticket, model, request_id(&headers));
     run(backend.as_ref(), generation, format, meter).await
+}
+
+/// The tokens a generation request reserves: its prompts' estimated tokens and, for each
+/// choice, `max_tokens` (or the context left) generated tokens, weighted.
+fn reservation(
+    state: &AppState,
+    budget: &Budget,
+    generation: &ValidatedGeneration,
+    context_length: usize,
+) -> u64 {
+    let choices = generation.params.choices as usize;
+    let (prompt, output) = generation
+        .prompts
+        .iter()
+        .map(|prompt| {
+            let tokens = prompt.estimated_tokens().tokens;
+            let longest = generation
+                .params
+                .max_tokens
+                .unwrap_or_else(|| context_length.saturating_sub(tokens));
+            (tokens, longest.saturating_mul(choices))
+        })
+        .fold((0usize, 0usize), |(p, o), (tokens, longest)| {
+            (p.saturating_add(tokens), o.saturating_add(longest))
+        });
+    state
+        .accounting
+        .reservation(budget, prompt as u64, output as u64)
 }
 
 /// Runs a validated request on `backend`, answering in `format`. Every generation that
@@ -121,7 +171,6 @@ async fn run(
     mut meter: UsageMeter,
 ) -> Result<Response, ApiError> {
     let field = generation.prompt_field;
-    refuse_unsupported(backend.capabilities(), &generation)?;
     let params = generation.params;
     let mut streams = Vec::with_capacity(generation.prompts.len());
     for prompt in generation.prompts {
@@ -270,9 +319,12 @@ async fn collect(
                 }
             }
             GenerationEvent::Done { .. } => {}
-            GenerationEvent::Failed { error, .. } => return Err(error),
+            GenerationEvent::Failed { error, .. } => {
+                meter.record(Outcome::Failed);
+                return Err(error);
+            }
         }
     }
-    meter.record();
+    meter.record(Outcome::Complete);
     Ok(collected)
 }

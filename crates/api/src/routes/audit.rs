@@ -11,12 +11,12 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
 use gateway_auth::{write_ndjson, AuditQuery};
 use serde::Deserialize;
 
 use crate::error::{ApiError, ManagementError};
 use crate::extract::{Caller, ManagedPath};
+use crate::routes::time;
 use crate::state::AppState;
 
 /// The media type of the export.
@@ -87,7 +87,7 @@ fn checked_query(
     audit_query(raw)
 }
 
-/// Checks the query string: `from`/`to` are RFC 3339 times, `limit` a number; errors name the
+/// Checks the query string: `from`/`to` are times (see [`time`]), `limit` a number; errors name the
 /// parameter. The cursor and the limit's range are checked by `gateway-auth`.
 pub fn audit_query(raw: RawAuditQuery) -> Result<AuditQuery, ApiError> {
     Ok(AuditQuery {
@@ -105,15 +105,6 @@ pub fn audit_query(raw: RawAuditQuery) -> Result<AuditQuery, ApiError> {
             })
             .transpose()?,
     })
-}
-
-fn time(param: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|time| time.with_timezone(&Utc))
-        .map_err(|_| ApiError::InvalidParam {
-            message: format!("{param} must be an RFC 3339 time such as 2026-05-20T00:00:00Z"),
-            param: param.to_owned(),
-        })
 }
 
 /// Whether the `Accept` header asks for NDJSON.

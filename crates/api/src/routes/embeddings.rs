@@ -1,26 +1,38 @@
 //! `POST /v1/embeddings`: checks the request, runs it on the model's backend and answers with
-//! one vector per input, as floats or base64, with the billed prompt tokens.
+//! one vector per input, as floats or base64, with the billed prompt tokens (admitted against
+//! the project's budgets, recorded with 0 output tokens).
 
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Json;
-use gateway_backend::{BackendError, EmbeddingInputs};
+use gateway_backend::{Accuracy, BackendError, EmbeddingInputs, TokenCount};
 use gateway_core::openai::{
     Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, TextOrTokens,
 };
+use gateway_metering::{Outcome, Requester, TokenCounts};
 
+use crate::accounting::MeterSlot;
 use crate::error::ApiError;
 use crate::extract::{ApiKey, OpenAiJson};
+use crate::routes::request_id;
 use crate::state::AppState;
 
 /// Handles `POST /v1/embeddings`.
 pub async fn create_embeddings(
     State(state): State<Arc<AppState>>,
     ApiKey(key): ApiKey,
+    slot: MeterSlot,
+    headers: HeaderMap,
     OpenAiJson(request): OpenAiJson<EmbeddingRequest>,
 ) -> Result<Json<EmbeddingResponse>, ApiError> {
     let model = state.models.permitted(&request.model, &key)?;
+    let plan = model.plan;
+    let budget = state
+        .accounting
+        .budget(key.project_id, &request.model, plan);
+    slot.aim(budget.clone());
     let capabilities = model.backend.capabilities();
     if !capabilities.embeddings {
         let unsupported = BackendError::Unsupported {
@@ -50,8 +62,28 @@ pub async fn create_embeddings(
         };
         return Err(ApiError::backend(unsupported, "input"));
     }
+    let reserve = state
+        .accounting
+        .reservation(&budget, estimated_tokens(&inputs), 0);
+    let requester = Requester {
+        project_id: key.project_id,
+        key_id: key.key_id,
+        model: request.model.clone(),
+        request_id: request_id(&headers),
+    };
+    let ticket = state
+        .accounting
+        .admit(&slot, budget, requester, plan, reserve)
+        .await?;
     let embeddings = model.backend.embed(inputs).await?;
-    let prompt_tokens = u32::try_from(embeddings.usage.prompt_tokens).unwrap_or(u32::MAX);
+    let usage = embeddings.usage;
+    let counts = TokenCounts {
+        input: usage.prompt_tokens as u64,
+        output: 0,
+        exact: usage.accuracy == Accuracy::Exact,
+    };
+    ticket.close(counts, Outcome::Complete);
+    let prompt_tokens = u32::try_from(usage.prompt_tokens).unwrap_or(u32::MAX);
     state
         .metrics
         .add_prompt_tokens(&request.model, u64::from(prompt_tokens));
@@ -66,6 +98,18 @@ pub async fn create_embeddings(
         data,
         EmbeddingUsage::new(prompt_tokens),
     )))
+}
+
+/// The inputs' tokens before the model counts them: exact for token ids, else an estimate.
+fn estimated_tokens(inputs: &EmbeddingInputs) -> u64 {
+    let tokens: usize = match inputs {
+        EmbeddingInputs::Texts(texts) => texts
+            .iter()
+            .map(|text| TokenCount::estimate(text).tokens)
+            .sum(),
+        EmbeddingInputs::Tokens(batch) => batch.iter().map(Vec::len).sum(),
+    };
+    tokens as u64
 }
 
 /// The wire input as the backend's inputs; a single text or token array is a batch of one.

@@ -9,11 +9,14 @@ pub mod health;
 pub mod models;
 pub mod tokenize;
 pub mod tokens;
+pub mod usage;
 
 use axum::http::HeaderMap;
+use chrono::{DateTime, NaiveDate, Utc};
 use gateway_backend::FinishReason;
 use gateway_core::openai::FinishReason as WireFinishReason;
 
+use crate::error::ApiError;
 use crate::REQUEST_ID_HEADER;
 
 /// The request id the middleware set, for the usage log line and masked errors.
@@ -31,4 +34,23 @@ pub(crate) fn finish_reason(reason: FinishReason) -> WireFinishReason {
         FinishReason::Stop => WireFinishReason::Stop,
         FinishReason::Length => WireFinishReason::Length,
     }
+}
+
+/// A time in a query string: RFC 3339 (`2026-05-20T10:00:00Z`) or a UTC date (`2026-05-20`,
+/// its midnight); an error names the parameter.
+pub(crate) fn time(param: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    let parsed = DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+            Some(date.and_hms_opt(0, 0, 0)?.and_utc())
+        });
+    parsed.ok_or_else(|| ApiError::InvalidParam {
+        message: format!(
+            "{param} must be an RFC 3339 time such as 2026-05-20T00:00:00Z or a date such as \
+             2026-05-20"
+        ),
+        param: param.to_owned(),
+    })
 }

@@ -17,7 +17,11 @@ use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::error::StoreError;
 use crate::model::{KeyPatch, KeyRecord, ManagementTokenRecord, Membership, Project, Role};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+/// Ignores the rows other migrators (gateway-metering's) leave in `_sqlx_migrations`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("migrations/postgres")
+};
 
 /// Transaction-scoped advisory lock taken before every audit append, so that events become
 /// visible in sequence order (an identity value is drawn at insert, not at commit; without

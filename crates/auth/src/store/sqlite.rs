@@ -21,7 +21,11 @@ use crate::model::{KeyPatch, KeyRecord, ManagementTokenRecord, Membership, Proje
 /// How long a connection waits for another writer before failing with "database is locked".
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+/// Ignores the rows other migrators (gateway-metering's) leave in `_sqlx_migrations`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("migrations/sqlite")
+};
 
 /// [`Store`] on one SQLite file.
 #[derive(Clone, Debug)]

@@ -1,0 +1,175 @@
+//! [`LocalLimiter`]: the buckets of one gateway process, in memory.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use super::{Admission, Bucket, BucketStatus, LimitError, Quota, RateLimiter};
+
+/// Buckets kept before full ones are dropped (a full bucket is the same as none).
+const PRUNE_ABOVE: usize = 4_096;
+
+/// Rate limits of one process. Buckets start full and are dropped again once full, so memory
+/// follows the busy keys only.
+#[derive(Debug)]
+pub struct LocalLimiter {
+    started: Instant,
+    buckets: Mutex<HashMap<String, (Bucket, Bucket)>>,
+}
+
+impl Default for LocalLimiter {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl LocalLimiter {
+    /// A limiter with no buckets yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn now_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1_000.0
+    }
+
+    /// Runs `change` on the refilled buckets of `key` and keeps what it returns.
+    fn with_buckets<T>(
+        &self,
+        key: &str,
+        quota: Quota,
+        change: impl FnOnce(Bucket, Bucket) -> (Bucket, Bucket, T),
+    ) -> T {
+        let now = self.now_ms();
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (requests, tokens) = refilled(&buckets, key, quota, now);
+        let (requests, tokens, answer) = change(requests, tokens);
+        if buckets.len() >= PRUNE_ABOVE {
+            buckets.retain(|_, (r, t)| r.at_ms + 60_000.0 > now || t.at_ms + 60_000.0 > now);
+        }
+        buckets.insert(key.to_owned(), (requests, tokens));
+        answer
+    }
+}
+
+/// The buckets of `key` refilled to `now`; full ones when the key has none.
+fn refilled(
+    buckets: &HashMap<String, (Bucket, Bucket)>,
+    key: &str,
+    quota: Quota,
+    now: f64,
+) -> (Bucket, Bucket) {
+    match buckets.get(key) {
+        Some((requests, tokens)) => (
+            requests.refilled(quota.requests, now),
+            tokens.refilled(quota.tokens, now),
+        ),
+        None => (
+            Bucket::full(quota.requests, now),
+            Bucket::full(quota.tokens, now),
+        ),
+    }
+}
+
+#[async_trait]
+impl RateLimiter for LocalLimiter {
+    async fn admit(&self, key: &str, quota: Quota, reserve: u64) -> Result<Admission, LimitError> {
+        Ok(self.with_buckets(key, quota, |requests, tokens| {
+            Admission::decide(quota, requests, tokens, reserve)
+        }))
+    }
+
+    async fn peek(
+        &self,
+        key: &str,
+        quota: Quota,
+    ) -> Result<(BucketStatus, BucketStatus), LimitError> {
+        let now = self.now_ms();
+        let buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (requests, tokens) = refilled(&buckets, key, quota, now);
+        Ok((requests.status(quota.requests), tokens.status(quota.tokens)))
+    }
+
+    async fn settle(
+        &self,
+        key: &str,
+        quota: Quota,
+        reserved: u64,
+        used: u64,
+    ) -> Result<(), LimitError> {
+        let refund = reserved as f64 - used as f64;
+        self.with_buckets(key, quota, |requests, tokens| {
+            let level = (tokens.level + refund).min(quota.tokens.capacity() as f64);
+            (requests, Bucket { level, ..tokens }, ())
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::limit::Rate;
+
+    const QUOTA: Quota = Quota {
+        requests: Rate {
+            per_minute: 3,
+            burst: 1,
+        },
+        tokens: Rate {
+            per_minute: 1_000,
+            burst: 0,
+        },
+    };
+
+    #[tokio::test]
+    async fn admits_a_minute_and_the_burst_then_refuses() {
+        let limiter = LocalLimiter::new();
+        let mut remaining = Vec::new();
+        for _ in 0..4 {
+            let admission = limiter.admit("p/m", QUOTA, 10).await.unwrap();
+            assert!(admission.admitted);
+            remaining.push(admission.requests.remaining);
+        }
+        assert_eq!(remaining, [3, 2, 1, 0]);
+        let refused = limiter.admit("p/m", QUOTA, 10).await.unwrap();
+        assert!(!refused.admitted);
+        assert!(refused.retry_after.unwrap().as_secs() <= 20);
+        let other = limiter.admit("p/other", QUOTA, 10).await.unwrap();
+        assert!(other.admitted, "each key has its own buckets");
+    }
+
+    #[tokio::test]
+    async fn settling_returns_what_was_not_used() {
+        let limiter = LocalLimiter::new();
+        let first = limiter.admit("k", QUOTA, 800).await.unwrap();
+        assert_eq!(first.tokens.remaining, 200);
+        assert!(!limiter.admit("k", QUOTA, 300).await.unwrap().admitted);
+        limiter.settle("k", QUOTA, 800, 100).await.unwrap();
+        let second = limiter.admit("k", QUOTA, 300).await.unwrap();
+        assert!(second.admitted);
+        assert!((600..=601).contains(&second.tokens.remaining));
+    }
+
+    #[tokio::test]
+    async fn using_more_than_reserved_puts_the_bucket_in_debt() {
+        let limiter = LocalLimiter::new();
+        limiter.admit("k", QUOTA, 500).await.unwrap();
+        limiter.settle("k", QUOTA, 500, 1_400).await.unwrap();
+        let refused = limiter.admit("k", QUOTA, 1).await.unwrap();
+        assert!(!refused.admitted);
+        assert_eq!(refused.tokens.remaining, 0);
+    }
+}

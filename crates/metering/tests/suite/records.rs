@@ -1,0 +1,152 @@
+//! Usage records: idempotent inserts, time ranges, exact prices, migrations beside others.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gateway_core::ServicePlan;
+use gateway_metering::{Outcome, UsageQuery, UsageRecord};
+use uuid::Uuid;
+
+use crate::support::{dec, everything, price, record, TestDb};
+
+pub async fn inserting_a_record_twice_keeps_one(db: &TestDb) {
+    let project = Uuid::new_v4();
+    let base = price("0.45", "0.65");
+    let first = record(
+        project,
+        Uuid::new_v4(),
+        "m",
+        "2026-11-30T10:00:00Z",
+        &base,
+        (27, 8),
+    );
+    let second = record(
+        project,
+        Uuid::new_v4(),
+        "m",
+        "2026-11-30T10:00:01Z",
+        &base,
+        (1, 2),
+    );
+    let store = &db.store;
+    assert_eq!(store.insert_records(&[]).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .insert_records(std::slice::from_ref(&first))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .insert_records(std::slice::from_ref(&first))
+            .await
+            .unwrap(),
+        0
+    );
+    let both = [first.clone(), second.clone()];
+    assert_eq!(store.insert_records(&both).await.unwrap(), 1);
+    assert_eq!(store.insert_records(&both).await.unwrap(), 0);
+    assert_eq!(store.records(&everything(project)).await.unwrap(), both);
+}
+
+pub async fn ranges_include_from_and_exclude_to(db: &TestDb) {
+    let project = Uuid::new_v4();
+    let base = price("1", "1");
+    let at = |time: &str| record(project, Uuid::new_v4(), "m", time, &base, (1, 1));
+    let times = [
+        "2026-11-30T09:59:59.999Z",
+        "2026-11-30T10:00:00Z",
+        "2026-11-30T10:00:00.5Z",
+        "2026-11-30T11:00:00Z",
+    ];
+    let records: Vec<UsageRecord> = times.iter().map(|time| at(time)).collect();
+    let elsewhere = record(Uuid::new_v4(), Uuid::new_v4(), "m", times[1], &base, (1, 1));
+    db.store.insert_records(&records).await.unwrap();
+    db.store.insert_records(&[elsewhere]).await.unwrap();
+    let between = |from: Option<&str>, to: Option<&str>| UsageQuery {
+        project_id: project,
+        from: from.map(|t| t.parse().unwrap()),
+        to: to.map(|t| t.parse().unwrap()),
+    };
+    let cases = [
+        (between(Some(times[1]), Some(times[3])), &records[1..3]),
+        (between(Some(times[2]), None), &records[2..]),
+        (between(None, Some(times[2])), &records[..2]),
+        (between(Some(times[1]), Some(times[1])), &records[..0]),
+        (everything(project), &records[..]),
+    ];
+    for (query, expected) in cases {
+        let got = db.store.records(&query).await.unwrap();
+        assert_eq!(got, expected, "{query:?}");
+        let rows = db
+            .store
+            .usage_rows(&query, gateway_metering::report::GroupBy::Model)
+            .await
+            .unwrap();
+        let requests: u64 = rows.iter().map(|row| row.requests).sum();
+        assert_eq!(requests, expected.len() as u64, "{query:?}");
+    }
+}
+
+pub async fn prices_round_trip_exactly(db: &TestDb) {
+    let project = Uuid::new_v4();
+    let fine = price("0.0000000123456789012345678", "12345678901234.5678");
+    let mut scaled = record(
+        project,
+        Uuid::new_v4(),
+        "m",
+        "2026-12-01T00:00:00Z",
+        &fine,
+        (3, 7),
+    );
+    scaled.input_price = dec("0.450");
+    scaled.plan = ServicePlan::Premium;
+    scaled.exact = false;
+    scaled.outcome = Outcome::Cancelled;
+    let exact = record(
+        project,
+        Uuid::new_v4(),
+        "m",
+        "2026-12-01T00:00:01Z",
+        &fine,
+        (3, 7),
+    );
+    db.store
+        .insert_records(&[scaled.clone(), exact.clone()])
+        .await
+        .unwrap();
+    let got = db.store.records(&everything(project)).await.unwrap();
+    assert_eq!(got, [scaled.clone(), exact.clone()]);
+    for (stored, original) in got.iter().zip([&scaled, &exact]) {
+        let text = |r: &UsageRecord| {
+            let prices = [r.input_price, r.output_price, r.cost];
+            prices.map(|d| d.to_string())
+        };
+        assert_eq!(text(stored), text(original));
+    }
+    assert_eq!(got[1].cost, fine.cost(3, 7));
+}
+
+pub async fn migrations_ignore_other_migrators(db: &TestDb) {
+    let project = Uuid::new_v4();
+    let base = price("1", "1");
+    let kept = record(
+        project,
+        Uuid::new_v4(),
+        "m",
+        "2026-12-01T00:00:00Z",
+        &base,
+        (1, 1),
+    );
+    db.store
+        .insert_records(std::slice::from_ref(&kept))
+        .await
+        .unwrap();
+    let again = db.reopen().await;
+    // As gateway-auth's migrator would leave them: a version before ours and one after.
+    db.add_foreign_migration(20_260_520_000_001).await;
+    db.add_foreign_migration(20_991_231_000_001).await;
+    let third = db.reopen().await;
+    assert_eq!(third.records(&everything(project)).await.unwrap(), [kept]);
+    assert_eq!(again.records(&everything(project)).await.unwrap().len(), 1);
+}
