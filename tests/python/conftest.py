@@ -21,6 +21,10 @@ max_body_bytes = 1048576
 request_timeout_secs = 30
 shutdown_grace_secs = 10
 
+[limits.base]
+requests_per_minute = 1000000
+tokens_per_minute = 1000000000
+
 [[models]]
 path = "models/all-minilm-l6-v2"
 max_inputs = 64
