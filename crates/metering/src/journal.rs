@@ -2,7 +2,7 @@
 //! its answer, cheaply, and moves records into the [`UsageStore`] in batches.
 //!
 //! [`UsageJournal::append`] writes the record as one JSON line to the current segment file
-//! (`usage-<start ms>-<n>.jsonl` in the journal directory): one `write` into the page cache,
+//! (`usage-<start ms>-<random>-<n>.jsonl` in the journal directory): one `write` into the page cache,
 //! which survives the process being killed (`kill -9`), though not the machine losing power.
 //! [`UsageJournal::flush`] (every [`FLUSH_INTERVAL`] from [`UsageJournal::run_writer`], and at
 //! shutdown) swaps in a new segment, inserts the old one's records in one transaction and
@@ -61,8 +61,9 @@ struct Sealed {
 #[derive(Debug)]
 pub struct UsageJournal {
     dir: PathBuf,
-    /// Distinguishes this process's segments from earlier ones.
-    started_ms: i64,
+    /// Names this process's segments apart from those of earlier and other processes:
+    /// `<start ms>-<random>`.
+    instance: String,
     next_segment: Mutex<u64>,
     current: Mutex<Segment>,
     /// Sealed segments, oldest first; one whose insert failed waits here for the next flush.
@@ -79,11 +80,15 @@ impl UsageJournal {
         if replayed > 0 {
             tracing::info!(records = replayed, "usage journal replayed");
         }
-        let started_ms = chrono::Utc::now().timestamp_millis();
-        let current = create_segment(dir, started_ms, 0)?;
+        let instance = format!(
+            "{}-{:08x}",
+            chrono::Utc::now().timestamp_millis(),
+            rand::random::<u32>()
+        );
+        let current = create_segment(dir, &instance, 0)?;
         Ok(Self {
             dir: dir.to_owned(),
-            started_ms,
+            instance,
             next_segment: Mutex::new(1),
             current: Mutex::new(current),
             sealed: tokio::sync::Mutex::new(Vec::new()),
@@ -143,7 +148,7 @@ impl UsageJournal {
             *next += 1;
             *next - 1
         };
-        let fresh = create_segment(&self.dir, self.started_ms, number)?;
+        let fresh = create_segment(&self.dir, &self.instance, number)?;
         let old = std::mem::replace(&mut *current, fresh);
         Ok(Some(Sealed {
             path: old.path,
@@ -165,9 +170,9 @@ impl UsageJournal {
     }
 }
 
-/// Creates segment `number` of the process that started at `started_ms`, locked.
-fn create_segment(dir: &Path, started_ms: i64, number: u64) -> Result<Segment, JournalError> {
-    let path = dir.join(format!("usage-{started_ms}-{number}.jsonl"));
+/// Creates segment `number` of the journal `instance`, locked.
+fn create_segment(dir: &Path, instance: &str, number: u64) -> Result<Segment, JournalError> {
+    let path = dir.join(format!("usage-{instance}-{number}.jsonl"));
     let file = OpenOptions::new()
         .create_new(true)
         .append(true)
@@ -219,16 +224,17 @@ fn is_segment_name(path: &Path) -> bool {
         .is_some_and(|name| name.starts_with("usage-") && name.ends_with(".jsonl"))
 }
 
-/// (start ms, number) from `usage-<start ms>-<number>.jsonl`.
-fn segment_order(path: &Path) -> (i64, u64) {
+/// (start ms, random, number) from `usage-<start ms>-<random>-<number>.jsonl`.
+fn segment_order(path: &Path) -> (i64, String, u64) {
     let stem = path
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default();
-    let mut parts = stem.trim_start_matches("usage-").splitn(2, '-');
+    let mut parts = stem.trim_start_matches("usage-").splitn(3, '-');
     let started = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let random = parts.next().unwrap_or_default().to_owned();
     let number = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (started, number)
+    (started, random, number)
 }
 
 /// The records of a segment no live process holds; `None` if one does. A line that does not
@@ -264,5 +270,136 @@ fn io_error(path: &Path, source: io::Error) -> JournalError {
     JournalError::Io {
         path: path.to_owned(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::str::FromStr;
+
+    use gateway_core::ServicePlan;
+    use rust_decimal::Decimal;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::price::Price;
+    use crate::record::{Outcome, Requester, TokenCounts};
+    use crate::store::UsageQuery;
+
+    fn record(project: Uuid, request_id: &str) -> UsageRecord {
+        let price = Price {
+            plan: ServicePlan::Base,
+            effective_from: chrono::Utc::now(),
+            currency: "EUR".to_owned(),
+            input_per_million: Decimal::from_str("0.45").unwrap(),
+            output_per_million: Decimal::from_str("0.65").unwrap(),
+        };
+        let requester = Requester {
+            project_id: project,
+            key_id: Uuid::new_v4(),
+            model: "m".to_owned(),
+            request_id: request_id.to_owned(),
+        };
+        let counts = TokenCounts {
+            input: 10,
+            output: 2,
+            exact: true,
+        };
+        UsageRecord::new(
+            requester,
+            chrono::Utc::now(),
+            &price,
+            counts,
+            Outcome::Complete,
+        )
+    }
+
+    async fn store(dir: &Path) -> Arc<dyn UsageStore> {
+        let url = format!("sqlite://{}?mode=rwc", dir.join("usage.db").display());
+        crate::store::open(&url).await.unwrap()
+    }
+
+    async fn stored(store: &dyn UsageStore, project: Uuid) -> Vec<String> {
+        let query = UsageQuery {
+            project_id: project,
+            from: None,
+            to: None,
+        };
+        let records = store.records(&query).await.unwrap();
+        records.into_iter().map(|r| r.request_id).collect()
+    }
+
+    fn segments(dir: &Path) -> usize {
+        segment_paths(dir).unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn a_flush_moves_the_records_into_the_store_and_deletes_their_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let journal_dir = dir.path().join("journal");
+        let journal = UsageJournal::open(&journal_dir, Arc::clone(&store))
+            .await
+            .unwrap();
+        let project = Uuid::new_v4();
+        journal.append(&record(project, "a")).unwrap();
+        journal.append(&record(project, "b")).unwrap();
+        assert_eq!(journal.flush().await.unwrap(), 2);
+        assert_eq!(stored(store.as_ref(), project).await, ["a", "b"]);
+        assert_eq!(segments(&journal_dir), 1, "only the fresh segment is left");
+        assert_eq!(journal.flush().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn records_of_a_killed_process_are_replayed_once_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let journal_dir = dir.path().join("journal");
+        let project = Uuid::new_v4();
+        let killed = UsageJournal::open(&journal_dir, Arc::clone(&store))
+            .await
+            .unwrap();
+        let flushed = record(project, "flushed");
+        killed.append(&flushed).unwrap();
+        killed.flush().await.unwrap();
+        killed.append(&record(project, "journaled")).unwrap();
+        // a write cut by the kill, and the flushed record again (a crash between the insert
+        // and the deletion of its segment)
+        let path = killed.current.lock().unwrap().path.clone();
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        let mut again = serde_json::to_vec(&flushed).unwrap();
+        again.push(b'\n');
+        file.write_all(&again).unwrap();
+        file.write_all(b"{\"id\":\"cut").unwrap();
+        drop(killed);
+        let restarted = UsageJournal::open(&journal_dir, Arc::clone(&store))
+            .await
+            .unwrap();
+        assert_eq!(
+            stored(store.as_ref(), project).await,
+            ["flushed", "journaled"]
+        );
+        assert_eq!(segments(&journal_dir), 1);
+        drop(restarted);
+    }
+
+    #[tokio::test]
+    async fn a_live_process_keeps_its_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let journal_dir = dir.path().join("journal");
+        let project = Uuid::new_v4();
+        let live = UsageJournal::open(&journal_dir, Arc::clone(&store))
+            .await
+            .unwrap();
+        live.append(&record(project, "live")).unwrap();
+        let second = UsageJournal::open(&journal_dir, Arc::clone(&store))
+            .await
+            .unwrap();
+        assert!(stored(store.as_ref(), project).await.is_empty());
+        assert_eq!(live.flush().await.unwrap(), 1);
+        assert_eq!(second.flush().await.unwrap(), 0);
+        assert_eq!(stored(store.as_ref(), project).await, ["live"]);
     }
 }
