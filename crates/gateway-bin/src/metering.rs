@@ -117,7 +117,7 @@ impl Default for LimitsConfig {
             burst_percent: 10,
             output_weight: 5,
             redis_url: None,
-            redis_prefix: "gateway".to_owned(),
+            redis_prefix: "gateway:rl:".to_owned(),
             base: PlanLimitsConfig::new(600, 1_000_000),
             plus: PlanLimitsConfig::new(300, 600_000),
             premium: PlanLimitsConfig::new(120, 400_000),
