@@ -1,7 +1,7 @@
 """The library crates' examples, run the way a user runs them (`cargo build --workspace
 --examples`, then `target/debug/examples/NAME`): `embed` and `chat` (gateway-engine) against the
 bundled models imported into the session's data directory, `verify_key` (gateway-auth) and
-`parse_request` (gateway-core)."""
+`parse_request` (gateway-core), `bill` (gateway-metering)."""
 
 from __future__ import annotations
 
@@ -142,3 +142,18 @@ def test_parse_request_names_the_field_at_fault(tmp_path, body, param):
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param
     assert param in error["message"]
+
+
+def test_bill_prices_exactly_and_refuses_over_the_budget():
+    result = run_example("bill", "1000001", "3", "5")
+    assert result.returncode == 0, result.stderr
+    priced, *admissions = [json.loads(line) for line in result.stdout.splitlines()]
+    # 1,000,001 x 0.45 / 10^6 + 3 x 0.65 / 10^6 exactly; two started millions of input, one of output
+    assert priced == {"cost": "0.45000240", "perStartedMillion": "1.55", "currency": "EUR"}
+    assert [a["admitted"] for a in admissions] == [False] * 5, "1,000,016 weighted tokens never fit"
+    small = run_example("bill", "1000", "200", "5")
+    assert small.returncode == 0, small.stderr
+    _, *admissions = [json.loads(line) for line in small.stdout.splitlines()]
+    assert [a["admitted"] for a in admissions] == [True, True, True, False, False]
+    assert [a["remainingRequests"] for a in admissions] == [2, 1, 0, 0, 0]
+    assert all(a["retryAfterMs"] > 0 for a in admissions[3:])
