@@ -101,12 +101,12 @@ impl UsageJournal {
     pub fn append(&self, record: &UsageRecord) -> Result<(), JournalError> {
         let mut line = serde_json::to_vec(record).map_err(|error| Self::encode_error(&error))?;
         line.push(b'\n');
-        let mut segment = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        let path = segment.path.clone();
+        let mut guard = self.lock_current();
+        let segment = &mut *guard;
         segment
             .file
             .write_all(&line)
-            .map_err(|source| io_error(&path, source))?;
+            .map_err(|source| io_error(&segment.path, source))?;
         segment.records.push(record.clone());
         Ok(())
     }
@@ -134,10 +134,10 @@ impl UsageJournal {
         Ok(inserted)
     }
 
-    /// Swaps in a new segment and returns the old one, if it holds records.
+    /// Swaps in a new segment and returns the old one, if it holds records. The new file is
+    /// made before the segment is locked, so appends do not wait for it.
     fn seal(&self) -> Result<Option<Sealed>, JournalError> {
-        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.records.is_empty() {
+        if self.lock_current().records.is_empty() {
             return Ok(None);
         }
         let number = {
@@ -149,11 +149,15 @@ impl UsageJournal {
             *next - 1
         };
         let fresh = create_segment(&self.dir, &self.instance, number)?;
-        let old = std::mem::replace(&mut *current, fresh);
+        let old = std::mem::replace(&mut *self.lock_current(), fresh);
         Ok(Some(Sealed {
             path: old.path,
             records: old.records,
         }))
+    }
+
+    fn lock_current(&self) -> std::sync::MutexGuard<'_, Segment> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Flushes every [`FLUSH_INTERVAL`] until the task is dropped; failures are logged and

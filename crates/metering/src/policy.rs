@@ -33,7 +33,8 @@ pub struct LimitPolicy {
     burst_percent: u64,
     /// How many tokens of the budget one generated token counts for.
     output_weight: u64,
-    overrides: RwLock<HashMap<(Uuid, String), PerMinute>>,
+    /// Per project: the override of each model, `""` for all its models.
+    overrides: RwLock<HashMap<Uuid, HashMap<String, PerMinute>>>,
 }
 
 impl LimitPolicy {
@@ -60,8 +61,8 @@ impl LimitPolicy {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         let limits = overrides
-            .get(&(project, model.to_owned()))
-            .or_else(|| overrides.get(&(project, String::new())))
+            .get(&project)
+            .and_then(|models| models.get(model).or_else(|| models.get("")))
             .copied()
             .unwrap_or_else(|| self.plan_limits(plan));
         Quota {
@@ -92,16 +93,15 @@ impl LimitPolicy {
 
     /// Replaces the overrides with `overrides`.
     pub fn set_overrides(&self, overrides: Vec<LimitOverride>) {
-        let table = overrides
-            .into_iter()
-            .map(|o| {
-                let limits = PerMinute {
-                    requests: o.requests_per_minute,
-                    tokens: o.tokens_per_minute,
-                };
-                ((o.project_id, o.model.unwrap_or_default()), limits)
-            })
-            .collect();
+        let mut table: HashMap<Uuid, HashMap<String, PerMinute>> = HashMap::new();
+        for o in overrides {
+            let limits = PerMinute {
+                requests: o.requests_per_minute,
+                tokens: o.tokens_per_minute,
+            };
+            let models = table.entry(o.project_id).or_default();
+            models.insert(o.model.unwrap_or_default(), limits);
+        }
         *self
             .overrides
             .write()

@@ -8,22 +8,40 @@ use async_trait::async_trait;
 
 use super::{Admission, Bucket, BucketStatus, LimitError, Quota, RateLimiter};
 
-/// Buckets kept before full ones are dropped (a full bucket is the same as none).
+/// Buckets kept before the full ones are dropped (a full bucket is the same as none).
 const PRUNE_ABOVE: usize = 4_096;
+
+/// Least time between two prunings, so that many busy keys do not make every call scan them.
+const PRUNE_EVERY_MS: f64 = 1_000.0;
 
 /// Rate limits of one process. Buckets start full and are dropped again once full, so memory
 /// follows the busy keys only.
 #[derive(Debug)]
 pub struct LocalLimiter {
     started: Instant,
-    buckets: Mutex<HashMap<String, (Bucket, Bucket)>>,
+    state: Mutex<State>,
+}
+
+/// The buckets by key and when they may next be pruned.
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<String, Entry>,
+    next_prune_ms: f64,
+}
+
+/// The two buckets of a key, and when both will be full again.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    requests: Bucket,
+    tokens: Bucket,
+    full_at_ms: f64,
 }
 
 impl Default for LocalLimiter {
     fn default() -> Self {
         Self {
             started: Instant::now(),
-            buckets: Mutex::new(HashMap::new()),
+            state: Mutex::new(State::default()),
         }
     }
 }
@@ -38,6 +56,12 @@ impl LocalLimiter {
         self.started.elapsed().as_secs_f64() * 1_000.0
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Runs `change` on the refilled buckets of `key` and keeps what it returns.
     fn with_buckets<T>(
         &self,
@@ -46,31 +70,52 @@ impl LocalLimiter {
         change: impl FnOnce(Bucket, Bucket) -> (Bucket, Bucket, T),
     ) -> T {
         let now = self.now_ms();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (requests, tokens) = refilled(&buckets, key, quota, now);
+        let mut state = self.state();
+        let (requests, tokens) = refilled(&state.entries, key, quota, now);
         let (requests, tokens, answer) = change(requests, tokens);
-        if buckets.len() >= PRUNE_ABOVE {
-            buckets.retain(|_, (r, t)| r.at_ms + 60_000.0 > now || t.at_ms + 60_000.0 > now);
+        let until_full = requests
+            .status(quota.requests)
+            .reset
+            .max(tokens.status(quota.tokens).reset);
+        let entry = Entry {
+            requests,
+            tokens,
+            full_at_ms: now + until_full.as_secs_f64() * 1_000.0,
+        };
+        match state.entries.get_mut(key) {
+            Some(kept) => *kept = entry,
+            None => {
+                state.prune(now);
+                state.entries.insert(key.to_owned(), entry);
+            }
         }
-        buckets.insert(key.to_owned(), (requests, tokens));
         answer
+    }
+}
+
+impl State {
+    /// Drops the buckets that are full again, at most once per [`PRUNE_EVERY_MS`] and only
+    /// while more than [`PRUNE_ABOVE`] are kept.
+    fn prune(&mut self, now: f64) {
+        if self.entries.len() < PRUNE_ABOVE || now < self.next_prune_ms {
+            return;
+        }
+        self.entries.retain(|_, entry| entry.full_at_ms > now);
+        self.next_prune_ms = now + PRUNE_EVERY_MS;
     }
 }
 
 /// The buckets of `key` refilled to `now`; full ones when the key has none.
 fn refilled(
-    buckets: &HashMap<String, (Bucket, Bucket)>,
+    entries: &HashMap<String, Entry>,
     key: &str,
     quota: Quota,
     now: f64,
 ) -> (Bucket, Bucket) {
-    match buckets.get(key) {
-        Some((requests, tokens)) => (
-            requests.refilled(quota.requests, now),
-            tokens.refilled(quota.tokens, now),
+    match entries.get(key) {
+        Some(entry) => (
+            entry.requests.refilled(quota.requests, now),
+            entry.tokens.refilled(quota.tokens, now),
         ),
         None => (
             Bucket::full(quota.requests, now),
@@ -93,11 +138,7 @@ impl RateLimiter for LocalLimiter {
         quota: Quota,
     ) -> Result<(BucketStatus, BucketStatus), LimitError> {
         let now = self.now_ms();
-        let buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (requests, tokens) = refilled(&buckets, key, quota, now);
+        let (requests, tokens) = refilled(&self.state().entries, key, quota, now);
         Ok((requests.status(quota.requests), tokens.status(quota.tokens)))
     }
 
@@ -171,5 +212,55 @@ mod tests {
         let refused = limiter.admit("k", QUOTA, 1).await.unwrap();
         assert!(!refused.admitted);
         assert_eq!(refused.tokens.remaining, 0);
+    }
+}
+
+#[cfg(test)]
+mod pruning {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::limit::Rate;
+
+    #[test]
+    fn only_full_buckets_are_dropped_at_most_once_a_second() {
+        let quota = Quota {
+            requests: Rate {
+                per_minute: 60,
+                burst: 0,
+            },
+            tokens: Rate {
+                per_minute: 60,
+                burst: 0,
+            },
+        };
+        let mut state = State::default();
+        for index in 0..PRUNE_ABOVE {
+            let requests = Bucket::full(quota.requests, 0.0);
+            let full_at_ms = if index == 0 { 5_000.0 } else { 0.0 };
+            let entry = Entry {
+                requests,
+                tokens: requests,
+                full_at_ms,
+            };
+            state.entries.insert(index.to_string(), entry);
+        }
+        state.prune(1_000.0);
+        assert_eq!(state.entries.len(), 1, "the bucket still refilling stays");
+        assert!(state.entries.contains_key("0"));
+        let full = Entry {
+            full_at_ms: 0.0,
+            ..state.entries["0"]
+        };
+        for index in 1..PRUNE_ABOVE {
+            state.entries.insert(index.to_string(), full);
+        }
+        state.prune(1_500.0);
+        assert_eq!(
+            state.entries.len(),
+            PRUNE_ABOVE,
+            "not again within a second"
+        );
+        state.prune(2_000.0);
+        assert_eq!(state.entries.len(), 1);
     }
 }
