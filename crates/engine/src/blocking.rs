@@ -7,7 +7,11 @@ use crate::EngineError;
 pub(crate) async fn off_async_workers<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
 ) -> Result<T, EngineError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| EngineError::TaskFailed(error.to_string()))?
+    tokio::task::spawn_blocking(work).await.map_err(|error| {
+        EngineError::TaskFailed(if error.is_panic() {
+            "panicked"
+        } else {
+            "was cancelled"
+        })
+    })?
 }

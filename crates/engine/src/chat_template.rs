@@ -43,9 +43,16 @@ pub enum ChatTemplateError {
     /// The template does not parse.
     #[error("invalid chat template: {0}")]
     Syntax(#[source] Error),
-    /// Rendering failed (an undefined operation, a type error, …).
-    #[error("cannot render chat template: {0}")]
-    Render(#[source] Error),
+    /// Rendering failed (an undefined operation, a type error, …). Only minijinja's kind of
+    /// error and the template's line are kept: its detail may quote the values rendered, that
+    /// is the messages.
+    #[error("cannot render chat template: {kind}{}", at_line(*.line))]
+    Render {
+        /// What kind of failure.
+        kind: ErrorKind,
+        /// The template's line, when minijinja knows it.
+        line: Option<usize>,
+    },
     /// The template itself rejected the conversation with `raise_exception(message)`.
     #[error("chat template rejected the conversation: {0}")]
     Rejected(String),
@@ -102,7 +109,7 @@ impl ChatTemplate {
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
-            .map_err(ChatTemplateError::Render)?;
+            .map_err(render_failure)?;
         let ctx = minijinja::context! {
             messages => Value::from(minijinja::value::Serde(messages)),
             add_generation_prompt => options.add_generation_prompt,
@@ -117,7 +124,7 @@ impl ChatTemplate {
                 && e.detail().is_some_and(|d| d.starts_with(REJECTED_PREFIX));
             match e.detail().and_then(|d| d.strip_prefix(REJECTED_PREFIX)) {
                 Some(message) if rejected => ChatTemplateError::Rejected(message.to_owned()),
-                _ => ChatTemplateError::Render(e),
+                _ => render_failure(e),
             }
         })
     }
@@ -142,6 +149,20 @@ impl ChatTemplate {
 struct Turn<'a> {
     role: &'a str,
     content: &'a str,
+}
+
+/// A render error without minijinja's detail (see [`ChatTemplateError::Render`]).
+fn render_failure(error: Error) -> ChatTemplateError {
+    ChatTemplateError::Render {
+        kind: error.kind(),
+        line: error.line(),
+    }
+}
+
+/// ` (line N)`, or nothing when the line is not known.
+fn at_line(line: Option<usize>) -> String {
+    line.map(|line| format!(" (line {line})"))
+        .unwrap_or_default()
 }
 
 /// Marks the errors `raise_exception` raises, to tell them from other render errors.
@@ -247,6 +268,20 @@ mod tests {
         let turn = json!({"role": "user", "content": "x".repeat(2_000)});
         let messages = serde_json::Value::Array(vec![turn; 4_000]);
         assert!(t.render(&messages, &RenderOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn render_errors_leave_the_values_out() {
+        let t = ChatTemplate::new("{{ messages[0]['content'] | int / 0 }}").unwrap();
+        let err = t
+            .render(
+                &json!([{"role": "user", "content": "123456789"}]),
+                &RenderOptions::default(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, ChatTemplateError::Render { .. }), "{err}");
+        assert!(!err.to_string().contains("123456789"), "{err}");
+        assert!(err.to_string().contains("line 1"), "{err}");
     }
 
     #[test]

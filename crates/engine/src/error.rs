@@ -1,5 +1,6 @@
 //! The engine's typed errors. Each variant says what went wrong in terms the HTTP layer can map
-//! to a status; none carries request text.
+//! to a status; none carries request text, token ids of a request or generated text, so that
+//! every message may be shown to the client and written to the log.
 
 use std::path::PathBuf;
 
@@ -56,15 +57,16 @@ pub enum EngineError {
     /// so that the engine cannot find it in the prompt to encode that text as text.
     #[error("the messages contain special-token text that this model's chat template does not let the server encode as text")]
     SpecialTokenText,
-    /// A token id is outside the model's vocabulary.
+    /// A token id is outside the model's vocabulary. The message names where, never the id:
+    /// token ids are the client's input.
     #[error(
-        "input[{index}] contains token id {token}, outside the vocabulary of {vocab_size} tokens"
+        "input[{index}] has a token id outside the vocabulary of {vocab_size} tokens (at position {position})"
     )]
     TokenOutOfRange {
         /// Position of the item in the request.
         index: usize,
-        /// The offending token id.
-        token: u32,
+        /// Position of the offending token id in the item.
+        position: usize,
         /// Size of the vocabulary.
         vocab_size: usize,
     },
@@ -74,14 +76,17 @@ pub enum EngineError {
     /// The model's worker has stopped (shutdown or a crash).
     #[error("the model worker is not running")]
     WorkerStopped,
-    /// A task on the blocking pool (tokenizing, templating) failed.
-    #[error("a tokenization task failed: {0}")]
-    TaskFailed(String),
-    /// A token id is outside the model's vocabulary.
-    #[error("token id {token} is outside the vocabulary of {vocab_size} tokens")]
+    /// A task on the blocking pool (tokenizing, templating) failed: it `panicked` or `was
+    /// cancelled`. A panic's own message is left out, as it may quote the text being worked on.
+    #[error("a tokenization task {0}")]
+    TaskFailed(&'static str),
+    /// A token id is outside the model's vocabulary. The message names where, never the id.
+    #[error(
+        "the token id at position {position} is outside the vocabulary of {vocab_size} tokens"
+    )]
     UnknownToken {
-        /// The offending token id.
-        token: u32,
+        /// Position of the offending token id in the prompt.
+        position: usize,
         /// Size of the vocabulary.
         vocab_size: usize,
     },

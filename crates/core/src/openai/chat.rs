@@ -61,7 +61,11 @@ pub struct ChatCompletionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frequency_penalty: Option<f32>,
     /// Bias (-100 to 100) added to the logits of token ids (keys are ids as strings).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::openai::chat::logit_bias",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub logit_bias: Option<BTreeMap<String, f32>>,
     /// Whether to return the log-probabilities of the output tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -412,6 +416,27 @@ impl<'de> Deserialize<'de> for StopSequences {
 
         deserializer.deserialize_any(StopVisitor)
     }
+}
+
+/// Deserializes `logit_bias`, an object of token ids (as strings) to numbers, so that an error
+/// names the field, never a key the client wrote (the path of a bad value would hold its key).
+pub(crate) fn logit_bias<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BTreeMap<String, f32>>, D::Error> {
+    let Some(biases) = Option::<BTreeMap<String, serde_json::Value>>::deserialize(deserializer)?
+    else {
+        return Ok(None);
+    };
+    biases
+        .into_iter()
+        .map(|(token, bias)| match bias.as_f64() {
+            Some(bias) => Ok((token, bias as f32)),
+            None => Err(de::Error::custom(
+                "expected an object of token ids to numbers, got a value that is not a number",
+            )),
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// `stream_options`.

@@ -65,7 +65,11 @@ pub struct CompletionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frequency_penalty: Option<f32>,
     /// Bias (-100 to 100) added to the logits of token ids (keys are ids as strings).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::openai::chat::logit_bias",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub logit_bias: Option<BTreeMap<String, f32>>,
     /// Seed for reproducible sampling.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,8 @@
 //! - optional request fields are `Option`s that accept both an absent key and `null`, and are
 //!   left out again when a request is serialized (for forwarding to an upstream backend);
 //! - bodies are parsed with [`from_json_slice`], which reports the JSON path of a bad field
-//!   (e.g. `messages[0].content`) so it can become the error's `param`.
+//!   (e.g. `messages[0].content`) so it can become the error's `param`, and whose messages never
+//!   quote a value the client sent (a prompt, an input), so that they may be shown and logged.
 
 pub mod chat;
 pub mod chat_response;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod input;
 pub mod models;
 pub mod parse;
+mod reason;
 pub mod tools;
 pub mod usage;
 

@@ -1,10 +1,12 @@
 //! Parsing request bodies into wire types with errors that say where the body is wrong: the
-//! JSON path of a bad field becomes the OpenAI error's `param`.
+//! JSON path of a bad field becomes the OpenAI error's `param`. A message names the field and
+//! the rule it breaks, never the value the client sent (`reason.rs`).
 
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
 use super::error::ErrorBody;
+use super::reason::describe;
 
 /// Why a body did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,6 +107,7 @@ fn from_serde_error(error: serde_json::Error, param: Option<String>) -> WireErro
             param: Some(param),
         };
     }
+    let reason = describe(reason);
     match param {
         Some(path) => WireError::Invalid {
             message: format!("Invalid value for '{path}': {reason}."),

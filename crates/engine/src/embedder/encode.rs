@@ -115,13 +115,13 @@ impl InputEncoder {
         if tokens.is_empty() {
             return Err(EngineError::EmptyItem { index });
         }
-        if let Some(&token) = tokens
+        if let Some(position) = tokens
             .iter()
-            .find(|&&token| token as usize >= self.vocab_size)
+            .position(|&token| token as usize >= self.vocab_size)
         {
             return Err(EngineError::TokenOutOfRange {
                 index,
-                token,
+                position,
                 vocab_size: self.vocab_size,
             });
         }
@@ -238,7 +238,7 @@ mod tests {
             error,
             EngineError::TokenOutOfRange {
                 index: 1,
-                token: 5,
+                position: 1,
                 vocab_size: 5
             }
         ));

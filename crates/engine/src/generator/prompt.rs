@@ -10,7 +10,7 @@ use gateway_backend::{ChatTurn, Prompt};
 use tokenizers::Tokenizer;
 
 use super::detokenize;
-use crate::chat_template::{ChatTemplate, RenderOptions};
+use crate::chat_template::{ChatTemplate, ChatTemplateError, RenderOptions};
 use crate::EngineError;
 
 /// The prompt side of a chat model: its tokenizer, chat template and special tokens.
@@ -104,7 +104,7 @@ impl PromptEncoder {
         let template = self.template.as_ref().ok_or(EngineError::Unsupported {
             operation: "chat (the model has no chat template)",
         })?;
-        let tokens = self.tokenize(&template.render(turns, &self.render)?, None)?;
+        let tokens = self.tokenize(&render(template, turns, &self.render)?, None)?;
         let Some(content_tokenizer) = &self.content_tokenizer else {
             return Ok(tokens);
         };
@@ -173,11 +173,50 @@ impl PromptEncoder {
 
     fn check_vocabulary(&self, tokens: &[u32]) -> Result<(), EngineError> {
         let vocab_size = self.vocab_size;
-        match tokens.iter().find(|&&token| token as usize >= vocab_size) {
-            Some(&token) => Err(EngineError::UnknownToken { token, vocab_size }),
+        match tokens
+            .iter()
+            .position(|&token| token as usize >= vocab_size)
+        {
+            Some(position) => Err(EngineError::UnknownToken {
+                position,
+                vocab_size,
+            }),
             None => Ok(()),
         }
     }
+}
+
+/// Longest reason of a chat template's rejection passed on as it is: a template's rules are
+/// short sentences.
+const MAX_REJECTION_LEN: usize = 256;
+
+/// What a rejection says instead of a reason that may quote the conversation.
+const WITHHELD_REASON: &str = "its reason is left out, as it may quote the conversation";
+
+/// Renders `turns` with `template`. A rejection (`raise_exception`) whose reason quotes a
+/// message's content, or is too long to be a rule, is passed on without that reason, so that
+/// no error message carries the conversation.
+fn render(
+    template: &ChatTemplate,
+    turns: &[ChatTurn],
+    options: &RenderOptions,
+) -> Result<String, ChatTemplateError> {
+    template
+        .render(turns, options)
+        .map_err(|error| match error {
+            ChatTemplateError::Rejected(reason) if quotes_content(&reason, turns) => {
+                ChatTemplateError::Rejected(WITHHELD_REASON.to_owned())
+            }
+            other => other,
+        })
+}
+
+/// Whether `reason` is too long to be a rule or holds the content of one of `turns`.
+fn quotes_content(reason: &str, turns: &[ChatTurn]) -> bool {
+    reason.len() > MAX_REJECTION_LEN
+        || turns
+            .iter()
+            .any(|turn| !turn.content.is_empty() && reason.contains(turn.content.as_str()))
 }
 
 #[cfg(test)]
@@ -285,6 +324,25 @@ mod tests {
         let plain = encoder.encode(&chat(" Hi ")).unwrap();
         let text = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
         assert_eq!(plain, encoder.tokenize(text, None).unwrap());
+    }
+
+    #[test]
+    fn a_rejection_never_quotes_the_conversation() {
+        let template = ChatTemplate::new(
+            "{{ raise_exception('no ' + messages[0]['role'] + ': ' + messages[0]['content']) }}",
+        )
+        .unwrap();
+        let error = encoder(template, false)
+            .encode(&chat("Hi You are"))
+            .unwrap_err();
+        assert!(!error.to_string().contains("Hi You are"), "{error}");
+        assert!(error.is_client_error(), "{error}");
+        let rule = ChatTemplate::new("{{ raise_exception('roles must alternate') }}").unwrap();
+        let error = encoder(rule, false).encode(&chat("Hi")).unwrap_err();
+        assert!(
+            error.to_string().ends_with("roles must alternate"),
+            "{error}"
+        );
     }
 
     #[test]
