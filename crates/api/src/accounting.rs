@@ -28,6 +28,7 @@ use gateway_metering::{
 use rust_decimal::Decimal;
 
 use crate::error::ApiError;
+use crate::registry::Notice;
 use crate::state::AppState;
 
 /// The response header with the cost of a whole answer, when enabled.
@@ -68,6 +69,7 @@ struct SlotState {
     budget: Option<Budget>,
     status: Option<(BucketStatus, BucketStatus)>,
     cost: Option<Decimal>,
+    notice: Option<Notice>,
 }
 
 impl MeterSlot {
@@ -78,6 +80,11 @@ impl MeterSlot {
     /// Names the budget the request counts against, once its model is known.
     pub fn aim(&self, budget: Budget) {
         self.update(|state| state.budget = Some(budget));
+    }
+
+    /// Names what the response must say about the model's lifecycle.
+    pub fn tell(&self, notice: Option<Notice>) {
+        self.update(|state| state.notice = notice);
     }
 
     /// The budget the request was aimed at.
@@ -243,7 +250,8 @@ impl Drop for Ticket {
 }
 
 /// Gives every request with a model API key a [`MeterSlot`] and writes the `x-ratelimit-*`
-/// headers (and the cost header, when enabled) on its response.
+/// headers (and the cost header, when enabled, and the model's lifecycle notice) on its
+/// response.
 pub async fn rate_limit_headers(
     State(state): State<Arc<AppState>>,
     mut request: Request,
@@ -256,10 +264,19 @@ pub async fn rate_limit_headers(
     request.extensions_mut().insert(slot.clone());
     let mut response = next.run(request).await;
     let accounting = &state.accounting;
-    let (budget, status, cost) = {
+    let (budget, status, cost, notice) = {
         let mut slot = slot.0.lock().unwrap_or_else(PoisonError::into_inner);
-        (slot.budget.take(), slot.status.take(), slot.cost.take())
+        let slot = &mut *slot;
+        (
+            slot.budget.take(),
+            slot.status.take(),
+            slot.cost.take(),
+            slot.notice.take(),
+        )
     };
+    if let Some(notice) = notice {
+        notice.write(response.headers_mut());
+    }
     let status = match status {
         Some(status) => Some(status),
         None => {

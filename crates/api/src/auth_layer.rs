@@ -1,5 +1,6 @@
 //! Authentication as one layer in front of every route. The router is authenticated by
-//! default: only the paths in [`PUBLIC_PATHS`] need no credential, the management API under
+//! default: only the paths in [`PUBLIC_PATHS`] and the catalog under [`PUBLIC_CATALOG`] need
+//! no credential, the management API under
 //! `/v1/projects/` needs a management token, and everything else (the model API, unknown
 //! paths included) needs a model API key. Both credentials come as `Authorization: Bearer …`.
 //!
@@ -22,8 +23,12 @@ use crate::error::{ApiError, ManagementError};
 use crate::middleware::REQUEST_ID_HEADER;
 use crate::state::AppState;
 
-/// Paths that answer without any credential (health, readiness, metrics).
-pub const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+/// Paths that answer without any credential (health, readiness, metrics, the announcements
+/// of deprecations).
+pub const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/v1/announcements"];
+
+/// The prefix of the public catalog in the managed service's model API shape.
+pub const PUBLIC_CATALOG: &str = "/v1/regions/";
 
 /// The path prefix of the management API.
 const MANAGEMENT_ROOT: &str = "/v1/projects";
@@ -42,7 +47,7 @@ pub enum Credential {
 /// Which credential `path` needs: public paths none, the management API a management token,
 /// everything else a model API key.
 pub fn credential_for(path: &str) -> Credential {
-    if PUBLIC_PATHS.contains(&path) {
+    if PUBLIC_PATHS.contains(&path) || path.starts_with(PUBLIC_CATALOG) {
         Credential::None
     } else if is_management_path(path) {
         Credential::ManagementToken

@@ -52,6 +52,14 @@ pub enum ApiError {
         /// The id the client sent.
         model: String,
     },
+    /// The model was retired and has no successor.
+    #[error("The model `{model}` was retired on {} and has no successor.", retired.format("%Y-%m-%d"))]
+    ModelRetired {
+        /// The id the client sent.
+        model: String,
+        /// When it retired.
+        retired: chrono::DateTime<chrono::Utc>,
+    },
     /// No route has this path.
     #[error("unknown path {path}")]
     RouteNotFound {
@@ -214,6 +222,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::ModelNotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::ModelRetired { .. } => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -233,6 +242,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyTimeout { .. } => "timeout",
             Self::ModelNotFound { .. } | Self::RouteNotFound { .. } => "not_found",
+            Self::ModelRetired { .. } => "gone",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::Timeout { .. } => "timeout",
@@ -314,6 +324,11 @@ impl ApiError {
             Self::ModelNotFound { .. } => ErrorBody::new(ErrorType::NotFound, self.to_string())
                 .with_param("model")
                 .with_code("model_not_found"),
+            Self::ModelRetired { .. } => {
+                ErrorBody::new(ErrorType::InvalidRequest, self.to_string())
+                    .with_param("model")
+                    .with_code("model_retired")
+            }
             Self::RouteNotFound { .. } | Self::MethodNotAllowed => {
                 ErrorBody::new(ErrorType::NotFound, self.to_string())
             }

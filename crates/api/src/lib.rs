@@ -17,6 +17,7 @@ mod extract;
 mod generation;
 mod metrics;
 mod middleware;
+mod registry;
 mod routes;
 mod server;
 mod sse;
@@ -42,8 +43,9 @@ pub use auth_layer::PUBLIC_PATHS;
 pub use error::{ApiError, ManagementError, ManagementErrorBody};
 pub use metrics::Metrics;
 pub use middleware::REQUEST_ID_HEADER;
+pub use registry::{http_date, ModelRegistry, Notice, Resolved, ServedModel, RETIRED_HEADER};
 pub use server::{serve, ConnectionLimits};
-pub use state::{AppState, Limits, ModelRegistry, ServedModel};
+pub use state::{AppState, Limits};
 
 /// The path of a project's tokens in a region.
 const TOKENS: &str = "/v1/projects/{projectId}/regions/{regionId}/tokens";
@@ -90,6 +92,19 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/projects/{projectId}/audit-log/export",
             get(routes::audit::export_audit_log),
         )
+        .route(
+            "/v1/regions/{regionId}/models",
+            get(routes::catalog::list_models),
+        )
+        .route(
+            "/v1/regions/{regionId}/chat/models/{modelId}",
+            get(routes::catalog::get_chat_model),
+        )
+        .route(
+            "/v1/regions/{regionId}/embedding/models/{modelId}",
+            get(routes::catalog::get_embedding_model),
+        )
+        .route("/v1/announcements", get(routes::catalog::announcements))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))

@@ -1,5 +1,6 @@
 //! The append-only audit log: what an event holds, its JSON (and NDJSON export), and paging
-//! with `from` / `to` / `cursor`.
+//! with `from` / `to` / `cursor`. The one change an event ever undergoes is the removal of its
+//! personal data after the retention period ([`crate::retention`]).
 
 use std::net::IpAddr;
 

@@ -20,7 +20,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to; for tests.
+/// A clock that only moves when told to: for tests, and for work done "as of" a given time.
 #[derive(Debug)]
 pub struct ManualClock(Mutex<DateTime<Utc>>);
 

@@ -8,6 +8,8 @@
 //!   tokens; read the audit log) with role checks and audit events, plus the operator's
 //!   `gateway admin …` operations. Its objects and formats are those of the STACKIT
 //!   model-serving API ([`Token`], [`labels`]).
+//! - [`retention`] pseudonymizes the personal data (subject, e-mail, source IP) of audit events
+//!   older than the retention period ([`Management::pseudonymize_audit_log`]).
 //! - [`Store`] keeps everything; [`store::open`] picks [`SqliteStore`] or [`PostgresStore`] by
 //!   URL scheme.
 //!
@@ -37,6 +39,7 @@ mod key;
 pub mod labels;
 mod management;
 mod model;
+pub mod retention;
 pub mod store;
 pub mod verifier;
 mod wire;
@@ -54,6 +57,7 @@ pub use model::{
     Actor, KeyPatch, KeyRecord, LabelChange, ManagementTokenRecord, Membership, Project,
     RequestContext, Role, UnknownRole,
 };
+pub use retention::PseudonymizedEvents;
 pub use store::{PostgresStore, SqliteStore, Store};
 pub use verifier::{KeyVerifier, VerifiedKey};
 pub use wire::{

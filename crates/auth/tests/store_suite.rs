@@ -49,4 +49,7 @@ suite!(
     audit::audit_paging,
     replicas::parallel_creates_and_deletes,
     replicas::revocation_reaches_other_replicas,
+    retention::retention_pseudonymizes_exactly_the_old_events,
+    retention::retention_on_replicas_at_once,
+    retention::the_log_accepts_no_other_change,
 );

@@ -6,6 +6,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::lifecycle::{Deprecation, LifecycleState};
 
 /// What a model does, which decides its endpoints and how its tokens are billed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -51,6 +54,176 @@ pub struct ModelCard {
     pub license: String,
     /// Where the weights come from, e.g. the model's Hugging Face page.
     pub source: String,
+}
+
+/// Everything the catalog says about one served model id: the card's facts, what the
+/// operator configured on top (names, description, tags, plan, lifecycle) and the size of its
+/// files. The product API and `/v1/models` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogEntry {
+    /// The id clients send.
+    pub id: String,
+    /// Chat or embedding.
+    pub kind: ModelKind,
+    /// The plan it is billed and limited under.
+    pub plan: ServicePlan,
+    /// Name shown to people (letters, digits, spaces, `_`, `-`).
+    pub displayed_name: String,
+    /// What the model is for (letters, digits, spaces, `.:/-`).
+    pub description: String,
+    /// Its Hugging Face name, e.g. `HuggingFaceTB/SmolLM2-135M-Instruct`.
+    pub hugging_face_name: String,
+    /// Where the weights come from.
+    pub url: String,
+    /// SPDX licence of the weights.
+    pub license: String,
+    /// Longest input, in tokens, as served.
+    pub context_length: usize,
+    /// Width of an embedding model's vectors.
+    pub dimensions: Option<usize>,
+    /// Bytes of the model's files.
+    pub size_bytes: u64,
+    /// Weight format, e.g. `q4`, `int8`, `f32`.
+    pub quantization: String,
+    /// Free tags, e.g. `chat`, `multilingual`.
+    pub tags: Vec<String>,
+    /// Its announced retirement, if any.
+    pub deprecation: Option<Deprecation>,
+}
+
+/// Namespace of the catalog's model UUIDs (UUID v5 of the model id).
+const MODEL_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5c1f_7a0e_2b8d_4f6a_9e3c_41d2_7b60_a9f1);
+
+/// The prefix of Hugging Face model pages.
+const HUGGING_FACE: &str = "https://huggingface.co/";
+
+impl CatalogEntry {
+    /// The entry of `card` served as `id`, with defaults for what a card does not say.
+    pub fn from_card(id: &str, card: &ModelCard, size_bytes: u64) -> Self {
+        let hugging_face_name = card
+            .source
+            .strip_prefix(HUGGING_FACE)
+            .filter(|name| !name.is_empty())
+            .unwrap_or(id);
+        let kind_name = match card.kind {
+            ModelKind::Chat => "chat",
+            ModelKind::Embedding => "embedding",
+        };
+        Self {
+            id: id.to_owned(),
+            kind: card.kind,
+            plan: card.plan,
+            displayed_name: keep_only(id, DISPLAYED_NAME_EXTRA),
+            description: format!("{kind_name} model {}", keep_only(id, TEXT_EXTRA)),
+            hugging_face_name: keep_only(hugging_face_name, TEXT_EXTRA),
+            url: if card.source.is_empty() {
+                format!("{HUGGING_FACE}{}", keep_only(hugging_face_name, TEXT_EXTRA))
+            } else {
+                card.source.clone()
+            },
+            license: card.license.clone(),
+            context_length: card.context_length,
+            dimensions: card.dimensions,
+            size_bytes,
+            quantization: card.quantization.clone(),
+            tags: vec![kind_name.to_owned()],
+            deprecation: None,
+        }
+    }
+
+    /// The stable UUID the product API names the model by (the same on every replica).
+    pub fn uuid(&self) -> Uuid {
+        Uuid::new_v5(&MODEL_ID_NAMESPACE, self.id.as_bytes())
+    }
+
+    /// Bits per weight of a quantized model; `None` for floating-point weights.
+    pub fn bits(&self) -> Option<u8> {
+        match self.quantization.as_str() {
+            "q4" | "int4" => Some(4),
+            "int8" | "q8" => Some(8),
+            "f16" | "bf16" => Some(16),
+            _ => None,
+        }
+    }
+
+    /// `PTQ` for weights quantized after training (what the importer writes), else `None`.
+    pub fn quantization_method(&self) -> Option<&'static str> {
+        matches!(self.bits(), Some(4 | 8)).then_some("PTQ")
+    }
+
+    /// Where the model stands at `now`.
+    pub fn state_at(&self, now: chrono::DateTime<chrono::Utc>) -> LifecycleState {
+        self.deprecation
+            .as_ref()
+            .map_or(LifecycleState::Active, |deprecation| {
+                deprecation.state_at(now)
+            })
+    }
+
+    /// Checks the fields against the formats of the managed service's model API, whose SDKs
+    /// refuse anything else.
+    pub fn check(&self) -> Result<(), CatalogError> {
+        let fields = [
+            (
+                "displayed_name",
+                &self.displayed_name,
+                DISPLAYED_NAME_EXTRA,
+                200,
+            ),
+            ("description", &self.description, TEXT_EXTRA, 2000),
+            (
+                "hugging_face_name",
+                &self.hugging_face_name,
+                TEXT_EXTRA,
+                200,
+            ),
+            ("url", &self.url, TEXT_EXTRA, 200),
+        ];
+        for (field, value, extra, longest) in fields {
+            let allowed =
+                |c: char| c.is_ascii_alphanumeric() || c.is_whitespace() || extra.contains(c);
+            if value.is_empty() || value.len() > longest || !value.chars().all(allowed) {
+                return Err(CatalogError {
+                    model: self.id.clone(),
+                    field,
+                    rule: format!(
+                        "1 to {longest} characters of letters, digits, spaces and {extra:?}"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Characters besides letters, digits and spaces a displayed name may hold.
+const DISPLAYED_NAME_EXTRA: &str = "_-";
+/// Characters besides letters, digits and spaces a description, name or URL may hold.
+const TEXT_EXTRA: &str = ".:/-";
+
+/// `text` with every character the format does not allow made a space.
+fn keep_only(text: &str, extra: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || extra.contains(c) {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect()
+}
+
+/// A catalog field the managed service's model API would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("model {model}: catalog field {field} must be {rule}")]
+pub struct CatalogError {
+    /// The model.
+    pub model: String,
+    /// The field.
+    pub field: &'static str,
+    /// What it must be.
+    pub rule: String,
 }
 
 /// Where a local model runs: ONNX Runtime's execution provider, and what an import targets.
@@ -108,6 +281,42 @@ mod tests {
             assert_eq!(provider.as_str().parse::<ExecutionProvider>(), Ok(provider));
         }
         assert!("tpu".parse::<ExecutionProvider>().is_err());
+    }
+
+    #[test]
+    fn an_entry_takes_its_defaults_from_the_card() {
+        let card = ModelCard {
+            id: "smollm2".into(),
+            kind: ModelKind::Chat,
+            plan: ServicePlan::Plus,
+            context_length: 8192,
+            dimensions: None,
+            quantization: "q4".into(),
+            license: "Apache-2.0".into(),
+            source: "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct".into(),
+        };
+        let entry = CatalogEntry::from_card("chat.default", &card, 99);
+        assert_eq!(
+            entry.hugging_face_name,
+            "HuggingFaceTB/SmolLM2-135M-Instruct"
+        );
+        assert_eq!(entry.displayed_name, "chat default");
+        assert_eq!(
+            (entry.bits(), entry.quantization_method()),
+            (Some(4), Some("PTQ"))
+        );
+        assert_eq!(entry.plan, ServicePlan::Plus);
+        assert!(entry.check().is_ok());
+        assert_eq!(
+            entry.uuid(),
+            CatalogEntry::from_card("chat.default", &card, 1).uuid()
+        );
+        let commas = CatalogEntry {
+            description: "fast, small".into(),
+            ..entry
+        };
+        let error = commas.check().unwrap_err();
+        assert_eq!(error.field, "description");
     }
 
     #[test]

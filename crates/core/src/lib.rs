@@ -3,7 +3,12 @@
 //! crate does no I/O, so every other crate can use it.
 
 pub mod catalog;
+pub mod lifecycle;
 pub mod model_dir;
 pub mod openai;
 
-pub use catalog::{ExecutionProvider, ModelCard, ModelKind, ServicePlan, UnknownExecutionProvider};
+pub use catalog::{
+    CatalogEntry, CatalogError, ExecutionProvider, ModelCard, ModelKind, ServicePlan,
+    UnknownExecutionProvider,
+};
+pub use lifecycle::{Deprecation, LifecycleState};

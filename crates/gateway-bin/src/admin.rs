@@ -10,7 +10,7 @@ use gateway_metering::{LimitOverride, UsageQuery};
 
 use crate::cli::{
     AdminArgs, AdminCommand, KeyCommand, KeyCreateArgs, ManagementTokenCommand, PrincipalCommand,
-    ProjectCommand, UsageArgs,
+    ProjectCommand, RetentionCommand, UsageArgs,
 };
 use crate::config::Config;
 
@@ -19,6 +19,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let config = Config::load_with_env(args.config.as_deref())?;
     let output = match args.command {
         AdminCommand::Usage(usage) => usage_report(&config, usage).await?,
+        AdminCommand::Retention(RetentionCommand::Run { as_of }) => {
+            crate::retention::run_command(&config, as_of.as_deref()).await?
+        }
         AdminCommand::Project(ProjectCommand::Limits {
             project,
             model,
@@ -86,7 +89,9 @@ async fn execute(management: &Management, command: AdminCommand) -> anyhow::Resu
         AdminCommand::Project(ProjectCommand::Create { name }) => {
             json(&management.create_project(&name).await?)
         }
-        AdminCommand::Project(ProjectCommand::Limits { .. }) | AdminCommand::Usage(_) => {
+        AdminCommand::Project(ProjectCommand::Limits { .. })
+        | AdminCommand::Usage(_)
+        | AdminCommand::Retention(_) => {
             anyhow::bail!("not a key, principal or project command")
         }
         AdminCommand::Key(KeyCommand::Create(args)) => {

@@ -57,6 +57,22 @@ pub enum AdminCommand {
     ManagementToken(ManagementTokenCommand),
     /// A project's usage report: tokens and cost per group and in total.
     Usage(UsageArgs),
+    /// The retention of personal data (audit log, log files).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+/// `gateway admin retention …`.
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Run the retention job once: pseudonymize the audit events and delete the log files
+    /// older than `[retention] personal_data_days`; prints what it did.
+    Run {
+        /// Run as if it were this time (`2027-01-01` or RFC 3339) instead of now. A time in
+        /// the future removes data early, for good.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
 }
 
 /// Arguments of `gateway admin usage`.

@@ -11,7 +11,10 @@ use gateway_core::{ExecutionProvider, ServicePlan};
 use gateway_engine::{EmbedderConfig, GeneratorConfig};
 use serde::Deserialize;
 
+use crate::catalog::DeprecationConfig;
+use crate::logging::LoggingConfig;
 use crate::metering::{LimitsConfig, MeteringConfig};
+use crate::retention::RetentionConfig;
 
 /// Id of the embedding model `gateway serve` serves when the configuration names none.
 pub const DEFAULT_MODEL_ID: &str = "all-minilm-l6-v2";
@@ -34,6 +37,10 @@ pub struct Config {
     pub metering: MeteringConfig,
     /// Rate limits per plan, burst, token weight and the Redis of shared budgets.
     pub limits: LimitsConfig,
+    /// Where `serve` logs (standard error or daily files) and in which format.
+    pub logging: LoggingConfig,
+    /// How long personal data is kept and how often the retention job runs.
+    pub retention: RetentionConfig,
 }
 
 /// The database of keys, principals and the audit log.
@@ -163,6 +170,24 @@ pub struct ModelConfig {
     /// default: the plan in the model card.
     #[serde(default)]
     pub plan: Option<ServicePlan>,
+    /// Catalog: the name shown to people; default: the id.
+    #[serde(default)]
+    pub displayed_name: Option<String>,
+    /// Catalog: what the model is for; default: its kind and id.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Catalog: its Hugging Face name; default: from the card's source.
+    #[serde(default)]
+    pub hugging_face_name: Option<String>,
+    /// Catalog: where the weights come from; default: the card's source.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Catalog: tags; default: the model's kind.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// The model's announced retirement.
+    #[serde(default)]
+    pub deprecation: Option<DeprecationConfig>,
     /// Execution provider (`cpu` or `cuda`).
     #[serde(default)]
     pub device: ExecutionProvider,
@@ -255,6 +280,12 @@ impl ModelConfig {
             path: PathBuf::from("models").join(id),
             id: None,
             plan: None,
+            displayed_name: None,
+            description: None,
+            hugging_face_name: None,
+            url: None,
+            tags: None,
+            deprecation: None,
             device: ExecutionProvider::Cpu,
             cuda_device_id: 0,
             max_batch_tokens: default_max_batch_tokens(),
@@ -280,6 +311,8 @@ impl Default for Config {
             models: vec![ModelConfig::bundled(), ModelConfig::bundled_chat()],
             metering: MeteringConfig::default(),
             limits: LimitsConfig::default(),
+            logging: LoggingConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }

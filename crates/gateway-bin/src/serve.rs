@@ -1,7 +1,8 @@
 //! `gateway serve`: reads the configuration, opens the database, builds each model's backend
 //! (`backends.rs`), and runs the HTTP server until SIGTERM or Ctrl-C, then drains in-flight
 //! requests. Background tasks write the audit events of keys that expired, move usage records
-//! from the journal into the database and reload the projects' rate limit overrides.
+//! from the journal into the database, reload the projects' rate limit overrides and remove
+//! personal data past its retention period (`retention.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let store = crate::store::open(&config).await?;
     tracing::info!("database opened");
     let sweeper = tokio::spawn(sweep_expired_keys(Management::new(Arc::clone(&store))));
+    let retention = crate::retention::start(Arc::clone(&store), &config)?;
     let models = load_models(&config).await?;
     let limits = Limits {
         max_body_bytes: config.server.max_body_bytes,
@@ -50,7 +52,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
         max_connections: config.server.max_connections,
     };
-    let plans: Vec<_> = models.iter().map(|(_, model)| model.plan).collect();
+    let plans: Vec<_> = models.iter().map(|(_, model)| model.entry.plan).collect();
     let metering = Metering::start(&config, &plans).await?;
     let state = Arc::new(AppState::new(
         models,
@@ -80,6 +82,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     sweeper.abort();
+    retention.abort();
     metering.stop().await;
     tracing::info!("stopped");
     Ok(())
@@ -108,21 +111,27 @@ fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Builds every configured model's backend, under the id clients send.
+/// Builds every configured model's backend, under the id clients send, after checking the
+/// whole catalog; a model retired at start keeps only its catalog entry. The catalog shows
+/// the context length as served (`max_context`), which the backend's card reports.
 async fn load_models(config: &Config) -> anyhow::Result<ModelRegistry> {
+    let now = chrono::Utc::now();
+    let planned = crate::catalog::plan_models(config, now)?;
     let mut registry = ModelRegistry::default();
     let mut factory = BackendFactory::new(config);
-    let created = chrono::Utc::now().timestamp();
-    for model in &config.models {
-        let backend = factory.build(model).await?;
-        let id = model
-            .id
-            .clone()
-            .unwrap_or_else(|| backend.card().id.clone());
-        let dir = config.in_data_dir(&model.path);
-        let plan = model.plan.unwrap_or(backend.card().plan);
-        tracing::info!(model = %id, dir = %dir.display(), ?plan, "model loaded");
-        registry.insert(id, ServedModel::new(backend, plan, created));
+    for model in planned {
+        let id = model.entry.id.clone();
+        if model.retired {
+            tracing::info!(model = %id, "model retired: its requests go to its successor");
+            registry.insert_retired(model.entry);
+            continue;
+        }
+        let backend = factory.build(model.config).await?;
+        let dir = config.in_data_dir(&model.config.path);
+        let mut entry = model.entry;
+        entry.context_length = backend.card().context_length;
+        tracing::info!(model = %id, dir = %dir.display(), plan = ?entry.plan, "model loaded");
+        registry.insert(id, ServedModel::new(backend, entry, now.timestamp()));
     }
     Ok(registry)
 }

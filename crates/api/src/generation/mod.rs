@@ -104,9 +104,9 @@ pub async fn handle<R: GenerationRoute>(
     headers: HeaderMap,
     OpenAiJson(request): OpenAiJson<R>,
 ) -> Result<Response, ApiError> {
-    let model = request.model();
-    let served = state.models.permitted(model, &key)?;
-    let (backend, plan) = (Arc::clone(&served.backend), served.plan);
+    let served = state.models.permitted(request.model(), &key)?;
+    let (backend, plan, model) = (Arc::clone(&served.backend), served.entry.plan, served.id);
+    slot.tell(served.notice.clone());
     let card = backend.card();
     let budget = state.accounting.budget(key.project_id, model, plan);
     slot.aim(budget.clone());

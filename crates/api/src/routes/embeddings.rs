@@ -28,10 +28,9 @@ pub async fn create_embeddings(
     OpenAiJson(request): OpenAiJson<EmbeddingRequest>,
 ) -> Result<Json<EmbeddingResponse>, ApiError> {
     let model = state.models.permitted(&request.model, &key)?;
-    let plan = model.plan;
-    let budget = state
-        .accounting
-        .budget(key.project_id, &request.model, plan);
+    slot.tell(model.notice.clone());
+    let plan = model.entry.plan;
+    let budget = state.accounting.budget(key.project_id, model.id, plan);
     slot.aim(budget.clone());
     let capabilities = model.backend.capabilities();
     if !capabilities.embeddings {
@@ -68,7 +67,7 @@ pub async fn create_embeddings(
     let requester = Requester {
         project_id: key.project_id,
         key_id: key.key_id,
-        model: request.model.clone(),
+        model: model.id.to_owned(),
         request_id: request_id(&headers),
     };
     let ticket = state
@@ -86,7 +85,7 @@ pub async fn create_embeddings(
     let prompt_tokens = u32::try_from(usage.prompt_tokens).unwrap_or(u32::MAX);
     state
         .metrics
-        .add_prompt_tokens(&request.model, u64::from(prompt_tokens));
+        .add_prompt_tokens(model.id, u64::from(prompt_tokens));
     let data = embeddings
         .vectors
         .iter()
@@ -94,7 +93,7 @@ pub async fn create_embeddings(
         .map(|(vector, index)| Embedding::new(index, vector, request.encoding_format))
         .collect();
     Ok(Json(EmbeddingResponse::new(
-        request.model,
+        model.id.to_owned(),
         data,
         EmbeddingUsage::new(prompt_tokens),
     )))

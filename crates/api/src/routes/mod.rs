@@ -2,6 +2,7 @@
 //! share.
 
 pub mod audit;
+pub mod catalog;
 pub mod chat;
 pub mod completions;
 pub mod embeddings;

@@ -1,16 +1,20 @@
-//! `GET /v1/models` and `GET /v1/models/{model}`: the served models as OpenAI model objects,
-//! with the catalog facts of their model cards (kind, context length, license, source). A key
-//! restricted to some models sees only those.
+//! `GET /v1/models` and `GET /v1/models/{model}`: the catalog as OpenAI model objects, with
+//! the catalog's facts as extra fields (type, plan, names, context length, licence, source,
+//! size, quantization, tags and the lifecycle). Retired models stay listed, with their state.
+//! A key restricted to some models sees only those.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::Json;
+use chrono::Utc;
 use gateway_core::openai::{Model, ModelList};
+use gateway_core::CatalogEntry;
+use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::extract::ApiKey;
-use crate::state::{AppState, ServedModel};
+use crate::state::AppState;
 
 /// Who the model objects say owns the models.
 const OWNER: &str = "gateway";
@@ -22,9 +26,10 @@ pub async fn list_models(
 ) -> Json<ModelList> {
     let data = state
         .models
-        .iter()
-        .filter(|(id, _)| key.allows_model(id))
-        .map(|(id, model)| model_object(id, model))
+        .entries()
+        .into_iter()
+        .filter(|entry| key.allows_model(&entry.id))
+        .map(|entry| model_object(&state, entry))
         .collect();
     Json(ModelList::new(data))
 }
@@ -35,29 +40,69 @@ pub async fn get_model(
     ApiKey(key): ApiKey,
     Path(id): Path<String>,
 ) -> Result<Json<Model>, ApiError> {
-    let model = state.models.permitted(&id, &key)?;
-    Ok(Json(model_object(&id, model)))
+    let entry = state
+        .models
+        .entry(&id)
+        .filter(|_| key.allows_model(&id))
+        .ok_or(ApiError::ModelNotFound { model: id })?;
+    Ok(Json(model_object(&state, entry)))
 }
 
-fn model_object(id: &str, model: &ServedModel) -> Model {
-    let card = model.backend.card();
-    let mut object = Model::new(id, model.created, OWNER);
-    let facts = [
-        ("type", serde_json::json!(card.kind)),
-        ("context_length", serde_json::json!(card.context_length)),
-        ("license", serde_json::json!(card.license)),
-        ("source", serde_json::json!(card.source)),
-        ("quantization", serde_json::json!(card.quantization)),
-    ];
-    if let Some(dimensions) = card.dimensions {
-        object
-            .extra
-            .insert("dimensions".to_owned(), serde_json::json!(dimensions));
-    }
-    object.extra.extend(
-        facts
-            .into_iter()
-            .map(|(key, value)| (key.to_owned(), value)),
-    );
+fn model_object(state: &AppState, entry: &CatalogEntry) -> Model {
+    let created = state
+        .models
+        .iter()
+        .find(|(id, _)| *id == entry.id)
+        .map_or_else(
+            || {
+                entry
+                    .deprecation
+                    .as_ref()
+                    .map_or(0, |d| d.announced.timestamp())
+            },
+            |(_, model)| model.created,
+        );
+    let mut object = Model::new(&entry.id, created, OWNER);
+    object.extra.extend(catalog_fields(entry));
     object
+}
+
+/// The catalog's facts as the extra fields of a model object.
+fn catalog_fields(entry: &CatalogEntry) -> Vec<(String, Value)> {
+    let mut fields = vec![
+        ("type", json!(entry.kind)),
+        ("plan", json!(entry.plan)),
+        ("displayed_name", json!(entry.displayed_name)),
+        ("description", json!(entry.description)),
+        ("hugging_face_name", json!(entry.hugging_face_name)),
+        ("context_length", json!(entry.context_length)),
+        ("license", json!(entry.license)),
+        ("source", json!(entry.url)),
+        ("size_bytes", json!(entry.size_bytes)),
+        ("quantization", json!(entry.quantization)),
+        ("bits", json!(entry.bits())),
+        ("tags", json!(entry.tags)),
+        ("lifecycle", lifecycle(entry)),
+    ];
+    if let Some(dimensions) = entry.dimensions {
+        fields.push(("dimensions", json!(dimensions)));
+    }
+    fields
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
+}
+
+/// `{"state", "announced", "retires", "successor"}` of an entry now.
+pub fn lifecycle(entry: &CatalogEntry) -> Value {
+    let state = entry.state_at(Utc::now());
+    match &entry.deprecation {
+        None => json!({ "state": state }),
+        Some(deprecation) => json!({
+            "state": state,
+            "announced": deprecation.announced,
+            "retires": deprecation.retires,
+            "successor": deprecation.successor,
+        }),
+    }
 }

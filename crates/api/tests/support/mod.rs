@@ -1,4 +1,5 @@
 //! Support of the router tests.
 
 pub mod accounting;
+pub mod app;
 pub mod scripted_backend;

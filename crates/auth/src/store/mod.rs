@@ -112,6 +112,12 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Events matching `filter`, in log order.
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Pseudonymizes the personal data of every event whose time is before `before` and that
+    /// is not pseudonymized yet (see [`crate::retention`]), drawing the database's pseudonym
+    /// key on first use; returns how many events it changed. Idempotent, and safe to run from
+    /// several replicas at once: each event is pseudonymized exactly once.
+    async fn pseudonymize_audit_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// Opens the store a URL names: `sqlite://PATH?mode=rwc` (or `sqlite::memory:`) or

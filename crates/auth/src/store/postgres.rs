@@ -16,6 +16,7 @@ use super::Store;
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::error::StoreError;
 use crate::model::{KeyPatch, KeyRecord, ManagementTokenRecord, Membership, Project, Role};
+use crate::retention::{pseudonymize, PersonalDataRow, PseudonymKey};
 
 /// Ignores the rows other migrators (gateway-metering's) leave in `_sqlx_migrations`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
@@ -27,6 +28,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
 /// visible in sequence order (an identity value is drawn at insert, not at commit; without
 /// the lock a reader paging by cursor could skip an event that commits late).
 const LOCK_AUDIT: &str = "SELECT pg_advisory_xact_lock(7305298426)";
+
+/// Transaction-scoped advisory lock taken by each pseudonymization batch, so that replicas
+/// running the retention job at once take turns instead of waiting on each other's rows.
+const LOCK_RETENTION: &str = "SELECT pg_advisory_xact_lock(7305298427)";
 
 /// [`Store`] on a PostgreSQL database shared by every replica.
 #[derive(Clone, Debug)]
@@ -57,5 +62,6 @@ impl_store!(
     PostgresStore,
     Postgres,
     begin_write = "BEGIN",
-    lock_audit = Some(LOCK_AUDIT)
+    lock_audit = Some(LOCK_AUDIT),
+    lock_retention = Some(LOCK_RETENTION)
 );

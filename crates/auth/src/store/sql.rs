@@ -69,11 +69,32 @@ pub(crate) const SELECT_AUDIT: &str = "SELECT seq, id, time, project_id, actor_s
      FROM audit_events WHERE project_id = $1 AND seq > $2 \
      AND ($3 IS NULL OR time >= $3) AND ($4 IS NULL OR time < $4) ORDER BY seq LIMIT $5";
 
+/// Events due for pseudonymization, oldest first, one batch at a time.
+pub(crate) const SELECT_PERSONAL_DATA: &str = "SELECT seq, actor_subject, changes \
+     FROM audit_events WHERE pseudonymized = FALSE AND time < $1 ORDER BY seq LIMIT $2";
+/// The one update the audit log accepts (its trigger checks that nothing else changes).
+pub(crate) const PSEUDONYMIZE_EVENT: &str = "UPDATE audit_events SET actor_subject = $2, \
+     actor_email = NULL, source_ip = NULL, changes = $3, pseudonymized = TRUE \
+     WHERE seq = $1 AND pseudonymized = FALSE";
+pub(crate) const SELECT_PSEUDONYM_KEY: &str = "SELECT secret FROM pseudonym_key WHERE id = 1";
+/// Stores a fresh key unless a replica was first; everyone then reads the one stored.
+pub(crate) const INSERT_PSEUDONYM_KEY: &str = "INSERT INTO pseudonym_key (id, secret, created_at) \
+     VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING";
+/// Events pseudonymized in one transaction.
+pub(crate) const PSEUDONYMIZE_BATCH: i64 = 500;
+
 /// Implements `Store` for `$store` (a struct with a `pool: sqlx::Pool<$db>` field).
 /// `begin_write` opens a write transaction; `lock_audit`, when `Some`, runs before each audit
-/// append so that sequence order equals commit order.
+/// append so that sequence order equals commit order; `lock_retention`, when `Some`, runs at
+/// the start of each pseudonymization batch so that replicas take turns.
 macro_rules! impl_store {
-    ($store:ty, $db:ty, begin_write = $begin:expr, lock_audit = $lock:expr) => {
+    (
+        $store:ty,
+        $db:ty,
+        begin_write = $begin:expr,
+        lock_audit = $lock:expr,
+        lock_retention = $retention_lock:expr
+    ) => {
         impl $store {
             async fn write(&self) -> Result<sqlx::Transaction<'static, $db>, StoreError> {
                 Ok(self.pool.begin_with($begin).await?)
@@ -104,6 +125,61 @@ macro_rules! impl_store {
                     .execute(&mut **tx)
                     .await?;
                 Ok(())
+            }
+
+            /// The database's pseudonym key, drawn and stored by the first caller.
+            async fn pseudonym_key(&self) -> Result<PseudonymKey, StoreError> {
+                let stored: Option<(Vec<u8>,)> = sqlx::query_as(sql::SELECT_PSEUDONYM_KEY)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let secret = match stored {
+                    Some((secret,)) => secret,
+                    None => {
+                        sqlx::query(sql::INSERT_PSEUDONYM_KEY)
+                            .bind(PseudonymKey::generate().as_bytes().to_vec())
+                            .bind(Utc::now())
+                            .execute(&self.pool)
+                            .await?;
+                        let (secret,): (Vec<u8>,) = sqlx::query_as(sql::SELECT_PSEUDONYM_KEY)
+                            .fetch_one(&self.pool)
+                            .await?;
+                        secret
+                    }
+                };
+                PseudonymKey::from_slice(&secret)
+                    .ok_or_else(|| StoreError::Corrupt("pseudonym_key.secret".to_owned()))
+            }
+
+            /// Pseudonymizes one batch of due events in one transaction; returns how many
+            /// were due and how many of them this call changed.
+            async fn pseudonymize_batch(
+                &self,
+                key: &PseudonymKey,
+                before: DateTime<Utc>,
+            ) -> Result<(usize, u64), StoreError> {
+                let mut tx = self.write().await?;
+                let lock: Option<&'static str> = $retention_lock;
+                if let Some(lock) = lock {
+                    sqlx::query(lock).execute(&mut *tx).await?;
+                }
+                let due: Vec<PersonalDataRow> = sqlx::query_as(sql::SELECT_PERSONAL_DATA)
+                    .bind(before)
+                    .bind(sql::PSEUDONYMIZE_BATCH)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut changed = 0;
+                for row in &due {
+                    let clean = pseudonymize(key, row)?;
+                    changed += sqlx::query(sql::PSEUDONYMIZE_EVENT)
+                        .bind(row.seq)
+                        .bind(clean.actor_subject)
+                        .bind(clean.changes)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                tx.commit().await?;
+                Ok((due.len(), changed))
             }
         }
 
@@ -367,6 +443,21 @@ macro_rules! impl_store {
                     .fetch_all(&self.pool)
                     .await?;
                 rows.into_iter().map(AuditEvent::try_from).collect()
+            }
+
+            async fn pseudonymize_audit_events(
+                &self,
+                before: DateTime<Utc>,
+            ) -> Result<u64, StoreError> {
+                let key = self.pseudonym_key().await?;
+                let mut total = 0;
+                loop {
+                    let (due, changed) = self.pseudonymize_batch(&key, before).await?;
+                    total += changed;
+                    if (due as i64) < sql::PSEUDONYMIZE_BATCH {
+                        return Ok(total);
+                    }
+                }
             }
         }
     };

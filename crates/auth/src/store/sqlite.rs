@@ -17,6 +17,7 @@ use super::Store;
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::error::StoreError;
 use crate::model::{KeyPatch, KeyRecord, ManagementTokenRecord, Membership, Project, Role};
+use crate::retention::{pseudonymize, PersonalDataRow, PseudonymKey};
 
 /// How long a connection waits for another writer before failing with "database is locked".
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,5 +78,6 @@ impl_store!(
     SqliteStore,
     Sqlite,
     begin_write = "BEGIN IMMEDIATE",
-    lock_audit = None
+    lock_audit = None,
+    lock_retention = None
 );

@@ -153,7 +153,12 @@ impl TestDb {
 
     /// Tries to change an audit event behind the store's back; returns whether it worked.
     pub async fn tamper_with_audit(&self) -> bool {
-        let sql = "UPDATE audit_events SET action = 'token.read'";
+        self.execute("UPDATE audit_events SET action = 'token.read'")
+            .await
+    }
+
+    /// Runs one statement behind the store's back; returns whether it worked.
+    pub async fn execute(&self, sql: &str) -> bool {
         match &self.raw {
             Raw::Sqlite(s) => sqlx::query(sql).execute(s.pool()).await.is_ok(),
             Raw::Postgres(s, _) => sqlx::query(sql).execute(s.pool()).await.is_ok(),

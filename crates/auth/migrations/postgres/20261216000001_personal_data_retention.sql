@@ -1,0 +1,35 @@
+-- Retention of personal data in the audit log (PostgreSQL). Keep in step with migrations/sqlite.
+--
+-- After the retention period the job replaces an event's actor subject by a pseudonym, clears
+-- its actor e-mail and source IP (and the subject and e-mail in its changes) and sets
+-- `pseudonymized`. That is the one update the log accepts: everything else of an event stays
+-- as it was written, and an event is pseudonymized at most once.
+
+ALTER TABLE audit_events ADD COLUMN pseudonymized BOOLEAN NOT NULL DEFAULT FALSE;
+
+CREATE INDEX audit_events_personal_data ON audit_events (time) WHERE pseudonymized = FALSE;
+
+-- The key of the pseudonyms: 32 random bytes, drawn once per database by the first run.
+CREATE TABLE pseudonym_key (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    secret      BYTEA NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL
+);
+
+CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE'
+        AND NOT OLD.pseudonymized AND NEW.pseudonymized
+        AND NEW.seq = OLD.seq AND NEW.id = OLD.id AND NEW.time = OLD.time
+        AND NEW.project_id = OLD.project_id AND NEW.action = OLD.action
+        AND NEW.outcome = OLD.outcome
+        AND NEW.reason IS NOT DISTINCT FROM OLD.reason
+        AND NEW.target_token_id IS NOT DISTINCT FROM OLD.target_token_id
+        AND NEW.request_id IS NOT DISTINCT FROM OLD.request_id
+        AND NEW.actor_email IS NULL AND NEW.source_ip IS NULL
+    THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'audit_events is append-only';
+END
+$$;
