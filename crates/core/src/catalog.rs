@@ -94,6 +94,9 @@ pub struct CatalogEntry {
 /// Namespace of the catalog's model UUIDs (UUID v5 of the model id).
 const MODEL_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5c1f_7a0e_2b8d_4f6a_9e3c_41d2_7b60_a9f1);
 
+/// The `url` of a model whose card names no source (the product API requires one).
+const UNKNOWN_SOURCE: &str = "unknown";
+
 /// The prefix of Hugging Face model pages.
 const HUGGING_FACE: &str = "https://huggingface.co/";
 
@@ -117,7 +120,7 @@ impl CatalogEntry {
             description: format!("{kind_name} model {}", keep_only(id, TEXT_EXTRA)),
             hugging_face_name: keep_only(hugging_face_name, TEXT_EXTRA),
             url: if card.source.is_empty() {
-                format!("{HUGGING_FACE}{}", keep_only(hugging_face_name, TEXT_EXTRA))
+                UNKNOWN_SOURCE.to_owned()
             } else {
                 card.source.clone()
             },
