@@ -251,8 +251,8 @@ def test_key_lifecycle_end_to_end(gateway, alice):
         assert event["actor"]["subject"] == alice.subject
         assert event["requestId"] and event["sourceIp"] == "127.0.0.1"
     assert events[1]["changes"] == {"name": "ci-2", "description": "x"}
-    setup = [e["action"] for e in export(gateway, alice)][:3]
-    assert setup == ["project.create", "principal.add", "token.create"]
+    setup = [e["action"] for e in export(gateway, alice)][:4]
+    assert setup == ["project.create", "principal.add", "management_token.create", "token.create"]
 
 
 def test_the_accept_header_selects_the_ndjson_export(gateway, alice):
@@ -412,6 +412,92 @@ def test_admin_cli_errors_exit_non_zero(data_dir):
     with pytest.raises(RuntimeError, match="ttlDuration"):
         project = admin(data_dir, "project", "create", "--name", "cli-errors")
         admin(data_dir, "key", "create", "--project", project["id"], "--name", "x", "--ttl", "3x")
+
+
+def test_a_patch_with_a_field_the_service_does_not_define_is_400(gateway, alice):
+    """`PartialUpdateTokenPayload` has `name`, `description` and `labels` only."""
+    one = f"{alice.tokens_path()}/{alice.key_id}"
+    for body, name in [
+        ({"allowedModels": [MODEL]}, "allowedModels"),
+        ({"name": "x", "ttlDuration": "1d"}, "ttlDuration"),
+    ]:
+        status, headers, answer = call(gateway, "PATCH", one, alice.token, body)
+        assert_management_error(status, headers, answer, 400, "invalid_request", mentions=name)
+    token = call(gateway, "GET", one, alice.token)[2]["token"]
+    assert "allowedModels" not in token and token["name"] != "x"
+
+
+def add_principal(data_dir, tenant: Tenant, subject: str, role: str) -> None:
+    admin(data_dir, "principal", "add", "--project", tenant.project_id, "--subject", subject,
+          "--email", f"{subject}@example.com", "--role", role)
+
+
+def test_a_revoked_management_token_is_refused_at_once(gateway, data_dir, alice):
+    subject = f"revoked-{uuid.uuid4().hex[:8]}"
+    add_principal(data_dir, alice, subject, "member")
+    created = admin(data_dir, "management-token", "create", "--subject", subject)
+    token = created["content"]
+    SECRETS.append(token)
+    assert call(gateway, "GET", alice.tokens_path(), token)[0] == 200
+
+    listed = admin(data_dir, "management-token", "list", "--subject", subject)
+    public_id = token.split("-")[1]
+    assert listed == {"managementTokens": [{
+        "id": created["id"], "maskedContent": f"gmt-{public_id}-****", "subject": subject,
+        "createdAt": listed["managementTokens"][0]["createdAt"],
+    }]}
+    revoked = admin(data_dir, "management-token", "revoke", "--id", public_id)
+    assert revoked["id"] == created["id"] and "content" not in revoked
+    status, headers, answer = call(gateway, "GET", alice.tokens_path(), token)
+    assert_management_error(status, headers, answer, 401, "invalid_management_token")
+    assert admin(data_dir, "management-token", "list", "--subject", subject) == {
+        "managementTokens": []
+    }
+    with pytest.raises(RuntimeError, match="no management token has that id"):
+        admin(data_dir, "management-token", "revoke", "--id", created["id"])
+
+    events = [e for e in export(gateway, alice) if e["targetTokenId"] == created["id"]]
+    assert [e["action"] for e in events] == [
+        "management_token.create", "management_token.revoke"
+    ], events
+    for event in events:
+        assert event["actor"]["subject"] == "gateway-admin" and event["outcome"] == "success"
+        assert event["changes"]["subject"] == subject
+
+
+def test_a_removed_principal_loses_access(gateway, data_dir, alice, bob):
+    subject = f"removed-{uuid.uuid4().hex[:8]}"
+    add_principal(data_dir, alice, subject, "member")
+    add_principal(data_dir, bob, subject, "viewer")
+    created = admin(data_dir, "management-token", "create", "--subject", subject)
+    token = created["content"]
+    SECRETS.append(token)
+
+    # without its role on alice's project, the principal gets 404 there and keeps bob's
+    removed = admin(data_dir, "principal", "remove", "--project", alice.project_id,
+                    "--subject", subject)
+    assert removed == {"projectId": alice.project_id, "subject": subject, "role": "member",
+                       "principalDeleted": False, "revokedManagementTokens": []}
+    status, headers, answer = call(gateway, "GET", alice.tokens_path(), token)
+    assert_management_error(status, headers, answer, 404, "not_found")
+    assert call(gateway, "GET", bob.tokens_path(), token)[0] == 200
+    with pytest.raises(RuntimeError, match="no role on that project"):
+        admin(data_dir, "principal", "remove", "--project", alice.project_id, "--subject", subject)
+
+    # without any role, the principal and its management tokens are gone
+    last = admin(data_dir, "principal", "remove", "--project", bob.project_id, "--subject", subject)
+    assert last["principalDeleted"] and last["revokedManagementTokens"] == [created["id"]]
+    status, headers, answer = call(gateway, "GET", bob.tokens_path(), token)
+    assert_management_error(status, headers, answer, 401, "invalid_management_token")
+    with pytest.raises(RuntimeError, match="add the principal to a project first"):
+        admin(data_dir, "management-token", "create", "--subject", subject)
+
+    for tenant, deleted in [(alice, False), (bob, True)]:
+        events = [e for e in export(gateway, tenant) if e["action"] == "principal.remove"
+                  and e["changes"]["subject"] == subject]
+        assert len(events) == 1 and events[0]["changes"]["principalDeleted"] is deleted, events
+        issued = [e for e in export(gateway, tenant) if e["targetTokenId"] == created["id"]]
+        assert [e["action"] for e in issued] == ["management_token.create"], issued
 
 
 def test_no_plaintext_credential_in_database_log_or_audit_log(gateway, data_dir, alice, bob):

@@ -179,6 +179,21 @@ def test_update(api, tenant, created):
     assert cleared.token.labels is None and cleared.token.name == "sdk renamed"
 
 
+def test_update_accepts_exactly_the_fields_of_the_sdk_payload(gateway, tenant, created):
+    """The gateway refuses (400, naming it) every PATCH field the service's payload lacks; the
+    SDK's model is the reference, so a new SDK field shows up here first."""
+    assert set(PartialUpdateTokenPayload.model_fields) == {"name", "description", "labels"}
+    client = sdk(gateway, tenant.token).api_client
+    path = f"/v1/projects/{tenant.project_id}/regions/{REGION}/tokens/{created.labelled.id}"
+    request = client.param_serialize(
+        "PATCH", path, header_params={"Content-Type": "application/json"},
+        body={"allowedModels": [MODEL]}, auth_settings=[],
+    )
+    answer = client.call_api(*request)
+    answer.read()
+    assert answer.status == 400 and b"allowedModels" in answer.data, answer.data
+
+
 def test_delete(api, tenant, created):
     answer = api.delete_token_with_http_info(REGION, tenant.project_id, created.forever.id)
     assert answer.status_code == 202

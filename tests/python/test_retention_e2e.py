@@ -160,7 +160,7 @@ def test_retention_pseudonymizes_exactly_the_old_events_and_logs_are_json(data_d
         before = export(gateway, project, token)
         old = [e for e in before if utc(e["time"]) < boundary]
         recent = [e for e in before if utc(e["time"]) >= boundary]
-        assert len(old) == 6 and len(recent) == 4, [e["action"] for e in before]
+        assert len(old) == 7 and len(recent) == 4, [e["action"] for e in before]
         assert any(e["actor"] and e["actor"]["email"] == email for e in old)
         assert any(e["sourceIp"] == "127.0.0.1" for e in old)
 

@@ -26,6 +26,7 @@ def serve_failure(data_dir, config_text: str, extra_env: dict | None = None) -> 
         env=env,
     )
     assert result.returncode != 0, result.stderr
+    assert result.returncode > 0, f"killed by signal {-result.returncode}:\n{result.stderr}"
     return result.stderr
 
 
@@ -42,6 +43,21 @@ def test_unknown_field_is_named(data_dir):
 def test_missing_onnx_runtime_library_is_named(data_dir):
     stderr = serve_failure(data_dir, '[runtime]\nlibrary = "/nonexistent/libonnxruntime.so"\n')
     assert "/nonexistent/libonnxruntime.so" in stderr, stderr
+
+
+def test_a_truncated_onnx_runtime_library_is_named_not_a_crash(data_dir, tmp_path):
+    whole = (data_dir / "runtime" / "libonnxruntime.so").read_bytes()
+    library = tmp_path / "libonnxruntime.so"
+    library.write_bytes(whole[: len(whole) // 2])
+    stderr = serve_failure(data_dir, f'[runtime]\nlibrary = "{library}"\n')
+    assert str(library) in stderr and "truncated" in stderr, stderr
+
+
+def test_a_file_that_is_no_library_is_named(data_dir, tmp_path):
+    library = tmp_path / "libonnxruntime.so"
+    library.write_text("not a library")
+    stderr = serve_failure(data_dir, f'[runtime]\nlibrary = "{library}"\n')
+    assert str(library) in stderr and "not an ELF shared library" in stderr, stderr
 
 
 @pytest.mark.parametrize("path", ["models/does-not-exist"])

@@ -3,8 +3,10 @@
 //! has the shape of the API the request belongs to ([`Surface`]): the model API answers
 //! OpenAI's `{"error": {"message", "type", "param", "code"}}`, the management API the body the
 //! STACKIT model-serving SDKs parse, `{"error": code, "message"}` ([`ManagementErrorBody`]);
-//! management handlers return a [`ManagementError`]. Server faults are logged in full and shown
-//! to the client only as a request id, in either shape.
+//! management handlers return a [`ManagementError`]. Server faults (500) are logged in full and
+//! shown to the client only as a request id, in either shape; a 503 (busy, unavailable, shutting
+//! down) or 504 (over the time limit) tells the client what happened and when to retry, as its
+//! message holds no internal detail.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -104,6 +106,15 @@ pub enum ApiError {
         /// When the request could be admitted.
         retry_after: std::time::Duration,
     },
+    /// The project has as many requests in flight as it may.
+    #[error(
+        "Too many concurrent requests for this project: at most {limit} may run at once. Retry \
+         when one of them has finished."
+    )]
+    ConcurrencyLimited {
+        /// The project's limit.
+        limit: usize,
+    },
     /// A fault of the server that is none of the above; names what failed, for the log.
     #[error("internal error in {0}")]
     Internal(&'static str),
@@ -202,14 +213,34 @@ impl ApiError {
     }
 
     /// The body of this error as the last event of a stream that already started: the
-    /// client's mistakes as they are, server faults masked down to the request id (and
-    /// logged in full here).
+    /// client's mistakes and 503/504 as they are, server faults masked down to the request id
+    /// (and logged in full here).
     pub(crate) fn stream_body(&self, request_id: &str) -> ErrorBody {
-        if self.status().is_server_error() {
-            tracing::error!(error = %self, cause = %Causes(self), "request failed mid-stream");
+        self.log("request failed mid-stream");
+        if self.is_masked() {
             masked_body(request_id)
         } else {
             self.body()
+        }
+    }
+
+    /// Whether the client sees only the request id: a fault of the server (a 5xx other than
+    /// 503 and 504, whose messages say what happened and when to retry).
+    fn is_masked(&self) -> bool {
+        let status = self.status();
+        status.is_server_error()
+            && status != StatusCode::SERVICE_UNAVAILABLE
+            && status != StatusCode::GATEWAY_TIMEOUT
+    }
+
+    /// Logs a failure of the server with its causes: a masked fault as an error, a 503 or 504
+    /// as a warning; the client's mistakes are not logged here.
+    fn log(&self, what: &'static str) {
+        let status = self.status().as_u16();
+        if self.is_masked() {
+            tracing::error!(error = %self, cause = %Causes(self), status, "{what}");
+        } else if self.status().is_server_error() {
+            tracing::warn!(error = %self, cause = %Causes(self), status, "{what}");
         }
     }
 
@@ -224,7 +255,9 @@ impl ApiError {
             Self::ModelNotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::ModelRetired { .. } => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::ConcurrencyLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Backend { error, .. } => backend_status(error),
@@ -245,6 +278,7 @@ impl ApiError {
             Self::ModelRetired { .. } => "gone",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimited { .. } => "rate_limit_exceeded",
+            Self::ConcurrencyLimited { .. } => "concurrency_limit_exceeded",
             Self::Timeout { .. } => "timeout",
             Self::ShuttingDown => "unavailable",
             Self::Backend { error, .. } => match backend_status(error) {
@@ -275,18 +309,12 @@ impl ApiError {
     }
 
     /// The response of this error in the API `surface`: status, body of that API's shape, the
-    /// masking marker of server faults (logged here) and `Retry-After` where a retry helps.
+    /// masking marker of server faults (logged here, as 503 and 504 are) and `Retry-After`
+    /// where a retry helps.
     pub(crate) fn respond(self, surface: Surface) -> Response {
         let status = self.status();
-        let masked = status.is_server_error();
-        if masked {
-            tracing::error!(
-                error = %self,
-                cause = %Causes(&self),
-                status = status.as_u16(),
-                "request failed"
-            );
-        }
+        let masked = self.is_masked();
+        self.log("request failed");
         let mut response = match surface {
             Surface::Model => (status, Json(self.body())).into_response(),
             Surface::Management => (status, Json(self.management_body())).into_response(),
@@ -305,6 +333,7 @@ impl ApiError {
                 error: BackendError::Overloaded | BackendError::Unavailable { .. },
                 ..
             } | Self::ShuttingDown
+                | Self::ConcurrencyLimited { .. }
         ) {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
@@ -314,7 +343,8 @@ impl ApiError {
         response
     }
 
-    /// The body the client sees. Server faults say only that something failed.
+    /// The body the client sees. Server faults say only that something failed (and are
+    /// masked further down to the request id); 503 and 504 say what happened and when to retry.
     fn body(&self) -> ErrorBody {
         match self {
             Self::Wire(error) => error.to_error_body(),
@@ -332,6 +362,10 @@ impl ApiError {
             Self::RouteNotFound { .. } | Self::MethodNotAllowed => {
                 ErrorBody::new(ErrorType::NotFound, self.to_string())
             }
+            Self::ConcurrencyLimited { .. } => {
+                ErrorBody::new(ErrorType::Other("requests".to_owned()), self.to_string())
+                    .with_code("concurrency_limit_exceeded")
+            }
             Self::RateLimited { budget, .. } => {
                 ErrorBody::new(ErrorType::Other((*budget).to_owned()), self.to_string())
                     .with_code("rate_limit_exceeded")
@@ -345,13 +379,31 @@ impl ApiError {
             Self::Backend {
                 error: BackendError::Overloaded,
                 ..
-            }
-            | Self::ShuttingDown
-            | Self::Timeout { .. } => ErrorBody::new(ErrorType::Server, self.to_string()),
+            } => ErrorBody::new(
+                ErrorType::Server,
+                "The model is busy: its queue is full. Retry after the seconds in Retry-After.",
+            ),
             Self::Backend {
                 error: BackendError::Unavailable { .. },
                 ..
-            } => ErrorBody::new(ErrorType::Server, "The model is unavailable, retry later."),
+            } => ErrorBody::new(
+                ErrorType::Server,
+                "The model is unavailable right now. Retry after the seconds in Retry-After; \
+                 if it stays unavailable, tell the operator.",
+            ),
+            Self::ShuttingDown => ErrorBody::new(
+                ErrorType::Server,
+                "The server is shutting down and takes no new requests. Retry after the seconds \
+                 in Retry-After; another replica or the restarted server will answer.",
+            ),
+            Self::Timeout { seconds } => ErrorBody::new(
+                ErrorType::Server,
+                format!(
+                    "The request took longer than the server's limit of {seconds} s and was \
+                     stopped. Retry with less work (fewer or shorter inputs, a lower \
+                     max_tokens) or later."
+                ),
+            ),
             Self::Backend { .. } | Self::Internal(_) => ErrorBody::new(
                 ErrorType::Server,
                 "The server had an error while processing your request.",
@@ -565,6 +617,45 @@ mod tests {
             body["message"],
             "The server had an error while processing your request (request id req_2)."
         );
+    }
+
+    #[test]
+    fn only_server_faults_are_masked() {
+        let busy = ApiError::from(BackendError::Overloaded);
+        let unavailable = ApiError::from(BackendError::Unavailable {
+            reason: "worker thread 3 panicked".to_owned(),
+        });
+        let cases = [
+            (busy, 503, "queue is full"),
+            (unavailable, 503, "unavailable right now"),
+            (ApiError::ShuttingDown, 503, "shutting down"),
+            (ApiError::Timeout { seconds: 7 }, 504, "limit of 7 s"),
+        ];
+        for (error, status, says) in cases {
+            assert!(!error.is_masked(), "{error}");
+            assert_eq!(error.status().as_u16(), status);
+            let message = error.stream_body("req_1").error.message;
+            assert!(message.contains(says), "{message}");
+            assert!(message.contains("Retry"), "{message}");
+            assert!(!message.contains("worker thread"), "{message}");
+        }
+        let fault = ApiError::Internal("the journal");
+        assert!(fault.is_masked());
+        assert_eq!(
+            fault.stream_body("req_1").error.message,
+            "The server had an error while processing your request (request id req_1)."
+        );
+    }
+
+    #[test]
+    fn a_503_keeps_its_message_in_the_management_shape() {
+        let response = ApiError::ShuttingDown.respond(Surface::Management);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "1");
+        assert!(response.extensions().get::<MaskedServerError>().is_none());
+        let (_, body) = management(ApiError::ShuttingDown);
+        assert_eq!(body["error"], "unavailable");
+        assert!(body["message"].as_str().unwrap().contains("shutting down"));
     }
 
     #[test]

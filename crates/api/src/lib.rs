@@ -12,6 +12,7 @@
 
 mod accounting;
 mod auth_layer;
+mod concurrency;
 mod error;
 mod extract;
 mod generation;
@@ -40,6 +41,7 @@ use crate::error::Surface;
 
 pub use accounting::{go_duration, Accounting, COST_HEADER};
 pub use auth_layer::PUBLIC_PATHS;
+pub use concurrency::Fairness;
 pub use error::{ApiError, ManagementError, ManagementErrorBody};
 pub use metrics::Metrics;
 pub use middleware::REQUEST_ID_HEADER;

@@ -1,6 +1,6 @@
 //! The state every handler shares: the served models by id, the request limits, the metrics,
-//! the key verifier and management service of `gateway-auth`, the metering, and whether the
-//! server is draining.
+//! the key verifier and management service of `gateway-auth`, the metering, whether the server
+//! is draining and whether the database took the last write check.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use gateway_auth::{KeyVerifier, Management, Store};
 
 use crate::accounting::Accounting;
+use crate::concurrency::{Fairness, ProjectConcurrency};
 use crate::metrics::Metrics;
 use crate::registry::ModelRegistry;
 
@@ -36,7 +37,12 @@ pub struct AppState {
     pub management: Management,
     /// Prices, budgets, usage records.
     pub accounting: Arc<Accounting>,
+    /// Most choices per request and requests per project in flight.
+    pub fairness: Fairness,
+    /// The requests in flight per project.
+    pub(crate) concurrency: ProjectConcurrency,
     draining: AtomicBool,
+    database_writable: AtomicBool,
 }
 
 impl AppState {
@@ -55,8 +61,20 @@ impl AppState {
             verifier: KeyVerifier::new(Arc::clone(&store)),
             management: Management::new(store),
             accounting,
+            fairness: Fairness::default(),
+            concurrency: ProjectConcurrency::new(
+                Fairness::default().max_concurrent_requests_per_project,
+            ),
             draining: AtomicBool::new(false),
+            database_writable: AtomicBool::new(true),
         }
+    }
+
+    /// The same state with `fairness` instead of the default ([`Fairness::default`]).
+    pub fn with_fairness(mut self, fairness: Fairness) -> Self {
+        self.concurrency = ProjectConcurrency::new(fairness.max_concurrent_requests_per_project);
+        self.fairness = fairness;
+        self
     }
 
     /// Marks the server as shutting down: `/readyz` fails so load balancers stop sending work,
@@ -68,5 +86,16 @@ impl AppState {
     /// Whether the server is shutting down.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Records the result of the latest database write check (`/readyz` fails while it is
+    /// `false`); returns the previous result.
+    pub fn set_database_writable(&self, writable: bool) -> bool {
+        self.database_writable.swap(writable, Ordering::SeqCst)
+    }
+
+    /// Whether the database took the latest write check (`true` until one fails).
+    pub fn is_database_writable(&self) -> bool {
+        self.database_writable.load(Ordering::SeqCst)
     }
 }

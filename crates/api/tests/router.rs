@@ -108,8 +108,31 @@ async fn an_overloaded_backend_is_a_503_with_retry_after() {
     let busy = ScriptedBackend::chat("scripted", Script::Refuse(BackendError::Overloaded));
     let app = app(vec![busy]).await;
     let answer = app.post("/v1/chat/completions", chat(json!({}))).await;
-    assert_error(&answer, 503, None);
+    let error = assert_error(&answer, 503, None);
     assert_eq!(answer.headers["retry-after"], "1");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("queue is full") && message.contains("Retry-After"),
+        "a 503 says what happened and when to retry: {message}"
+    );
+}
+
+#[tokio::test]
+async fn an_unavailable_model_says_so_without_its_reason() {
+    let reason = "worker thread stopped";
+    let stopped = ScriptedBackend::chat(
+        "scripted",
+        Script::Refuse(BackendError::Unavailable {
+            reason: reason.to_owned(),
+        }),
+    );
+    let app = app(vec![stopped]).await;
+    let answer = app.post("/v1/chat/completions", chat(json!({}))).await;
+    let error = assert_error(&answer, 503, None);
+    assert_eq!(answer.headers["retry-after"], "1");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("unavailable right now"), "{message}");
+    assert!(!message.contains(reason), "{message}");
 }
 
 #[tokio::test]
@@ -285,6 +308,22 @@ async fn backend_figures_reach_the_metrics() {
     );
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_database_that_failed_its_write_check_is_not_ready() {
+    let app = app(vec![hello()]).await;
+    assert!(
+        app.state.set_database_writable(false),
+        "writable until a check fails"
+    );
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json()["database_writable"], false);
+    assert_eq!(ready.json()["models_ready"], true);
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    app.state.set_database_writable(true);
+    assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
 }
 
 #[tokio::test]

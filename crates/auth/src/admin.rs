@@ -1,6 +1,12 @@
-//! Operator operations behind the `gateway admin …` commands: create projects, give
-//! principals roles, issue management tokens and create keys without a management token.
-//! They act as [`Actor::operator`] and are audited like the management API's operations.
+//! Operator operations behind the `gateway admin …` commands: create projects, give and
+//! remove principals' roles, issue, list and revoke management tokens, and create keys without
+//! a management token. They act as [`Actor::operator`] and are audited like the management
+//! API's operations.
+//!
+//! A management token belongs to a principal, not to a project, while an audit event belongs to
+//! a project: issuing or revoking one is recorded in the log of every project its principal has
+//! a role in at that moment (`management_token.create`, `management_token.revoke`), since each
+//! of those projects is what the token opens or no longer opens.
 
 use uuid::Uuid;
 
@@ -9,8 +15,12 @@ use crate::duration::TtlDuration;
 use crate::error::AuthError;
 use crate::key::CredentialKind;
 use crate::management::Management;
-use crate::model::{Actor, ManagementTokenRecord, Membership, Project, RequestContext, Role};
-use crate::wire::{valid_region, CreateToken, CreatedManagementToken, CreatedToken};
+use crate::model::{
+    Actor, ManagementTokenRecord, Membership, MembershipRemoval, Project, RequestContext, Role,
+};
+use crate::wire::{
+    valid_region, CreateToken, CreatedManagementToken, CreatedToken, ManagementToken,
+};
 
 impl Management {
     /// `gateway admin project create --name NAME`.
@@ -105,13 +115,106 @@ impl Management {
             created_at: now,
             expires_at: ttl.map(|ttl| now + ttl.as_time_delta()),
         };
-        self.store.insert_management_token(&record).await?;
+        let events = |projects: &[Uuid]| {
+            self.management_token_events(&record, AuditAction::ManagementTokenCreate, projects)
+        };
+        self.store.insert_management_token(&record, &events).await?;
         Ok(CreatedManagementToken {
             id: record.id,
             subject: record.subject,
             valid_until: record.expires_at,
             content: generated.secret,
         })
+    }
+
+    /// `gateway admin management-token list [--subject SUB]`: the management tokens of one
+    /// principal (of all without a subject), oldest first, without their secrets.
+    pub async fn management_tokens(
+        &self,
+        subject: Option<&str>,
+    ) -> Result<Vec<ManagementToken>, AuthError> {
+        let records = self.store.management_tokens(subject).await?;
+        Ok(records.iter().map(ManagementToken::from).collect())
+    }
+
+    /// `gateway admin management-token revoke --id ID`: deletes the management token with this
+    /// id or public id; it is refused from the next request on, on every replica (management
+    /// tokens are looked up on every request, never cached).
+    pub async fn revoke_management_token(
+        &self,
+        reference: &str,
+    ) -> Result<ManagementToken, AuthError> {
+        let record = match reference.parse::<Uuid>() {
+            Ok(id) => self.store.management_token_by_id(id).await?,
+            Err(_) => self.store.management_token(reference).await?,
+        }
+        .ok_or(AuthError::NotFound)?;
+        let events = |projects: &[Uuid]| {
+            self.management_token_events(&record, AuditAction::ManagementTokenRevoke, projects)
+        };
+        if !self
+            .store
+            .delete_management_token(record.id, &record.subject, &events)
+            .await?
+        {
+            return Err(AuthError::NotFound);
+        }
+        Ok(ManagementToken::from(&record))
+    }
+
+    /// `gateway admin principal remove --project ID --subject SUB`: removes the principal's role
+    /// on the project (audited as `principal.remove`). When that was its last role, the
+    /// principal — its e-mail — and its management tokens are deleted as well; audit events
+    /// keep their own copies until retention pseudonymizes them.
+    pub async fn remove_principal(
+        &self,
+        project_id: Uuid,
+        subject: &str,
+    ) -> Result<MembershipRemoval, AuthError> {
+        let now = self.now();
+        let operator = Actor::operator();
+        let ctx = RequestContext::default();
+        let event = |removal: &MembershipRemoval| {
+            AuditRecord::success(
+                now,
+                project_id,
+                Some(&operator),
+                AuditAction::PrincipalRemove,
+                &ctx,
+            )
+            .change("subject", subject)
+            .change("role", removal.role)
+            .change("principalDeleted", removal.principal_deleted)
+            .change(
+                "revokedManagementTokens",
+                &removal.revoked_management_tokens,
+            )
+        };
+        self.store
+            .remove_membership(project_id, subject, &event)
+            .await?
+            .ok_or(AuthError::NotFound)
+    }
+
+    /// The events of issuing or revoking `token`: one per project its principal has a role in.
+    fn management_token_events(
+        &self,
+        token: &ManagementTokenRecord,
+        action: AuditAction,
+        projects: &[Uuid],
+    ) -> Vec<AuditRecord> {
+        let now = self.now();
+        let operator = Actor::operator();
+        let ctx = RequestContext::default();
+        projects
+            .iter()
+            .map(|project_id| {
+                AuditRecord::success(now, *project_id, Some(&operator), action, &ctx)
+                    .target(token.id)
+                    .change("subject", &token.subject)
+                    .change("validUntil", token.expires_at)
+            })
+            .collect()
     }
 
     /// `gateway admin key create --project ID --name NAME [--ttl 30d]`: a model API key created

@@ -50,6 +50,15 @@ pub enum AuditAction {
     /// A principal was given a role on the project.
     #[serde(rename = "principal.add")]
     PrincipalAdd,
+    /// A principal's role on the project was removed.
+    #[serde(rename = "principal.remove")]
+    PrincipalRemove,
+    /// A management token was issued to a principal with a role on the project.
+    #[serde(rename = "management_token.create")]
+    ManagementTokenCreate,
+    /// A management token of a principal with a role on the project was revoked.
+    #[serde(rename = "management_token.revoke")]
+    ManagementTokenRevoke,
 }
 
 impl AuditAction {
@@ -66,6 +75,9 @@ impl AuditAction {
             Self::Authenticate => "management.authenticate",
             Self::ProjectCreate => "project.create",
             Self::PrincipalAdd => "principal.add",
+            Self::PrincipalRemove => "principal.remove",
+            Self::ManagementTokenCreate => "management_token.create",
+            Self::ManagementTokenRevoke => "management_token.revoke",
         }
     }
 
@@ -82,6 +94,9 @@ impl AuditAction {
             Self::Authenticate,
             Self::ProjectCreate,
             Self::PrincipalAdd,
+            Self::PrincipalRemove,
+            Self::ManagementTokenCreate,
+            Self::ManagementTokenRevoke,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -127,7 +142,8 @@ pub struct AuditRecord {
     /// Why it was refused (`not_found`, `forbidden`, `invalid:<field>`, `unauthenticated`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The token acted on.
+    /// The token acted on: a model API key, or the management token of a `management_token.*`
+    /// event.
     pub target_token_id: Option<Uuid>,
     /// Changed fields and their new values (never a secret).
     pub changes: Map<String, Value>,
@@ -309,4 +325,23 @@ pub(crate) fn expiry_event(
         .target(token_id)
         .change("state", crate::wire::TokenState::Inactive)
         .change("validUntil", valid_until)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn actions_parse_their_wire_names() {
+        for name in [
+            "principal.remove",
+            "management_token.create",
+            "management_token.revoke",
+        ] {
+            let action = AuditAction::parse(name).unwrap();
+            assert_eq!(action.as_str(), name);
+            assert_eq!(serde_json::to_value(action).unwrap(), name);
+        }
+    }
 }

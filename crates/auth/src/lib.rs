@@ -54,15 +54,15 @@ pub use key::{CredentialKind, KeyDigest, Secret};
 pub use labels::{LabelPatch, LabelSelector, Labels};
 pub use management::Management;
 pub use model::{
-    Actor, KeyPatch, KeyRecord, LabelChange, ManagementTokenRecord, Membership, Project,
-    RequestContext, Role, UnknownRole,
+    Actor, KeyPatch, KeyRecord, LabelChange, ManagementTokenRecord, Membership, MembershipRemoval,
+    Project, RequestContext, Role, UnknownRole,
 };
 pub use retention::PseudonymizedEvents;
 pub use store::{PostgresStore, SqliteStore, Store};
 pub use verifier::{KeyVerifier, VerifiedKey};
 pub use wire::{
-    CreateToken, CreatedManagementToken, CreatedToken, Token, TokenState, UpdateToken,
-    DESCRIPTION_PATTERN, NAME_PATTERN, NEVER_EXPIRES,
+    CreateToken, CreatedManagementToken, CreatedToken, ManagementToken, Token, TokenState,
+    UpdateToken, DESCRIPTION_PATTERN, NAME_PATTERN, NEVER_EXPIRES,
 };
 
 /// Parses an id from a URL path; anything that is not a UUID is [`AuthError::NotFound`].

@@ -196,3 +196,14 @@ pub struct ManagementTokenRecord {
     /// Expiry; `None` means never.
     pub expires_at: Option<DateTime<Utc>>,
 }
+
+/// What [`crate::Store::remove_membership`] removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembershipRemoval {
+    /// The role the principal had on the project.
+    pub role: Role,
+    /// Whether that was its last role, so that the principal (its e-mail) was deleted too.
+    pub principal_deleted: bool,
+    /// The management tokens deleted with the principal (empty unless it was deleted).
+    pub revoked_management_tokens: Vec<Uuid>,
+}

@@ -10,7 +10,7 @@ use crate::duration::TtlDuration;
 use crate::error::AuthError;
 use crate::key::{CredentialKind, Secret};
 use crate::labels::{self, LabelPatch, Labels};
-use crate::model::KeyRecord;
+use crate::model::{KeyRecord, ManagementTokenRecord};
 
 /// Longest accepted token name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -204,8 +204,10 @@ impl CreateToken {
 
 /// Body of `PATCH …/tokens/{tokenId}`; absent fields stay as they are, an empty description
 /// clears it, `labels` is a patch (a `null` value removes its key, `{}` removes every label).
+/// Exactly the fields of the service's `PartialUpdateTokenPayload`: any other field (e.g.
+/// `allowedModels`, which only a creation sets) is refused, never silently ignored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateToken {
     /// New display name.
     #[serde(default)]
@@ -259,6 +261,35 @@ pub struct CreatedManagementToken {
     pub valid_until: Option<DateTime<Utc>>,
     /// The plaintext token (`Debug` masks it).
     pub content: Secret,
+}
+
+/// A management token as `gateway admin management-token list` shows it: never its secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagementToken {
+    /// Token id.
+    pub id: Uuid,
+    /// The token with its secret hidden, e.g. `gmt-AbC123xyZ789-****`.
+    pub masked_content: String,
+    /// The principal it authenticates.
+    pub subject: String,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+    /// Expiry, omitted when it never expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+impl From<&ManagementTokenRecord> for ManagementToken {
+    fn from(record: &ManagementTokenRecord) -> Self {
+        Self {
+            id: record.id,
+            masked_content: CredentialKind::ManagementToken.mask(&record.public_id),
+            subject: record.subject.clone(),
+            created_at: record.created_at,
+            valid_until: record.expires_at,
+        }
+    }
 }
 
 /// Whitespace as `\s` means it in the service's patterns (RE2: ASCII only, no vertical tab).
@@ -343,6 +374,17 @@ pub(crate) fn valid_region(region: &str) -> Result<(), AuthError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn an_update_refuses_fields_the_service_does_not_define() {
+        for field in ["allowedModels", "ttlDuration", "validUntil"] {
+            let body = format!(r#"{{"name":"n","{field}":null}}"#);
+            let error = serde_json::from_str::<UpdateToken>(&body).unwrap_err();
+            assert!(error.to_string().contains(field), "{error}");
+        }
+        let known = r#"{"name":"n","description":"d","labels":{"a":null}}"#;
+        assert!(serde_json::from_str::<UpdateToken>(known).is_ok());
+    }
 
     #[test]
     fn create_token_errors_name_the_field() {

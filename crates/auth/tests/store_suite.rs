@@ -47,6 +47,8 @@ suite!(
     access::secrets_are_never_stored,
     audit::audit_records_every_action,
     audit::audit_paging,
+    principals::management_tokens_are_listed_and_revoked_at_once,
+    principals::removed_principals_lose_access,
     replicas::parallel_creates_and_deletes,
     replicas::revocation_reaches_other_replicas,
     retention::retention_pseudonymizes_exactly_the_old_events,

@@ -57,6 +57,9 @@ pub struct GenerationRequest {
     pub sampling: SamplingParams,
     /// Strings that end a choice; they are never part of the output.
     pub stop: Vec<String>,
+    /// Whom the request is for (the API sets the project id): a backend that serves several
+    /// tenants from one queue shares it fairly between them; `None` is one shared tenant.
+    pub tenant: Option<String>,
 }
 
 impl GenerationRequest {
@@ -68,6 +71,7 @@ impl GenerationRequest {
             max_tokens: None,
             sampling: SamplingParams::default(),
             stop: Vec::new(),
+            tenant: None,
         }
     }
 }

@@ -33,6 +33,7 @@ mod embedder;
 mod error;
 mod generator;
 mod job_queue;
+mod library_file;
 mod model_dir;
 mod runtime;
 #[cfg(test)]

@@ -45,15 +45,15 @@ pub struct OnnxRuntime {
 }
 
 impl OnnxRuntime {
-    /// Loads the ONNX Runtime shared library (`libonnxruntime.so`) from `library`.
+    /// Loads the ONNX Runtime shared library (`libonnxruntime.so`) from `library`, after
+    /// checking that the file is a whole shared object for this process (a truncated one
+    /// would kill the process in `dlopen`).
     pub fn load(library: &Path) -> Result<Self, EngineError> {
         let runtime_error = |message: String| EngineError::RuntimeLibrary {
             path: library.to_path_buf(),
             message,
         };
-        if !library.is_file() {
-            return Err(runtime_error("no such file".to_owned()));
-        }
+        crate::library_file::check(library).map_err(|error| runtime_error(error.to_string()))?;
         let environment = ort::init_from(library)
             .map_err(|error| runtime_error(error.to_string()))?
             .with_name("gateway")

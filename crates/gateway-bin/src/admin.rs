@@ -116,6 +116,31 @@ async fn execute(management: &Management, command: AdminCommand) -> anyhow::Resu
                 .map_err(|error| explain(error, "the project does not exist"))?;
             json(&membership)
         }
+        AdminCommand::Principal(PrincipalCommand::Remove { project, subject }) => {
+            let project = project_id(&project)?;
+            let removal = management
+                .remove_principal(project, &subject)
+                .await
+                .map_err(|error| explain(error, "the principal has no role on that project"))?;
+            json(&serde_json::json!({
+                "projectId": project,
+                "subject": subject,
+                "role": removal.role,
+                "principalDeleted": removal.principal_deleted,
+                "revokedManagementTokens": removal.revoked_management_tokens,
+            }))
+        }
+        AdminCommand::ManagementToken(ManagementTokenCommand::List { subject }) => {
+            let tokens = management.management_tokens(subject.as_deref()).await?;
+            json(&serde_json::json!({ "managementTokens": tokens }))
+        }
+        AdminCommand::ManagementToken(ManagementTokenCommand::Revoke { id }) => {
+            let revoked = management
+                .revoke_management_token(&id)
+                .await
+                .map_err(|error| explain(error, "no management token has that id"))?;
+            json(&revoked)
+        }
         AdminCommand::ManagementToken(ManagementTokenCommand::Create { subject, ttl }) => {
             let ttl = ttl
                 .as_deref()

@@ -167,6 +167,16 @@ pub enum PrincipalCommand {
         #[arg(long)]
         role: String,
     },
+    /// Remove a principal's role on a project; after its last role the principal (its e-mail)
+    /// and its management tokens are deleted too. Prints what was removed.
+    Remove {
+        /// The project id.
+        #[arg(long)]
+        project: String,
+        /// The principal's subject id.
+        #[arg(long)]
+        subject: String,
+    },
 }
 
 /// `gateway admin management-token …`.
@@ -180,6 +190,18 @@ pub enum ManagementTokenCommand {
         /// Lifetime such as `90d`; without it the token never expires.
         #[arg(long)]
         ttl: Option<String>,
+    },
+    /// List management tokens (never their secrets); prints `{"managementTokens": [...]}`.
+    List {
+        /// Only the tokens of this principal.
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Revoke a management token; it is refused from the next request on. Prints the token.
+    Revoke {
+        /// The token's id, or its public id (the part between `gmt-` and the secret).
+        #[arg(long)]
+        id: String,
     },
 }
 

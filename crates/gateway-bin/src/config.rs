@@ -44,12 +44,42 @@ pub struct Config {
 }
 
 /// The database of keys, principals and the audit log.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH?mode=rwc` or `postgres://…`; default: `gateway.db` in the data
     /// directory. `GATEWAY_DATABASE_URL` overrides it.
     pub url: Option<String>,
+    /// How often `serve` checks that the database takes a write (`/readyz` reports the latest
+    /// result), in seconds.
+    pub write_check_interval_secs: u64,
+    /// How long one write check may take before the database counts as not writable, in
+    /// seconds.
+    pub write_check_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            write_check_interval_secs: 5,
+            write_check_timeout_secs: 10,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The interval and the time limit of the write check; each must be at least 1 s.
+    pub fn write_check(&self) -> anyhow::Result<(std::time::Duration, std::time::Duration)> {
+        anyhow::ensure!(
+            self.write_check_interval_secs > 0 && self.write_check_timeout_secs > 0,
+            "database.write_check_interval_secs and write_check_timeout_secs must be at least 1"
+        );
+        Ok((
+            std::time::Duration::from_secs(self.write_check_interval_secs),
+            std::time::Duration::from_secs(self.write_check_timeout_secs),
+        ))
+    }
 }
 
 /// HTTP server settings.
@@ -74,6 +104,26 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Time given to in-flight requests after SIGTERM, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Most choices (prompts × `n`) in one chat or completion request (at least 1); more are
+    /// answered 400.
+    pub max_choices_per_request: usize,
+    /// Most chat, completion and embedding requests of one project in flight at once on this
+    /// replica; more are answered 429. 0: no limit.
+    pub max_concurrent_requests_per_project: usize,
+}
+
+impl ServerConfig {
+    /// What one project may ask of the models at once; refuses 0 choices per request.
+    pub fn fairness(&self) -> anyhow::Result<gateway_api::Fairness> {
+        anyhow::ensure!(
+            self.max_choices_per_request >= 1,
+            "server.max_choices_per_request must be at least 1"
+        );
+        Ok(gateway_api::Fairness {
+            max_choices_per_request: self.max_choices_per_request,
+            max_concurrent_requests_per_project: self.max_concurrent_requests_per_project,
+        })
+    }
 }
 
 impl Default for ServerConfig {
@@ -87,6 +137,9 @@ impl Default for ServerConfig {
             body_read_timeout_secs: 30,
             max_connections: ConnectionLimits::default().max_connections,
             shutdown_grace_secs: 30,
+            max_choices_per_request: gateway_api::Fairness::default().max_choices_per_request,
+            max_concurrent_requests_per_project: gateway_api::Fairness::default()
+                .max_concurrent_requests_per_project,
         }
     }
 }
@@ -404,6 +457,8 @@ mod tests {
             max_body_bytes = 1024
             request_timeout_secs = 5
             shutdown_grace_secs = 2
+            max_choices_per_request = 16
+            max_concurrent_requests_per_project = 0
 
             [runtime]
             library = "/opt/ort/libonnxruntime.so"
@@ -426,6 +481,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.server.listen.port(), 9000);
+        let fairness = config.server.fairness().unwrap();
+        assert_eq!(fairness.max_choices_per_request, 16);
+        assert_eq!(fairness.max_concurrent_requests_per_project, 0);
         assert_eq!(config.runtime.intra_threads, 4);
         assert_eq!(config.database_url(), "postgres://gateway@db/gateway");
         let model = &config.models[0];

@@ -1,15 +1,16 @@
 //! `gateway serve`: reads the configuration, opens the database, builds each model's backend
 //! (`backends.rs`), and runs the HTTP server until SIGTERM or Ctrl-C, then drains in-flight
 //! requests. Background tasks write the audit events of keys that expired, move usage records
-//! from the journal into the database, reload the projects' rate limit overrides and remove
-//! personal data past its retention period (`retention.rs`).
+//! from the journal into the database, reload the projects' rate limit overrides, remove
+//! personal data past its retention period (`retention.rs`) and check that the database takes
+//! writes (for `/readyz`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use gateway_api::{AppState, ConnectionLimits, Limits, ModelRegistry, ServedModel};
-use gateway_auth::Management;
+use gateway_auth::{Management, Store};
 
 use crate::backends::BackendFactory;
 use crate::cli::ServeArgs;
@@ -40,8 +41,10 @@ pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
 async fn run(config: Config) -> anyhow::Result<()> {
     let store = crate::store::open(&config).await?;
     tracing::info!("database opened");
+    let write_check = config.database.write_check()?;
     let sweeper = tokio::spawn(sweep_expired_keys(Management::new(Arc::clone(&store))));
     let retention = crate::retention::start(Arc::clone(&store), &config)?;
+    let fairness = config.server.fairness()?;
     let models = load_models(&config).await?;
     let limits = Limits {
         max_body_bytes: config.server.max_body_bytes,
@@ -54,11 +57,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     let plans: Vec<_> = models.iter().map(|(_, model)| model.entry.plan).collect();
     let metering = Metering::start(&config, &plans).await?;
-    let state = Arc::new(AppState::new(
-        models,
-        limits,
+    let state = Arc::new(
+        AppState::new(
+            models,
+            limits,
+            Arc::clone(&store),
+            Arc::clone(&metering.accounting),
+        )
+        .with_fairness(fairness),
+    );
+    let checker = tokio::spawn(check_database_writes(
         store,
-        Arc::clone(&metering.accounting),
+        Arc::clone(&state),
+        write_check,
     ));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -83,6 +94,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     sweeper.abort();
     retention.abort();
+    checker.abort();
     metering.stop().await;
     tracing::info!("stopped");
     Ok(())
@@ -99,6 +111,44 @@ async fn sweep_expired_keys(management: Management) {
             Ok(count) => tracing::info!(count, "recorded key expirations"),
             Err(error) => tracing::warn!(%error, "could not record key expirations"),
         }
+    }
+}
+
+/// Checks every `interval` that the database takes a write and records the result for
+/// `/readyz`. A check still waiting after `timeout` (on a lock, an unreachable server) counts
+/// as failed at once and is awaited to its end, so that checks never pile up.
+async fn check_database_writes(
+    store: Arc<dyn Store>,
+    state: Arc<AppState>,
+    (interval, timeout): (Duration, Duration),
+) {
+    let mut interval = tokio::time::interval(interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let check = store.check_writable();
+        tokio::pin!(check);
+        let result = match tokio::time::timeout(timeout, &mut check).await {
+            Ok(result) => result,
+            Err(_) => {
+                let waited = format!("no write within {} s", timeout.as_secs());
+                record_writable(&state, Some(waited));
+                check.await
+            }
+        };
+        record_writable(&state, result.err().map(|error| error.to_string()));
+    }
+}
+
+/// Records the result of a write check (`failure`: why it failed) and logs each change.
+fn record_writable(state: &AppState, failure: Option<String>) {
+    let was_writable = state.set_database_writable(failure.is_none());
+    match failure {
+        Some(error) if was_writable => {
+            tracing::error!(%error, "the database takes no writes: not ready");
+        }
+        None if !was_writable => tracing::info!("the database takes writes again: ready"),
+        _ => {}
     }
 }
 

@@ -1,10 +1,12 @@
 //! The one pipeline of chat and completion requests. Each route's wire request implements
 //! [`GenerationRoute`]: it checks itself into a [`ValidatedGeneration`] (all checks in
 //! [`validate`]) and names its [`AnswerFormat`]; [`handle`] does the rest: finds the model the
-//! key may use, refuses what the backend cannot do, admits the request against the project's
-//! budgets ([`crate::accounting`]), starts one generation per prompt, merges their choices,
-//! records the usage the backend reports ([`UsageMeter`]) and answers whole or as a stream
-//! ([`crate::sse`]).
+//! key may use, refuses what the backend cannot do and requests of more choices than allowed,
+//! takes a place among the project's requests in flight ([`crate::concurrency`]), admits the
+//! request against the project's budgets ([`crate::accounting`]), starts one generation per
+//! prompt (with the project as its tenant, so the backend shares its queue fairly), merges
+//! their choices, records the usage the backend reports ([`UsageMeter`]) and answers whole or
+//! as a stream ([`crate::sse`]).
 
 mod meter;
 pub mod validate;
@@ -27,6 +29,7 @@ use serde::de::DeserializeOwned;
 pub use self::meter::UsageMeter;
 pub use self::validate::{PromptField, ValidatedGeneration};
 use crate::accounting::{Budget, MeterSlot};
+use crate::concurrency::ConcurrencyPermit;
 use crate::error::ApiError;
 use crate::extract::{ApiKey, OpenAiJson};
 use crate::routes::request_id;
@@ -111,7 +114,9 @@ pub async fn handle<R: GenerationRoute>(
     let budget = state.accounting.budget(key.project_id, model, plan);
     slot.aim(budget.clone());
     let generation = request.validate()?;
+    validate::check_choices(&generation, state.fairness.max_choices_per_request)?;
     refuse_unsupported(backend.capabilities(), &generation)?;
+    let permit = state.concurrency.acquire(key.project_id)?;
     let reserve = reservation(&state, &budget, &generation, card.context_length);
     let requester = Requester {
         project_id: key.project_id,
@@ -130,7 +135,20 @@ pub async fn handle<R: GenerationRoute>(
         logprobs: generation.params.logprobs,
     });
     let meter = UsageMeter::new(Arc::clone(&state), ticket, model, request_id(&headers));
-    run(backend.as_ref(), generation, format, meter).await
+    let held = Held {
+        meter,
+        permit,
+        tenant: key.project_id.to_string(),
+    };
+    run(backend.as_ref(), generation, format, held).await
+}
+
+/// What a running request holds until its answer ends: its meter, its place among the
+/// project's requests in flight, and the tenant its generations are queued for.
+struct Held {
+    meter: UsageMeter,
+    permit: ConcurrencyPermit,
+    tenant: String,
 }
 
 /// The tokens a generation request reserves: its prompts' estimated tokens and, for each
@@ -162,14 +180,20 @@ fn reservation(
 }
 
 /// Runs a validated request on `backend`, answering in `format`. Every generation that
-/// starts counts into `meter` at once, so that one refused after others started (a later
-/// prompt too long, a full queue) still leaves their usage recorded.
+/// starts counts into the meter at once, so that one refused after others started (a later
+/// prompt too long, a full queue) still leaves their usage recorded. The events hold the
+/// request's concurrency permit until they end or are dropped.
 async fn run(
     backend: &dyn Backend,
     generation: ValidatedGeneration,
     format: impl AnswerFormat,
-    mut meter: UsageMeter,
+    held: Held,
 ) -> Result<Response, ApiError> {
+    let Held {
+        mut meter,
+        permit,
+        tenant,
+    } = held;
     let field = generation.prompt_field;
     let params = generation.params;
     let mut streams = Vec::with_capacity(generation.prompts.len());
@@ -180,6 +204,7 @@ async fn run(
             max_tokens: params.max_tokens,
             sampling: params.sampling,
             stop: params.stop.clone(),
+            tenant: Some(tenant.clone()),
         };
         let stream = backend
             .generate(request)
@@ -190,7 +215,7 @@ async fn run(
     }
     let prompts = u32::try_from(streams.len()).unwrap_or(u32::MAX);
     let choices = params.choices.saturating_mul(prompts);
-    let events = merge(streams, params.choices);
+    let events = holding(merge(streams, params.choices), permit);
     if params.stream {
         let stream = crate::sse::StreamOptions {
             choices,
@@ -280,6 +305,18 @@ fn merge(
         .boxed()
     });
     stream::select_all(parts).boxed()
+}
+
+/// `events`, holding `permit` until they end or are dropped.
+fn holding(
+    events: BoxStream<'static, GenerationEvent>,
+    permit: ConcurrencyPermit,
+) -> BoxStream<'static, GenerationEvent> {
+    stream::unfold((events, permit), |(mut events, permit)| async move {
+        let event = events.next().await?;
+        Some((event, (events, permit)))
+    })
+    .boxed()
 }
 
 /// The error of a generation whose backend dropped it before its end.

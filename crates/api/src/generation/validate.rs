@@ -347,6 +347,29 @@ fn in_range(param: &str, value: Option<f32>, low: f32, high: f32) -> Result<(), 
     }
 }
 
+/// Refuses a request whose prompts × `n` exceed `max_choices`, before anything is queued;
+/// the error names `n` when there is one prompt, else the prompt field.
+pub fn check_choices(generation: &ValidatedGeneration, max_choices: usize) -> Result<(), ApiError> {
+    let prompts = generation.prompts.len();
+    let n = generation.params.choices as usize;
+    let choices = prompts.saturating_mul(n);
+    if choices <= max_choices {
+        return Ok(());
+    }
+    let param = if prompts > 1 {
+        generation.prompt_field.name()
+    } else {
+        "n"
+    };
+    Err(invalid(
+        param,
+        format!(
+            "this request asks for {choices} choices ({prompts} prompts × n = {n}); at most \
+             {max_choices} are allowed per request"
+        ),
+    ))
+}
+
 fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
     ApiError::InvalidParam {
         message: message.into(),

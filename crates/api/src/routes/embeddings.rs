@@ -1,11 +1,13 @@
 //! `POST /v1/embeddings`: checks the request, runs it on the model's backend and answers with
 //! one vector per input, as floats or base64, with the billed prompt tokens (admitted against
-//! the project's budgets, recorded with 0 output tokens).
+//! the project's budgets, recorded with 0 output tokens). The request holds a place among its
+//! project's requests in flight ([`crate::concurrency`]) while the model runs it.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gateway_backend::{Accuracy, BackendError, EmbeddingInputs, TokenCount};
 use gateway_core::openai::{
@@ -26,7 +28,7 @@ pub async fn create_embeddings(
     slot: MeterSlot,
     headers: HeaderMap,
     OpenAiJson(request): OpenAiJson<EmbeddingRequest>,
-) -> Result<Json<EmbeddingResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let model = state.models.permitted(&request.model, &key)?;
     slot.tell(model.notice.clone());
     let plan = model.entry.plan;
@@ -61,6 +63,7 @@ pub async fn create_embeddings(
         };
         return Err(ApiError::backend(unsupported, "input"));
     }
+    let _permit = state.concurrency.acquire(key.project_id)?;
     let reserve = state
         .accounting
         .reservation(&budget, estimated_tokens(&inputs), 0);
@@ -96,7 +99,8 @@ pub async fn create_embeddings(
         model.id.to_owned(),
         data,
         EmbeddingUsage::new(prompt_tokens),
-    )))
+    ))
+    .into_response())
 }
 
 /// The inputs' tokens before the model counts them: exact for token ids, else an estimate.

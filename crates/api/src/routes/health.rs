@@ -16,11 +16,14 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Handles `GET /readyz`: every model can take requests and the server is not draining.
+/// Handles `GET /readyz`: every model can take requests, the database took the latest write
+/// check (run in the background, see [`AppState::set_database_writable`]) and the server is not
+/// draining.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let draining = state.is_draining();
     let models_ready = state.models.all_ready();
-    let status = if !draining && models_ready {
+    let database_writable = state.is_database_writable();
+    let status = if !draining && models_ready && database_writable {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -29,6 +32,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
         "draining": draining,
         "models_ready": models_ready,
+        "database_writable": database_writable,
     });
     (status, Json(body))
 }

@@ -114,7 +114,7 @@ pub async fn get_token(
 }
 
 /// Handles `PATCH …/tokens/{tokenId}`: 202 after changing `name`, `description` and/or
-/// `labels`.
+/// `labels`; a body with any other field is refused with 400 naming it ([`UpdateToken`]).
 pub async fn update_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
-use gateway_api::{AppState, Limits, ModelRegistry, ServedModel};
+use gateway_api::{AppState, Fairness, Limits, ModelRegistry, ServedModel};
 use gateway_auth::{CreateToken, Management};
 use gateway_backend::Backend;
 use gateway_metering::PerMinute;
@@ -47,6 +47,15 @@ pub fn registry_of(models: Vec<ScriptedBackend>) -> ModelRegistry {
 
 /// A router serving `registry` with every plan limited to `limits`.
 pub async fn app_with(registry: ModelRegistry, limits: PerMinute) -> App {
+    app_with_fairness(registry, limits, Fairness::default()).await
+}
+
+/// A router serving `registry` with every plan limited to `limits` and `fairness`.
+pub async fn app_with_fairness(
+    registry: ModelRegistry,
+    limits: PerMinute,
+    fairness: Fairness,
+) -> App {
     let dir = tempfile::tempdir().unwrap();
     let url = format!(
         "sqlite://{}?mode=rwc",
@@ -71,7 +80,8 @@ pub async fn app_with(registry: ModelRegistry, limits: PerMinute) -> App {
         request_timeout_secs: 10,
         body_read_timeout_secs: 10,
     };
-    let state = Arc::new(AppState::new(registry, limits, store, accounting));
+    let state =
+        Arc::new(AppState::new(registry, limits, store, accounting).with_fairness(fairness));
     App {
         router: gateway_api::router(Arc::clone(&state)),
         state,

@@ -32,6 +32,7 @@ pub struct ScriptedBackend {
     chat_only: bool,
     pause: Duration,
     generations: AtomicU64,
+    tenants: std::sync::Mutex<Vec<Option<String>>>,
 }
 
 impl ScriptedBackend {
@@ -43,6 +44,7 @@ impl ScriptedBackend {
             chat_only: false,
             pause: Duration::ZERO,
             generations: AtomicU64::new(0),
+            tenants: std::sync::Mutex::default(),
         }
     }
 
@@ -54,7 +56,18 @@ impl ScriptedBackend {
             chat_only: false,
             pause: Duration::ZERO,
             generations: AtomicU64::new(0),
+            tenants: std::sync::Mutex::default(),
         }
+    }
+
+    /// The tenant of every generation started, in order (read by the router tests; the
+    /// `scripted_server` example shares this file without reading it).
+    #[allow(dead_code)]
+    pub fn tenants(&self) -> Vec<Option<String>> {
+        self.tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The same backend without completions (chat prompts only).
@@ -147,6 +160,10 @@ impl Backend for ScriptedBackend {
             Script::Refuse(error) => return Err(error.clone()),
         };
         self.generations.fetch_add(1, Ordering::SeqCst);
+        self.tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(request.tenant.clone());
         let (sinks, stream) = generation_channel(request.choices, TokenCount::exact(tokens));
         let limit = request.max_tokens.unwrap_or(usize::MAX);
         let pause = self.pause;

@@ -22,7 +22,17 @@ pub use sqlite::SqliteStore;
 
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::error::StoreError;
-use crate::model::{KeyPatch, KeyRecord, ManagementTokenRecord, Membership, Project, Role};
+use crate::model::{
+    KeyPatch, KeyRecord, ManagementTokenRecord, Membership, MembershipRemoval, Project, Role,
+};
+
+/// The audit events of a change to a principal's management tokens, given the projects the
+/// principal has a role in (read in the change's transaction): one per project.
+pub type ProjectEvents<'a> = &'a (dyn Fn(&[Uuid]) -> Vec<AuditRecord> + Send + Sync);
+
+/// The audit event of a removed role, given what the removal did (known only in its
+/// transaction).
+pub type RemovalEvent<'a> = &'a (dyn Fn(&MembershipRemoval) -> AuditRecord + Send + Sync);
 
 /// Persistent state of this crate. Implementations must be safe to share between tasks and
 /// between processes using the same database.
@@ -50,13 +60,24 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The principal's role on the project, if any.
     async fn role(&self, project_id: Uuid, subject: &str) -> Result<Option<Role>, StoreError>;
 
+    /// Removes the principal's role on the project; when that was its last role, also deletes
+    /// the principal and its management tokens. Appends the event `event` builds from what was
+    /// done; `None` (and no event) if the principal had no role on the project.
+    async fn remove_membership(
+        &self,
+        project_id: Uuid,
+        subject: &str,
+        event: RemovalEvent<'_>,
+    ) -> Result<Option<MembershipRemoval>, StoreError>;
+
     /// The principal's e-mail, if the principal exists.
     async fn principal_email(&self, subject: &str) -> Result<Option<String>, StoreError>;
 
-    /// Stores a management token (its digest only).
+    /// Stores a management token (its digest only) and the events `events` builds.
     async fn insert_management_token(
         &self,
         token: &ManagementTokenRecord,
+        events: ProjectEvents<'_>,
     ) -> Result<(), StoreError>;
 
     /// The management token with this public id.
@@ -64,6 +85,27 @@ pub trait Store: Send + Sync + fmt::Debug {
         &self,
         public_id: &str,
     ) -> Result<Option<ManagementTokenRecord>, StoreError>;
+
+    /// The management token with this id.
+    async fn management_token_by_id(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<ManagementTokenRecord>, StoreError>;
+
+    /// The management tokens of one principal (of all without a subject), oldest first.
+    async fn management_tokens(
+        &self,
+        subject: Option<&str>,
+    ) -> Result<Vec<ManagementTokenRecord>, StoreError>;
+
+    /// Deletes (revokes) the management token of `subject` with this id and appends the events
+    /// `events` builds; `false` (and no event) if there is no such token.
+    async fn delete_management_token(
+        &self,
+        id: Uuid,
+        subject: &str,
+        events: ProjectEvents<'_>,
+    ) -> Result<bool, StoreError>;
 
     /// Stores a model API key (its digest only) and its creation event.
     async fn insert_key(&self, key: &KeyRecord, event: &AuditRecord) -> Result<(), StoreError>;
@@ -118,6 +160,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// key on first use; returns how many events it changed. Idempotent, and safe to run from
     /// several replicas at once: each event is pseudonymized exactly once.
     async fn pseudonymize_audit_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Whether the database takes a write now: opens a write transaction, runs a write that
+    /// changes no row and rolls it back. Fails on a read-only or unreachable database and on
+    /// one whose write lock stays taken past the busy timeout.
+    async fn check_writable(&self) -> Result<(), StoreError>;
 }
 
 /// Opens the store a URL names: `sqlite://PATH?mode=rwc` (or `sqlite::memory:`) or

@@ -12,10 +12,12 @@ use super::rows::{
     ProjectRow,
 };
 use super::sql::{self, impl_store};
-use super::Store;
+use super::{ProjectEvents, RemovalEvent, Store};
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::error::StoreError;
-use crate::model::{KeyPatch, KeyRecord, ManagementTokenRecord, Membership, Project, Role};
+use crate::model::{
+    KeyPatch, KeyRecord, ManagementTokenRecord, Membership, MembershipRemoval, Project, Role,
+};
 use crate::retention::{pseudonymize, PersonalDataRow, PseudonymKey};
 
 /// Ignores the rows other migrators (gateway-metering's) leave in `_sqlx_migrations`.

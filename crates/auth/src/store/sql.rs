@@ -10,6 +10,16 @@ macro_rules! key_columns {
     };
 }
 
+macro_rules! management_token_query {
+    ($condition:literal) => {
+        concat!(
+            "SELECT t.id, t.public_id, t.digest, t.subject, p.email, t.created_at, t.expires_at ",
+            "FROM management_tokens t JOIN principals p ON p.subject = t.subject WHERE ",
+            $condition
+        )
+    };
+}
+
 pub(crate) const INSERT_PROJECT: &str =
     "INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3)";
 pub(crate) const SELECT_PROJECT: &str = "SELECT id, name, created_at FROM projects WHERE id = $1";
@@ -21,11 +31,26 @@ pub(crate) const UPSERT_MEMBERSHIP: &str =
 pub(crate) const SELECT_ROLE: &str =
     "SELECT role FROM memberships WHERE project_id = $1 AND subject = $2";
 pub(crate) const SELECT_PRINCIPAL_EMAIL: &str = "SELECT email FROM principals WHERE subject = $1";
+pub(crate) const SELECT_PRINCIPAL_PROJECTS: &str =
+    "SELECT project_id FROM memberships WHERE subject = $1 ORDER BY project_id";
+pub(crate) const DELETE_MEMBERSHIP: &str =
+    "DELETE FROM memberships WHERE project_id = $1 AND subject = $2 RETURNING role";
+/// Deletes the principal's management tokens once it has no role left.
+pub(crate) const DELETE_ORPHANED_MANAGEMENT_TOKENS: &str = "DELETE FROM management_tokens \
+     WHERE subject = $1 AND NOT EXISTS (SELECT 1 FROM memberships WHERE subject = $1) \
+     RETURNING id";
+/// Deletes the principal once it has no role left.
+pub(crate) const DELETE_ORPHANED_PRINCIPAL: &str = "DELETE FROM principals \
+     WHERE subject = $1 AND NOT EXISTS (SELECT 1 FROM memberships WHERE subject = $1) \
+     RETURNING subject";
 pub(crate) const INSERT_MANAGEMENT_TOKEN: &str = "INSERT INTO management_tokens \
      (id, public_id, digest, subject, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
-pub(crate) const SELECT_MANAGEMENT_TOKEN: &str =
-    "SELECT t.id, t.public_id, t.digest, t.subject, p.email, t.created_at, t.expires_at \
-     FROM management_tokens t JOIN principals p ON p.subject = t.subject WHERE t.public_id = $1";
+pub(crate) const SELECT_MANAGEMENT_TOKEN: &str = management_token_query!("t.public_id = $1");
+pub(crate) const SELECT_MANAGEMENT_TOKEN_BY_ID: &str = management_token_query!("t.id = $1");
+pub(crate) const SELECT_MANAGEMENT_TOKENS: &str =
+    management_token_query!("($1 IS NULL OR t.subject = $1) ORDER BY t.created_at, t.id");
+pub(crate) const DELETE_MANAGEMENT_TOKEN: &str =
+    "DELETE FROM management_tokens WHERE id = $1 AND subject = $2 RETURNING id";
 pub(crate) const INSERT_KEY: &str = concat!(
     "INSERT INTO api_keys (",
     key_columns!(),
@@ -125,6 +150,41 @@ macro_rules! impl_store {
                     .execute(&mut **tx)
                     .await?;
                 Ok(())
+            }
+
+            /// Appends the events `events` builds from the projects `subject` has a role in.
+            async fn append_project_events(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                subject: &str,
+                events: ProjectEvents<'_>,
+            ) -> Result<(), StoreError> {
+                let projects: Vec<(Uuid,)> = sqlx::query_as(sql::SELECT_PRINCIPAL_PROJECTS)
+                    .bind(subject)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                let projects: Vec<Uuid> = projects.into_iter().map(|(id,)| id).collect();
+                for event in events(&projects) {
+                    Self::append_in(tx, &event).await?;
+                }
+                Ok(())
+            }
+
+            /// Deletes the principal and its management tokens if it has no role left;
+            /// returns the ids of the deleted tokens and whether the principal was deleted.
+            async fn delete_if_orphaned(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                subject: &str,
+            ) -> Result<(Vec<Uuid>, bool), StoreError> {
+                let tokens: Vec<(Uuid,)> = sqlx::query_as(sql::DELETE_ORPHANED_MANAGEMENT_TOKENS)
+                    .bind(subject)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                let principal: Option<(String,)> = sqlx::query_as(sql::DELETE_ORPHANED_PRINCIPAL)
+                    .bind(subject)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let tokens = tokens.into_iter().map(|(id,)| id).collect();
+                Ok((tokens, principal.is_some()))
             }
 
             /// The database's pseudonym key, drawn and stored by the first caller.
@@ -250,6 +310,36 @@ macro_rules! impl_store {
                 .transpose()
             }
 
+            async fn remove_membership(
+                &self,
+                project_id: Uuid,
+                subject: &str,
+                event: RemovalEvent<'_>,
+            ) -> Result<Option<MembershipRemoval>, StoreError> {
+                let mut tx = self.write().await?;
+                let role: Option<(String,)> = sqlx::query_as(sql::DELETE_MEMBERSHIP)
+                    .bind(project_id)
+                    .bind(subject)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((role,)) = role else {
+                    return Ok(None);
+                };
+                let role = role
+                    .parse::<Role>()
+                    .map_err(|_| StoreError::Corrupt("memberships.role".to_owned()))?;
+                let (revoked_management_tokens, principal_deleted) =
+                    Self::delete_if_orphaned(&mut tx, subject).await?;
+                let removal = MembershipRemoval {
+                    role,
+                    principal_deleted,
+                    revoked_management_tokens,
+                };
+                Self::append_in(&mut tx, &event(&removal)).await?;
+                tx.commit().await?;
+                Ok(Some(removal))
+            }
+
             async fn principal_email(&self, subject: &str) -> Result<Option<String>, StoreError> {
                 let email: Option<(String,)> = sqlx::query_as(sql::SELECT_PRINCIPAL_EMAIL)
                     .bind(subject)
@@ -261,7 +351,9 @@ macro_rules! impl_store {
             async fn insert_management_token(
                 &self,
                 token: &ManagementTokenRecord,
+                events: ProjectEvents<'_>,
             ) -> Result<(), StoreError> {
+                let mut tx = self.write().await?;
                 sqlx::query(sql::INSERT_MANAGEMENT_TOKEN)
                     .bind(token.id)
                     .bind(&token.public_id)
@@ -269,9 +361,10 @@ macro_rules! impl_store {
                     .bind(&token.subject)
                     .bind(token.created_at)
                     .bind(token.expires_at)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(())
+                Self::append_project_events(&mut tx, &token.subject, events).await?;
+                Ok(tx.commit().await?)
             }
 
             async fn management_token(
@@ -283,6 +376,51 @@ macro_rules! impl_store {
                     .fetch_optional(&self.pool)
                     .await?;
                 row.map(ManagementTokenRecord::try_from).transpose()
+            }
+
+            async fn management_token_by_id(
+                &self,
+                id: Uuid,
+            ) -> Result<Option<ManagementTokenRecord>, StoreError> {
+                let row: Option<ManagementTokenRow> =
+                    sqlx::query_as(sql::SELECT_MANAGEMENT_TOKEN_BY_ID)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(ManagementTokenRecord::try_from).transpose()
+            }
+
+            async fn management_tokens(
+                &self,
+                subject: Option<&str>,
+            ) -> Result<Vec<ManagementTokenRecord>, StoreError> {
+                let rows: Vec<ManagementTokenRow> = sqlx::query_as(sql::SELECT_MANAGEMENT_TOKENS)
+                    .bind(subject)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter()
+                    .map(ManagementTokenRecord::try_from)
+                    .collect()
+            }
+
+            async fn delete_management_token(
+                &self,
+                id: Uuid,
+                subject: &str,
+                events: ProjectEvents<'_>,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.write().await?;
+                let deleted: Option<(Uuid,)> = sqlx::query_as(sql::DELETE_MANAGEMENT_TOKEN)
+                    .bind(id)
+                    .bind(subject)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if deleted.is_none() {
+                    return Ok(false);
+                }
+                Self::append_project_events(&mut tx, subject, events).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn insert_key(
@@ -458,6 +596,15 @@ macro_rules! impl_store {
                         return Ok(total);
                     }
                 }
+            }
+
+            async fn check_writable(&self) -> Result<(), StoreError> {
+                let mut tx = self.write().await?;
+                sqlx::query("DELETE FROM projects WHERE 1 = 0")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.rollback().await?;
+                Ok(())
             }
         }
     };

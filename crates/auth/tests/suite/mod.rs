@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod principals;
 pub mod replicas;
 pub mod retention;
 pub mod tokens;

@@ -1,10 +1,12 @@
 //! The ONNX Runtime backend for decoder chat models: a model directory written by the
 //! importer (`docs/model-format.md`) is loaded, its session moved to a dedicated thread that
-//! runs the continuous-batching [`scheduler`], and requests reach it over a bounded channel
-//! (full: [`EngineError::Overloaded`]), one job per choice; each choice's tokens go to its
-//! [`gateway_backend::ChoiceSink`], all choices of a request onto one stream.
+//! runs the continuous-batching [`scheduler`], and requests reach it through a bounded queue
+//! that is fair across tenants ([`fair_queue`]; full: [`EngineError::Overloaded`]), one job
+//! per choice; each choice's tokens go to its [`gateway_backend::ChoiceSink`], all choices of
+//! a request onto one stream.
 
 mod detokenize;
+mod fair_queue;
 mod kv_cache;
 mod model;
 mod prompt;
@@ -24,6 +26,7 @@ use gateway_backend::{
 use gateway_core::model_dir::{CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG_FILE};
 use gateway_core::{ModelCard, ModelKind};
 
+use self::fair_queue::{CloseOnDrop, FairQueue};
 use self::kv_cache::KvShape;
 use self::model::OnnxDecoder;
 use self::prompt::PromptEncoder;
@@ -31,7 +34,6 @@ use self::scheduler::{Job, Scheduler, SchedulerLimits, Vocabulary};
 use self::stats::StepCounters;
 use crate::blocking::off_async_workers;
 use crate::chat_template::{ChatTemplate, RenderOptions};
-use crate::job_queue::JobQueue;
 use crate::model_dir::{read_manifest_of_kind, read_tokenizer};
 use crate::runtime::{OnnxRuntime, SessionConfig};
 use crate::EngineError;
@@ -54,7 +56,8 @@ pub struct GeneratorConfig {
     /// Most prompt tokens run in one prefill chunk while sequences are generating (bounds
     /// the pause a new prompt adds to their inter-token latency).
     pub prefill_chunk_tokens_while_decoding: usize,
-    /// Requests that may wait for a place in the batch before new ones get 503.
+    /// Choices that may wait for a place in the batch before new ones get 503; one tenant
+    /// may hold `queue_capacity / (tenants waiting + 1)` of them.
     pub queue_capacity: usize,
     /// Whether special-token text in chat messages (`<|im_start|>` written by a client)
     /// becomes control tokens. Off: it is encoded as plain text, and only the chat template's
@@ -84,8 +87,16 @@ impl Default for GeneratorConfig {
 pub struct OnnxGenerator {
     card: ModelCard,
     prompts: Arc<PromptEncoder>,
-    jobs: JobQueue<Job>,
+    jobs: Arc<FairQueue<Job>>,
+    thread: String,
     counters: Arc<StepCounters>,
+}
+
+impl Drop for OnnxGenerator {
+    /// Closes the queue: the scheduler finishes what it holds, then its thread ends.
+    fn drop(&mut self) {
+        self.jobs.close();
+    }
 }
 
 impl std::fmt::Debug for OnnxGenerator {
@@ -175,13 +186,13 @@ impl OnnxGenerator {
         let counters = Arc::new(StepCounters::default());
         let scheduler = Scheduler::new(model, vocab, limits, Arc::clone(&counters));
         let thread = format!("decoder-{}", card.id);
-        let jobs = JobQueue::start(thread, config.queue_capacity, move |jobs| {
-            scheduler.run(jobs);
-        })
-        .map_err(|source| EngineError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let jobs =
+            start_scheduler(scheduler, &thread, config.queue_capacity).map_err(|source| {
+                EngineError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                }
+            })?;
         let prompts = PromptEncoder::new(
             tokenizer,
             template,
@@ -194,6 +205,7 @@ impl OnnxGenerator {
             card,
             prompts: Arc::new(prompts),
             jobs,
+            thread,
             counters,
         })
     }
@@ -216,8 +228,13 @@ impl Backend for OnnxGenerator {
         }
     }
 
+    /// Ready while the scheduler thread runs (its queue is open).
     fn health(&self) -> Health {
-        self.jobs.health()
+        if self.jobs.is_closed() {
+            Health::Unavailable(format!("the worker thread {} has stopped", self.thread))
+        } else {
+            Health::Ready
+        }
     }
 
     fn figures(&self) -> Vec<Figure> {
@@ -236,7 +253,9 @@ impl Backend for OnnxGenerator {
             max_tokens,
             sampling,
             stop,
+            tenant,
         } = request;
+        let tenant: Arc<str> = Arc::from(tenant.unwrap_or_default());
         let prompt = self.encode(prompt).await?;
         let max_tokens = self.max_tokens(prompt.len(), max_tokens)?;
         let (sinks, stream) = generation_channel(choices, TokenCount::exact(prompt.len()));
@@ -252,7 +271,7 @@ impl Backend for OnnxGenerator {
                 stop: stop.clone(),
                 sink,
             };
-            self.jobs.submit(job)?;
+            self.jobs.push(&tenant, job)?;
         }
         Ok(stream)
     }
@@ -296,6 +315,28 @@ impl OnnxGenerator {
         }
         Ok(max_tokens)
     }
+}
+
+/// Starts `scheduler` on a thread named `thread`, serving a fair queue of `capacity` jobs;
+/// the queue closes when the thread ends, however it ends.
+fn start_scheduler<M, D>(
+    scheduler: Scheduler<M, D>,
+    thread: &str,
+    capacity: usize,
+) -> std::io::Result<Arc<FairQueue<Job>>>
+where
+    M: model::StepModel + Send + 'static,
+    D: detokenize::TokenDecoder + Send + 'static,
+{
+    let jobs = Arc::new(FairQueue::new(capacity));
+    let closer = CloseOnDrop(Arc::clone(&jobs));
+    std::thread::Builder::new()
+        .name(thread.to_owned())
+        .spawn(move || {
+            scheduler.run(&closer.0);
+            drop(closer);
+        })?;
+    Ok(jobs)
 }
 
 /// Reads the special tokens of `tokenizer_config.json`; none when the file is missing.

@@ -1,18 +1,19 @@
 //! Continuous batching. The scheduler owns the running sequences of one model and, at every
 //! step: admits waiting requests while a sequence slot and the KV-cache token budget allow
-//! (a request reserves its prompt plus `max_tokens`; the bounded channel in front is the
-//! queue), drops sequences whose client went away, runs one prefill chunk of the oldest
-//! sequence still reading its prompt (so a long prompt never stalls the others for more than
-//! a chunk), then one decode step for every sequence that is generating. Each new token is
-//! sampled, detokenized, checked against stop strings and sent to its choice's sink.
+//! (a request reserves its prompt plus `max_tokens`; requests wait in a [`FairQueue`] that
+//! takes the tenants in turn), drops sequences whose client went away, runs one prefill chunk
+//! of the oldest sequence still reading its prompt (so a long prompt never stalls the others
+//! for more than a chunk), then one decode step for every sequence that is generating. Each
+//! new token is sampled, detokenized, checked against stop strings and sent to its choice's
+//! sink.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use gateway_backend::{ChoiceSink, FinishReason, SamplingParams, TokenLogprob};
-use tokio::sync::mpsc;
 
 use super::detokenize::{Detokenizer, TokenDecoder};
+use super::fair_queue::FairQueue;
 use super::model::StepModel;
 use super::sampler::{Sampled, Sampler};
 use super::stats::{StepCounters, StepRecord};
@@ -78,7 +79,6 @@ pub(crate) struct Scheduler<M, D> {
     running: Vec<Sequence>,
     free_slots: Vec<usize>,
     reserved: usize,
-    waiting: Option<Job>,
     counters: Arc<StepCounters>,
 }
 
@@ -97,22 +97,18 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
             running: Vec::new(),
             free_slots: (0..limits.max_sequences).rev().collect(),
             reserved: 0,
-            waiting: None,
             counters,
         }
     }
 
-    /// Serves jobs until every sender is gone and nothing runs.
-    pub(crate) fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+    /// Serves jobs until the queue is closed and empty and nothing runs.
+    pub(crate) fn run(mut self, jobs: &FairQueue<Job>) {
         loop {
-            if self.running.is_empty() && self.waiting.is_none() {
-                match jobs.blocking_recv() {
-                    Some(job) => self.waiting = Some(job),
-                    None => break,
-                }
+            if self.running.is_empty() && !jobs.wait() {
+                break;
             }
             let started = Instant::now();
-            self.admit(&mut jobs);
+            self.admit(jobs);
             let record = self.step();
             if record.decode_rows + record.prefill_tokens > 0 {
                 self.counters.record(&record, started.elapsed());
@@ -120,46 +116,49 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
         }
     }
 
-    /// Moves waiting jobs into the batch while a slot and the token budget allow.
-    pub(crate) fn admit(&mut self, jobs: &mut mpsc::Receiver<Job>) {
-        loop {
-            let job = match self.waiting.take() {
-                Some(job) => job,
-                None => match jobs.try_recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                },
-            };
-            if job.sink.is_closed() {
-                continue;
-            }
-            let reserve = job.prompt.len() + job.max_tokens;
-            let fits = self.reserved + reserve <= self.limits.kv_budget_tokens;
-            match self.free_slots.last() {
-                Some(&slot) if fits => {
-                    self.free_slots.pop();
-                    self.reserved += reserve;
-                    self.running.push(Sequence {
-                        slot,
-                        sink: Some(job.sink),
-                        prefilled: 0,
-                        reserved: reserve,
-                        max_tokens: job.max_tokens,
-                        generated: 0,
-                        next: None,
-                        sampler: Sampler::new(job.sampling),
-                        detokenizer: Detokenizer::default(),
-                        stop: StopMatcher::new(&job.stop),
-                        done: false,
-                        prompt: job.prompt,
-                    });
-                }
-                _ => {
-                    self.waiting = Some(job);
-                    return;
-                }
+    /// Moves waiting jobs into the batch, the tenants in turn, while a slot and the token
+    /// budget allow; a job that does not fit stops admission and is first the next time.
+    /// Jobs whose client went away are dropped.
+    pub(crate) fn admit(&mut self, jobs: &FairQueue<Job>) {
+        while let Some(job) = jobs.take_if(|job| job.sink.is_closed() || self.fits(job)) {
+            if !job.sink.is_closed() {
+                self.start(job);
             }
         }
+    }
+
+    /// The tokens a job reserves: its prompt and `max_tokens`.
+    fn reserve(job: &Job) -> usize {
+        job.prompt.len() + job.max_tokens
+    }
+
+    /// Whether a slot is free and the job's reservation fits the token budget.
+    fn fits(&self, job: &Job) -> bool {
+        !self.free_slots.is_empty()
+            && self.reserved + Self::reserve(job) <= self.limits.kv_budget_tokens
+    }
+
+    /// Puts `job` into the batch; the caller checked that it [fits](Self::fits).
+    fn start(&mut self, job: Job) {
+        let Some(slot) = self.free_slots.pop() else {
+            return;
+        };
+        let reserve = Self::reserve(&job);
+        self.reserved += reserve;
+        self.running.push(Sequence {
+            slot,
+            sink: Some(job.sink),
+            prefilled: 0,
+            reserved: reserve,
+            max_tokens: job.max_tokens,
+            generated: 0,
+            next: None,
+            sampler: Sampler::new(job.sampling),
+            detokenizer: Detokenizer::default(),
+            stop: StopMatcher::new(&job.stop),
+            done: false,
+            prompt: job.prompt,
+        });
     }
 
     /// Number of sequences in the batch.

@@ -125,13 +125,18 @@ fn outcome(stream: &mut GenerationStream) -> (String, Option<(FinishReason, usiz
     (text, end)
 }
 
+/// A queue of 64 jobs and the one tenant of most tests.
+fn queue() -> (FairQueue<Job>, Arc<str>) {
+    (FairQueue::new(64), Arc::from("tenant"))
+}
+
 fn run_all(scheduler: &mut Scheduler<FakeModel, ByteDecoder>, jobs: Vec<Job>) {
-    let (sender, mut receiver) = mpsc::channel(8);
+    let (queue, tenant) = queue();
     for job in jobs {
-        sender.try_send(job).ok().unwrap();
+        queue.push(&tenant, job).unwrap();
     }
     for _ in 0..32 {
-        scheduler.admit(&mut receiver);
+        scheduler.admit(&queue);
         scheduler.step();
     }
 }
@@ -201,17 +206,17 @@ fn new_prompts_that_fit_the_chunk_budget_are_prefilled_together() {
 #[test]
 fn prompts_arriving_while_others_generate_get_the_smaller_chunk() {
     let mut s = scheduler_with(4, 8, 2);
-    let (sender, mut jobs) = mpsc::channel(8);
+    let (jobs, tenant) = queue();
     // "aaab" generates c, d, e and the end of turn: three decode steps after its prefill's.
     let (first, _a) = job("aaab", 10, &[]);
-    sender.try_send(first).ok().unwrap();
-    s.admit(&mut jobs);
+    jobs.push(&tenant, first).unwrap();
+    s.admit(&jobs);
     s.step();
     // Alone, the whole prompt runs at once (budget 8), then its first decode step.
     assert_eq!(&s.model.runs[..2], &[vec![(0, 4)], vec![(0, 1)]]);
     let (second, _b) = job("abcde", 10, &[]);
-    sender.try_send(second).ok().unwrap();
-    s.admit(&mut jobs);
+    jobs.push(&tenant, second).unwrap();
+    s.admit(&jobs);
     for _ in 0..3 {
         s.step();
     }
@@ -223,12 +228,12 @@ fn prompts_arriving_while_others_generate_get_the_smaller_chunk() {
 #[test]
 fn a_full_batch_queues_and_a_dropped_stream_frees_its_slot() {
     let mut s = scheduler(1, 16);
-    let (sender, mut jobs) = mpsc::channel(8);
+    let (jobs, tenant) = queue();
     let (first, a) = job("a", 50, &[]);
     let (second, mut b) = job("a", 2, &[]);
-    sender.try_send(first).ok().unwrap();
-    sender.try_send(second).ok().unwrap();
-    s.admit(&mut jobs);
+    jobs.push(&tenant, first).unwrap();
+    jobs.push(&tenant, second).unwrap();
+    s.admit(&jobs);
     s.step();
     assert_eq!(s.running(), 1);
     assert_eq!(outcome(&mut b), (String::new(), None));
@@ -236,7 +241,7 @@ fn a_full_batch_queues_and_a_dropped_stream_frees_its_slot() {
     s.step();
     assert_eq!(s.running(), 0);
     for _ in 0..4 {
-        s.admit(&mut jobs);
+        s.admit(&jobs);
         s.step();
     }
     assert_eq!(
@@ -248,11 +253,62 @@ fn a_full_batch_queues_and_a_dropped_stream_frees_its_slot() {
 #[test]
 fn the_token_budget_limits_admission() {
     let mut s = scheduler(4, 16);
-    let (sender, mut jobs) = mpsc::channel(8);
+    let (jobs, tenant) = queue();
     let (big, _a) = job("a", 60, &[]);
     let (next, _b) = job("a", 10, &[]);
-    sender.try_send(big).ok().unwrap();
-    sender.try_send(next).ok().unwrap();
-    s.admit(&mut jobs);
+    jobs.push(&tenant, big).unwrap();
+    jobs.push(&tenant, next).unwrap();
+    s.admit(&jobs);
     assert_eq!(s.running(), 1);
+}
+
+#[test]
+fn a_single_request_is_admitted_before_a_thousand_queued_by_another_tenant() {
+    // One slot: the flood's first job runs; when it ends, the single job is next.
+    let mut s = scheduler(1, 16);
+    let jobs = FairQueue::new(2048);
+    let (flood, single): (Arc<str>, Arc<str>) = (Arc::from("flood"), Arc::from("single"));
+    let mut flood_streams = Vec::new();
+    for _ in 0..1000 {
+        let (job, stream) = job("a", 2, &[]);
+        jobs.push(&flood, job).unwrap();
+        flood_streams.push(stream);
+    }
+    let (alone, mut alone_events) = job("b", 2, &[]);
+    jobs.push(&single, alone).unwrap();
+    let mut steps = 0;
+    while outcome(&mut alone_events).1.is_none() {
+        s.admit(&jobs);
+        s.step();
+        steps += 1;
+        assert!(steps < 20, "the single request waited behind the flood");
+    }
+    let finished = flood_streams
+        .iter_mut()
+        .map(|stream| outcome(stream).1)
+        .filter(Option::is_some)
+        .count();
+    assert_eq!(
+        finished, 1,
+        "exactly one flood job ran before the single one"
+    );
+    assert_eq!(jobs.len(), 999);
+}
+
+#[test]
+fn a_job_waiting_for_budget_is_not_overtaken() {
+    // Budget 64: the big job (61) runs; the next big one of another tenant waits for it, and
+    // a small job behind it does not overtake it.
+    let mut s = scheduler(4, 16);
+    let jobs = FairQueue::new(64);
+    let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+    let (first, _first) = job("a", 60, &[]);
+    let (second, _second) = job("a", 60, &[]);
+    let (small, _small) = job("a", 2, &[]);
+    jobs.push(&a, first).unwrap();
+    jobs.push(&b, second).unwrap();
+    jobs.push(&a, small).unwrap();
+    s.admit(&jobs);
+    assert_eq!(s.running(), 1);
+    assert_eq!(jobs.len(), 2);
 }
