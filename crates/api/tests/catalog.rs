@@ -103,14 +103,7 @@ async fn a_retired_model_is_answered_by_its_successor_under_its_plan() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     assert_eq!(answer.json()["model"], "plus-successor");
     assert_eq!(answer.headers["x-model-retired"], "retired");
-    let accounting = &app.state.accounting;
-    accounting.journal.flush().await.unwrap();
-    let query = gateway_metering::UsageQuery {
-        project_id: app.project,
-        from: None,
-        to: None,
-    };
-    let records = accounting.usage.records(&query).await.unwrap();
+    let records = app.records().await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].model, "plus-successor");
     assert_eq!(records[0].plan, ServicePlan::Plus);

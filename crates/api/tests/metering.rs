@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use gateway_metering::PerMinute;
 use serde_json::json;
 
-use support::app::{app, app_with_limits, assert_error, chat, hello, Answer, App};
+use support::app::{app, app_with_limits, assert_error, chat, hello, Answer};
 use support::scripted_backend::{Script, ScriptedBackend};
 
 /// The rate-limit headers of an answer: (limit, remaining, reset) for requests and tokens.
@@ -27,18 +27,6 @@ fn rate_headers(answer: &Answer) -> [(String, String, String); 2] {
         };
         (header("limit"), header("remaining"), header("reset"))
     })
-}
-
-/// The usage records of the app's project, once the journal is flushed.
-async fn records(app: &App) -> Vec<gateway_metering::UsageRecord> {
-    let accounting = &app.state.accounting;
-    accounting.journal.flush().await.unwrap();
-    let query = gateway_metering::UsageQuery {
-        project_id: app.project,
-        from: None,
-        to: None,
-    };
-    accounting.usage.records(&query).await.unwrap()
 }
 
 const THREE_A_MINUTE: PerMinute = PerMinute {
@@ -110,7 +98,7 @@ async fn over_the_request_budget_is_429_with_retry_after() {
     assert!(refused.headers.contains_key("retry-after-ms"));
     assert_eq!(rate_headers(&refused)[0].1, "0");
     assert_eq!(
-        records(&app).await.len(),
+        app.records().await.len(),
         3,
         "a refused request leaves no record"
     );
@@ -157,7 +145,7 @@ async fn each_request_that_reached_a_model_leaves_one_exact_record() {
         )
         .await;
     assert_eq!(embedded.status, StatusCode::OK);
-    let records = records(&app).await;
+    let records = app.records().await;
     assert_eq!(records.len(), 2);
     let chat = records.iter().find(|r| r.model == "scripted").unwrap();
     assert_eq!((chat.input_tokens, chat.output_tokens), (4, 6));
@@ -187,7 +175,7 @@ async fn a_stream_that_fails_midway_is_recorded_as_failed() {
         .post("/v1/chat/completions", chat(json!({"stream": true})))
         .await;
     assert_eq!(answer.status, StatusCode::OK);
-    let records = records(&app).await;
+    let records = app.records().await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].outcome, gateway_metering::Outcome::Failed);
     assert_eq!(records[0].output_tokens, 2);

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::error::{ApiError, ManagementError};
 use crate::extract::{Caller, ManagedPath};
-use crate::routes::time;
+use crate::routes::{accepts, time};
 use crate::state::AppState;
 
 /// The media type of the export.
@@ -41,7 +41,7 @@ pub async fn audit_log(
     query: Result<Query<RawAuditQuery>, QueryRejection>,
 ) -> Result<Response, ManagementError> {
     let query = checked_query(query)?;
-    if wants_ndjson(&headers) {
+    if accepts(&headers, NDJSON) {
         return export(&state, &caller, &path, &query).await;
     }
     let page = state
@@ -107,15 +107,6 @@ pub fn audit_query(raw: RawAuditQuery) -> Result<AuditQuery, ApiError> {
     })
 }
 
-/// Whether the `Accept` header asks for NDJSON.
-fn wants_ndjson(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .any(|value| value.contains(NDJSON))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
@@ -175,13 +166,13 @@ mod tests {
     #[test]
     fn ndjson_is_chosen_by_the_accept_header() {
         let mut headers = HeaderMap::new();
-        assert!(!wants_ndjson(&headers));
+        assert!(!accepts(&headers, NDJSON));
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        assert!(!wants_ndjson(&headers));
+        assert!(!accepts(&headers, NDJSON));
         headers.insert(
             header::ACCEPT,
             HeaderValue::from_static("application/x-ndjson"),
         );
-        assert!(wants_ndjson(&headers));
+        assert!(accepts(&headers, NDJSON));
     }
 }

@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ManagementError};
 use crate::registry::http_date;
+use crate::routes::accepts;
 use crate::routes::models::lifecycle;
 use crate::state::AppState;
 
@@ -223,7 +224,7 @@ pub async fn announcements(State(state): State<Arc<AppState>>, headers: HeaderMa
         })
         .collect();
     announcements.sort_by(|a, b| b.announced.cmp(&a.announced).then(a.model.cmp(b.model)));
-    if accepts_atom(&headers) {
+    if accepts(&headers, ATOM) {
         return (
             [(header::CONTENT_TYPE, ATOM)],
             atom_feed(&announcements, now),
@@ -231,14 +232,6 @@ pub async fn announcements(State(state): State<Arc<AppState>>, headers: HeaderMa
             .into_response();
     }
     Json(serde_json::json!({ "announcements": announcements })).into_response()
-}
-
-fn accepts_atom(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .any(|value| value.contains(ATOM))
 }
 
 /// The announcements as an Atom feed (RFC 4287), one entry per deprecation.

@@ -12,7 +12,7 @@ pub mod tokenize;
 pub mod tokens;
 pub mod usage;
 
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
 use chrono::{DateTime, NaiveDate, Utc};
 use gateway_backend::FinishReason;
 use gateway_core::openai::FinishReason as WireFinishReason;
@@ -54,4 +54,13 @@ pub(crate) fn time(param: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
         ),
         param: param.to_owned(),
     })
+}
+
+/// Whether the request's `Accept` header names `media_type`.
+pub(crate) fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains(media_type))
 }

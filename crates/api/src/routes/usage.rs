@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ManagementError};
 use crate::extract::{Caller, ManagedPath};
-use crate::routes::time;
+use crate::routes::{accepts, time};
 use crate::state::AppState;
 
 /// The media type of the CSV report.
@@ -64,7 +64,7 @@ pub async fn usage(
         tracing::error!(%error, "usage report failed");
         ApiError::Internal("the usage store")
     })?;
-    if accepts_csv(&headers) {
+    if accepts(&headers, CSV) {
         return Ok(([(header::CONTENT_TYPE, CSV)], report.to_csv()).into_response());
     }
     Ok(Json(report).into_response())
@@ -93,15 +93,6 @@ pub fn usage_query(
         to: raw.to.as_deref().map(|t| time("to", t)).transpose()?,
     };
     Ok((query, group_by))
-}
-
-/// Whether the `Accept` header asks for CSV.
-fn accepts_csv(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .any(|value| value.contains(CSV))
 }
 
 #[cfg(test)]

@@ -118,6 +118,18 @@ impl Answer {
 }
 
 impl App {
+    /// The usage records of the app's project, once the journal is flushed.
+    pub async fn records(&self) -> Vec<gateway_metering::UsageRecord> {
+        let accounting = &self.state.accounting;
+        accounting.journal.flush().await.unwrap();
+        let query = gateway_metering::UsageQuery {
+            project_id: self.project,
+            from: None,
+            to: None,
+        };
+        accounting.usage.records(&query).await.unwrap()
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Answer {
         self.send(path, Some(&self.key), body).await
     }
