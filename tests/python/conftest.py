@@ -20,6 +20,8 @@ TEST_CONFIG = """
 max_body_bytes = 1048576
 request_timeout_secs = 30
 shutdown_grace_secs = 10
+# the auth tests refuse many credentials from one address on purpose
+failed_management_authentications_per_minute = 100000
 
 [limits.base]
 requests_per_minute = 1000000

@@ -19,7 +19,7 @@ import pytest
 from openai import OpenAI
 
 from conftest import MODEL
-from gateway_process import admin
+from gateway_process import Gateway, admin
 
 REGION = "eu01"
 # `validUntil` of a key that never expires, as the managed service answers it.
@@ -517,3 +517,26 @@ def test_no_plaintext_credential_in_database_log_or_audit_log(gateway, data_dir,
         tail = secret.rsplit("-", 1)[1]
         if len(tail) >= 16:
             assert tail.encode() not in stored and tail not in log and tail not in exported
+
+
+def test_failed_management_authentications_are_limited_per_address(data_dir, gateway):
+    """Past the limit an address gets 429 before any credential check, so that guessing
+    tokens is slow and cannot fill the audit log; the real server sees the client's address."""
+    config = "models = []\n\n[server]\nfailed_management_authentications_per_minute = 5\n"
+    server = Gateway(data_dir, config)
+    try:
+        tenant = new_tenant(data_dir, "lockout")
+        for _ in range(5):
+            status, headers, body = call(server, "GET", tenant.tokens_path(), "gmt-nope-guess")
+            assert_management_error(status, headers, body, 401, "invalid_management_token")
+        status, headers, body = call(server, "GET", tenant.tokens_path(), "gmt-nope-guess")
+        assert_management_error(status, headers, body, 429, "too_many_requests")
+        assert 1 <= int(headers["retry-after"]) <= 12
+        status, _, _ = call(server, "GET", tenant.tokens_path(), tenant.token)
+        assert status == 429, "the address waits, whatever it sends"
+        status, _, answer = call(server, "GET", "/v1/models", tenant.key)
+        assert status == 200, "the model API is not affected"
+    finally:
+        server.stop()
+    refusals = [e for e in export(gateway, tenant) if e["action"] == "management.authenticate"]
+    assert len(refusals) == 5, "the attempts past the limit wrote nothing"

@@ -60,6 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_body_bytes: 1 << 20,
         request_timeout_secs: 30,
         body_read_timeout_secs: 10,
+        failed_authentications_per_minute: 30,
     };
     let accounting = accounting(&url, dir.path(), test_policy(GENEROUS)).await?;
     let state = Arc::new(AppState::new(models, limits, store, accounting));

@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -17,6 +18,7 @@ use axum::http::{header, HeaderMap, Response};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use gateway_auth::{Actor, AuthError, RequestContext};
+use gateway_metering::{Quota, Rate, RateLimiter};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ManagementError};
@@ -113,6 +115,11 @@ pub async fn authenticate(
         }
         Credential::ManagementToken => {
             let ctx = request_context(&request);
+            let source = failure_key(&ctx);
+            if let Some(retry_after) = locked_out(&state, &source).await {
+                let error = ApiError::TooManyFailedAuthentications { retry_after };
+                return ManagementError::from(error).into_response();
+            }
             let presented = bearer(request.headers()).map(str::to_owned);
             let project_id = project_in_path(request.uri().path());
             match authenticate_principal(&state, presented.as_deref(), project_id, &ctx).await {
@@ -121,9 +128,63 @@ pub async fn authenticate(
                     request.extensions_mut().insert(ctx);
                     next.run(request).await
                 }
-                Err(error) => ManagementError::from(error).into_response(),
+                Err(error) => {
+                    if matches!(error, ApiError::Auth(AuthError::Unauthenticated)) {
+                        count_failure(&state, &source).await;
+                    }
+                    ManagementError::from(error).into_response()
+                }
             }
         }
+    }
+}
+
+/// The budget of failed management authentications of one address: `per_minute`, and as many
+/// at once after a quiet minute.
+fn failure_quota(per_minute: u64) -> Quota {
+    let rate = Rate {
+        per_minute,
+        burst: 0,
+    };
+    Quota {
+        requests: rate,
+        tokens: rate,
+    }
+}
+
+/// The address whose failures count together (one bucket for requests without one).
+fn failure_key(ctx: &RequestContext) -> String {
+    ctx.source_ip
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
+/// How long `source` must wait, when it has spent its failed authentications (never, when
+/// they are not limited). Beyond them its management requests get 429 before any credential
+/// is checked or audit event written, so that guessing tokens is slow and cannot fill the
+/// audit log.
+async fn locked_out(state: &AppState, source: &str) -> Option<Duration> {
+    let per_minute = state.limits.failed_authentications_per_minute;
+    if per_minute == 0 {
+        return None;
+    }
+    let quota = failure_quota(per_minute);
+    let (failures, _) = state
+        .failed_authentications
+        .peek(source, quota)
+        .await
+        .ok()?;
+    (failures.remaining == 0).then(|| Duration::from_millis(60_000 / per_minute))
+}
+
+/// Takes one failed authentication from `source`'s budget.
+async fn count_failure(state: &AppState, source: &str) {
+    let per_minute = state.limits.failed_authentications_per_minute;
+    if per_minute == 0 {
+        return;
+    }
+    let quota = failure_quota(per_minute);
+    if let Err(error) = state.failed_authentications.admit(source, quota, 0).await {
+        tracing::warn!(%error, "could not count a failed management authentication");
     }
 }
 

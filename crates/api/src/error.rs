@@ -106,6 +106,16 @@ pub enum ApiError {
         /// When the request could be admitted.
         retry_after: std::time::Duration,
     },
+    /// The client's address made too many failed management authentications in the last
+    /// minute.
+    #[error(
+        "Too many failed authentications from this address. Retry in {}.",
+        crate::accounting::go_duration(*retry_after)
+    )]
+    TooManyFailedAuthentications {
+        /// When one more attempt is allowed.
+        retry_after: std::time::Duration,
+    },
     /// The project has as many requests in flight as it may.
     #[error(
         "Too many concurrent requests for this project: at most {limit} may run at once. Retry \
@@ -255,9 +265,9 @@ impl ApiError {
             Self::ModelNotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::ModelRetired { .. } => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::RateLimited { .. } | Self::ConcurrencyLimited { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Self::RateLimited { .. }
+            | Self::ConcurrencyLimited { .. }
+            | Self::TooManyFailedAuthentications { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Backend { error, .. } => backend_status(error),
@@ -279,6 +289,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::ConcurrencyLimited { .. } => "concurrency_limit_exceeded",
+            Self::TooManyFailedAuthentications { .. } => "too_many_requests",
             Self::Timeout { .. } => "timeout",
             Self::ShuttingDown => "unavailable",
             Self::Backend { error, .. } => match backend_status(error) {
@@ -325,7 +336,9 @@ impl ApiError {
                 Surface::Management => MaskedServerError::Management(self.management_code()),
             });
         }
-        if let Self::RateLimited { retry_after, .. } = &self {
+        if let Self::RateLimited { retry_after, .. }
+        | Self::TooManyFailedAuthentications { retry_after } = &self
+        {
             write_retry_after(response.headers_mut(), *retry_after);
         } else if matches!(
             self,
@@ -365,6 +378,10 @@ impl ApiError {
             Self::ConcurrencyLimited { .. } => {
                 ErrorBody::new(ErrorType::Other("requests".to_owned()), self.to_string())
                     .with_code("concurrency_limit_exceeded")
+            }
+            Self::TooManyFailedAuthentications { .. } => {
+                ErrorBody::new(ErrorType::RateLimit, self.to_string())
+                    .with_code("too_many_requests")
             }
             Self::RateLimited { budget, .. } => {
                 ErrorBody::new(ErrorType::Other((*budget).to_owned()), self.to_string())

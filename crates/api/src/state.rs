@@ -21,6 +21,9 @@ pub struct Limits {
     pub request_timeout_secs: u64,
     /// Longest pause in a request body, in seconds, before the request is answered 408.
     pub body_read_timeout_secs: u64,
+    /// Failed management authentications one client address may make per minute before its
+    /// management requests get 429; 0: no limit.
+    pub failed_authentications_per_minute: u64,
 }
 
 /// Everything the handlers share.
@@ -41,6 +44,8 @@ pub struct AppState {
     pub fairness: Fairness,
     /// The requests in flight per project.
     pub(crate) concurrency: ProjectConcurrency,
+    /// Failed management authentications per source address, in the last minute.
+    pub(crate) failed_authentications: gateway_metering::LocalLimiter,
     draining: AtomicBool,
     database_writable: AtomicBool,
 }
@@ -65,6 +70,7 @@ impl AppState {
             concurrency: ProjectConcurrency::new(
                 Fairness::default().max_concurrent_requests_per_project,
             ),
+            failed_authentications: gateway_metering::LocalLimiter::new(),
             draining: AtomicBool::new(false),
             database_writable: AtomicBool::new(true),
         }

@@ -48,6 +48,7 @@ async fn app() -> App {
         max_body_bytes: 1 << 16,
         request_timeout_secs: 10,
         body_read_timeout_secs: 10,
+        failed_authentications_per_minute: 5,
     };
     let accounting = accounting(&url, dir.path(), test_policy(GENEROUS))
         .await
@@ -263,5 +264,51 @@ async fn server_faults_are_masked_in_the_management_shape() {
     assert_eq!(
         answer.1["message"],
         "The server had an error while processing your request (request id req_test)."
+    );
+}
+
+#[tokio::test]
+async fn failed_authentications_are_limited_before_they_reach_the_audit_log() {
+    let app = app().await;
+    for _ in 0..5 {
+        let answer = app
+            .call_as(Some("gmt-wrong-token"), Method::GET, &app.tokens, None)
+            .await;
+        assert_management_error(
+            &answer,
+            StatusCode::UNAUTHORIZED,
+            "invalid_management_token",
+        );
+    }
+    let answer = app
+        .call_as(Some("gmt-wrong-token"), Method::GET, &app.tokens, None)
+        .await;
+    assert_management_error(&answer, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+    let (status, _) = app.call(Method::GET, &app.tokens, None).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a valid token from the same address waits too: the check comes first"
+    );
+    let project = app.tokens.split('/').nth(3).unwrap().parse().unwrap();
+    let owner = gateway_auth::Actor {
+        subject: "owner".to_owned(),
+        email: "owner@example.com".to_owned(),
+    };
+    let refusals = Management::new(Arc::new(app.store.clone()))
+        .export_audit(
+            &owner,
+            project,
+            &gateway_auth::AuditQuery::default(),
+            &gateway_auth::RequestContext::default(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.record.action == gateway_auth::AuditAction::Authenticate)
+        .count();
+    assert_eq!(
+        refusals, 5,
+        "the refused attempts beyond the limit write nothing"
     );
 }

@@ -102,6 +102,10 @@ pub struct ServerConfig {
     pub body_read_timeout_secs: u64,
     /// Most client connections open at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Failed management authentications one client address may make per minute; beyond
+    /// them its management requests get 429 (no credential check, no audit event); 0: no
+    /// limit.
+    pub failed_management_authentications_per_minute: u64,
     /// Time given to in-flight requests after SIGTERM, in seconds.
     pub shutdown_grace_secs: u64,
     /// Most choices (prompts × `n`) in one chat or completion request (at least 1); more are
@@ -136,6 +140,7 @@ impl Default for ServerConfig {
             header_read_timeout_secs: ConnectionLimits::default().header_read_timeout.as_secs(),
             body_read_timeout_secs: 30,
             max_connections: ConnectionLimits::default().max_connections,
+            failed_management_authentications_per_minute: 30,
             shutdown_grace_secs: 30,
             max_choices_per_request: gateway_api::Fairness::default().max_choices_per_request,
             max_concurrent_requests_per_project: gateway_api::Fairness::default()

@@ -50,6 +50,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         max_body_bytes: config.server.max_body_bytes,
         request_timeout_secs: config.server.request_timeout_secs,
         body_read_timeout_secs: config.server.body_read_timeout_secs,
+        failed_authentications_per_minute: config
+            .server
+            .failed_management_authentications_per_minute,
     };
     let connections = ConnectionLimits {
         header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),

@@ -79,6 +79,7 @@ pub async fn app_with_fairness(
         max_body_bytes: 1 << 20,
         request_timeout_secs: 10,
         body_read_timeout_secs: 10,
+        failed_authentications_per_minute: 5,
     };
     let state =
         Arc::new(AppState::new(registry, limits, store, accounting).with_fairness(fairness));
