@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod lifecycle;
 pub mod model_dir;
 pub mod openai;
+pub mod time;
 
 pub use catalog::{
     CatalogEntry, CatalogError, ExecutionProvider, ModelCard, ModelKind, ServicePlan,

@@ -171,8 +171,7 @@ fn configured_price(price: &PriceConfig) -> anyhow::Result<Price> {
 
 fn default_prices() -> Vec<Price> {
     let from = NaiveDate::from_ymd_opt(2026, 1, 1)
-        .and_then(|date| date.and_hms_opt(0, 0, 0))
-        .map(|time| time.and_utc())
+        .and_then(gateway_core::time::midnight)
         .unwrap_or_default();
     DEFAULT_PRICES
         .into_iter()
@@ -188,13 +187,7 @@ fn default_prices() -> Vec<Price> {
 
 /// A time given as a UTC date (`2026-01-01`, its midnight) or an RFC 3339 time.
 pub fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .and_then(|date| date.and_hms_opt(0, 0, 0))
-        .map(|time| time.and_utc())
+    gateway_core::time::parse_instant(text)
         .with_context(|| format!("{text:?} is neither a date (2026-01-01) nor RFC 3339"))
 }
 

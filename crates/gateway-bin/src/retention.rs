@@ -185,8 +185,8 @@ fn delete_old_log_files(dir: &Path, cutoff: DateTime<Utc>) -> anyhow::Result<Vec
     let mut due = Vec::new();
     for entry in entries {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        let began = file_date(&name).and_then(|day| day.and_hms_opt(0, 0, 0));
-        if began.is_some_and(|began| began.and_utc() < cutoff) {
+        let began = file_date(&name).and_then(gateway_core::time::midnight);
+        if began.is_some_and(|began| began < cutoff) {
             due.push(name);
         }
     }

@@ -13,7 +13,7 @@ pub mod tokens;
 pub mod usage;
 
 use axum::http::{header, HeaderMap};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use gateway_backend::FinishReason;
 use gateway_core::openai::FinishReason as WireFinishReason;
 
@@ -40,14 +40,7 @@ pub(crate) fn finish_reason(reason: FinishReason) -> WireFinishReason {
 /// A time in a query string: RFC 3339 (`2026-05-20T10:00:00Z`) or a UTC date (`2026-05-20`,
 /// its midnight); an error names the parameter.
 pub(crate) fn time(param: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
-    let parsed = DateTime::parse_from_rfc3339(text)
-        .map(|time| time.with_timezone(&Utc))
-        .ok()
-        .or_else(|| {
-            let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
-            Some(date.and_hms_opt(0, 0, 0)?.and_utc())
-        });
-    parsed.ok_or_else(|| ApiError::InvalidParam {
+    gateway_core::time::parse_instant(text).ok_or_else(|| ApiError::InvalidParam {
         message: format!(
             "{param} must be an RFC 3339 time such as 2026-05-20T00:00:00Z or a date such as \
              2026-05-20"
