@@ -196,6 +196,11 @@ impl ModelRegistry {
         }
     }
 
+    /// The model served as `id`, if one runs under it.
+    pub fn served(&self, id: &str) -> Option<&ServedModel> {
+        self.models.get(id)
+    }
+
     /// The catalog entry of `id`, served or retired.
     pub fn entry(&self, id: &str) -> Option<&CatalogEntry> {
         self.models

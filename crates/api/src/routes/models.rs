@@ -49,19 +49,15 @@ pub async fn get_model(
 }
 
 fn model_object(state: &AppState, entry: &CatalogEntry) -> Model {
-    let created = state
-        .models
-        .iter()
-        .find(|(id, _)| *id == entry.id)
-        .map_or_else(
-            || {
-                entry
-                    .deprecation
-                    .as_ref()
-                    .map_or(0, |d| d.announced.timestamp())
-            },
-            |(_, model)| model.created,
-        );
+    let created = state.models.served(&entry.id).map_or_else(
+        || {
+            entry
+                .deprecation
+                .as_ref()
+                .map_or(0, |d| d.announced.timestamp())
+        },
+        |model| model.created,
+    );
     let mut object = Model::new(&entry.id, created, OWNER);
     object.extra.extend(catalog_fields(entry));
     object
