@@ -37,6 +37,9 @@ pub enum JournalError {
         /// What failed.
         source: io::Error,
     },
+    /// A record could not be written as JSON.
+    #[error("usage record not encodable: {0}")]
+    Encode(#[from] serde_json::Error),
     /// The store refused the records (they stay in the journal and are retried).
     #[error("usage store: {0}")]
     Store(#[from] StoreError),
@@ -99,7 +102,7 @@ impl UsageJournal {
     /// Writes `record` to the current segment. Once this returns, the record survives the
     /// process being killed.
     pub fn append(&self, record: &UsageRecord) -> Result<(), JournalError> {
-        let mut line = serde_json::to_vec(record).map_err(|error| Self::encode_error(&error))?;
+        let mut line = serde_json::to_vec(record)?;
         line.push(b'\n');
         let mut guard = self.lock_current();
         let segment = &mut *guard;
@@ -109,13 +112,6 @@ impl UsageJournal {
             .map_err(|source| io_error(&segment.path, source))?;
         segment.records.push(record.clone());
         Ok(())
-    }
-
-    fn encode_error(error: &serde_json::Error) -> JournalError {
-        JournalError::Io {
-            path: PathBuf::new(),
-            source: io::Error::other(error.to_string()),
-        }
     }
 
     /// Moves every journaled record into the store; returns how many were new there. A
