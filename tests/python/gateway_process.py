@@ -116,3 +116,22 @@ class Gateway:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+def serve_failure(data_dir, config_text: str, extra_env: dict | None = None) -> str:
+    """Runs `gateway serve` with `config_text`, expects it to exit non-zero, returns stderr."""
+    config = data_dir / "broken.toml"
+    config.write_text(config_text)
+    env = dict(os.environ, GATEWAY_DATA_DIR=str(data_dir))
+    env.pop("ORT_DYLIB_PATH", None)
+    env.update(extra_env or {})
+    result = subprocess.run(
+        [str(BINARY), "serve", "--config", str(config), "--listen", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    if result.returncode <= 0:
+        raise AssertionError(f"gateway serve exited with {result.returncode}:\n{result.stderr}")
+    return result.stderr

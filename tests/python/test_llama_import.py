@@ -35,6 +35,7 @@ import onnxruntime as ort
 import pytest
 
 from model_files import smollm2_path  # noqa: E402
+from gateway_process import serve_failure  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_llama as ref  # noqa: E402
@@ -236,6 +237,37 @@ def test_tiny_cards_and_files(tiny):
     ours = Tokenizer.from_file(str(root / "out-gguf-int8" / "tokenizer.json")).encode(text).ids
     theirs = Tokenizer.from_file(str(root / "hf" / "tokenizer.json")).encode(text).ids
     assert ours == theirs
+
+
+LOOPING_TEMPLATE = (
+    "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}"
+)
+
+
+def test_a_looping_chat_template_is_refused_at_import_and_at_start(tiny, data_dir, tmp_path):
+    """A template that would hold a thread for hours fails its work limit within seconds: the
+    import writes nothing, and a model directory edited afterwards does not start."""
+    import shutil
+
+    src = tmp_path / "hf-looping"
+    shutil.copytree(tiny["root"] / "hf", src)
+    (src / "chat_template.jinja").write_text(LOOPING_TEMPLATE)
+    out = tmp_path / "out-looping"
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(BINARY), "models", "import", str(src), "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "chat template" in done.stderr and "work limit" in done.stderr, done.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == [src]
+    assert time.monotonic() - started < 60
+
+    model = tmp_path / "edited"
+    shutil.copytree(tiny["root"] / "out-hf-f32", model)
+    (model / "chat_template.jinja").write_text(LOOPING_TEMPLATE)
+    stderr = serve_failure(data_dir, f'[[models]]\npath = "{model}"\n')
+    assert "chat_template.jinja" in stderr and "work limit" in stderr, stderr
 
 
 @pytest.mark.parametrize("variant", ["gguf-f32", "hf-f32"])

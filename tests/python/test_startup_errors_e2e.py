@@ -3,31 +3,9 @@ what is wrong, instead of a server that fails later."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
 
-from gateway_process import BINARY
-
-
-def serve_failure(data_dir, config_text: str, extra_env: dict | None = None) -> str:
-    """Runs `gateway serve` with `config_text`, expects it to exit non-zero, returns stderr."""
-    config = data_dir / "broken.toml"
-    config.write_text(config_text)
-    env = dict(os.environ, GATEWAY_DATA_DIR=str(data_dir))
-    env.pop("ORT_DYLIB_PATH", None)
-    env.update(extra_env or {})
-    result = subprocess.run(
-        [str(BINARY), "serve", "--config", str(config), "--listen", "127.0.0.1:0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert result.returncode != 0, result.stderr
-    assert result.returncode > 0, f"killed by signal {-result.returncode}:\n{result.stderr}"
-    return result.stderr
+from gateway_process import serve_failure
 
 
 def test_cuda_without_the_feature_is_a_clear_error(data_dir):

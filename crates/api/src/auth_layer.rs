@@ -26,8 +26,14 @@ use crate::middleware::REQUEST_ID_HEADER;
 use crate::state::AppState;
 
 /// Paths that answer without any credential (health, readiness, metrics, the announcements
-/// of deprecations).
-pub const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/v1/announcements"];
+/// of deprecations, the OpenAPI document).
+pub const PUBLIC_PATHS: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/v1/announcements",
+    "/openapi.json",
+];
 
 /// The prefix of the public catalog in the managed service's model API shape.
 pub const PUBLIC_CATALOG: &str = "/v1/regions/";

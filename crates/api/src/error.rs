@@ -155,7 +155,7 @@ impl Surface {
 
 /// The error body of the management API, `{"error": code, "message"}`: the STACKIT
 /// model-serving API's `ErrorMessageResponse`, which its SDKs parse.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ManagementErrorBody {
     /// A machine-readable code such as `invalid_request` or `not_found`.
     pub error: String,

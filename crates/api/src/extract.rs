@@ -4,7 +4,9 @@
 //! - [`OpenAiJson`] and [`ManagementJson`], the JSON body. Unlike axum's `Json`, every rejection
 //!   (malformed JSON, a wrong type, a missing field, a body over the limit) names the field at
 //!   fault. The content type is not checked: the body is parsed as JSON whatever it says, as
-//!   `curl -d` sends a form content type by default.
+//!   `curl -d` sends a form content type by default. A body over [`PARSE_ON_WORKER_BYTES`] is
+//!   parsed on the blocking pool: parsing megabytes takes milliseconds to seconds, which on the
+//!   async worker would stall every other request (and the token streams of running chats).
 //! - [`ApiKey`] and [`Caller`], what the authentication layer proved about the request.
 //! - [`ManagedPath`], the ids in a management path; an id that is not a UUID is a 404.
 
@@ -23,7 +25,10 @@ use crate::state::AppState;
 #[derive(Debug)]
 pub struct OpenAiJson<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<std::sync::Arc<AppState>> for OpenAiJson<T> {
+/// The largest body parsed on the async worker itself (64 KiB: well under a millisecond).
+pub const PARSE_ON_WORKER_BYTES: usize = 64 * 1024;
+
+impl<T: DeserializeOwned + Send + 'static> FromRequest<std::sync::Arc<AppState>> for OpenAiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(
@@ -38,7 +43,9 @@ impl<T: DeserializeOwned> FromRequest<std::sync::Arc<AppState>> for OpenAiJson<T
 #[derive(Debug)]
 pub struct ManagementJson<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<std::sync::Arc<AppState>> for ManagementJson<T> {
+impl<T: DeserializeOwned + Send + 'static> FromRequest<std::sync::Arc<AppState>>
+    for ManagementJson<T>
+{
     type Rejection = ManagementError;
 
     async fn from_request(
@@ -49,15 +56,22 @@ impl<T: DeserializeOwned> FromRequest<std::sync::Arc<AppState>> for ManagementJs
     }
 }
 
-/// Reads the body (within the configured limit) and parses it as `T`.
-async fn json_body<T: DeserializeOwned>(
+/// Reads the body (within the configured limit) and parses it as `T`, a large body on the
+/// blocking pool.
+async fn json_body<T: DeserializeOwned + Send + 'static>(
     request: Request,
     state: &std::sync::Arc<AppState>,
 ) -> Result<T, ApiError> {
     let bytes = Bytes::from_request(request, state)
         .await
         .map_err(|rejection| body_error(&rejection, &state.limits))?;
-    Ok(gateway_core::openai::from_json_slice(&bytes)?)
+    if bytes.len() <= PARSE_ON_WORKER_BYTES {
+        return Ok(gateway_core::openai::from_json_slice(&bytes)?);
+    }
+    tokio::task::spawn_blocking(move || gateway_core::openai::from_json_slice(&bytes))
+        .await
+        .map_err(|_| ApiError::Internal("parsing the request body"))?
+        .map_err(ApiError::from)
 }
 
 fn body_error(rejection: &BytesRejection, limits: &crate::Limits) -> ApiError {

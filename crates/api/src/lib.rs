@@ -18,6 +18,7 @@ mod extract;
 mod generation;
 mod metrics;
 mod middleware;
+mod openapi;
 mod registry;
 mod routes;
 mod server;
@@ -32,7 +33,6 @@ use axum::http::Uri;
 use axum::response::Response;
 use axum::routing::{get, patch, post};
 use axum::Router;
-use gateway_core::openai::{ChatCompletionRequest, CompletionRequest};
 use tower::ServiceBuilder;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -43,8 +43,10 @@ pub use accounting::{go_duration, Accounting, COST_HEADER};
 pub use auth_layer::PUBLIC_PATHS;
 pub use concurrency::Fairness;
 pub use error::{ApiError, ManagementError, ManagementErrorBody};
+pub use extract::PARSE_ON_WORKER_BYTES;
 pub use metrics::Metrics;
 pub use middleware::REQUEST_ID_HEADER;
+pub use openapi::ApiDoc;
 pub use registry::{http_date, ModelRegistry, Notice, Resolved, ServedModel, RETIRED_HEADER};
 pub use server::{serve, ConnectionLimits};
 pub use state::{AppState, Limits};
@@ -65,11 +67,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/chat/completions",
-            post(generation::handle::<ChatCompletionRequest>),
+            post(routes::chat::create_chat_completion),
         )
         .route(
             "/v1/completions",
-            post(generation::handle::<CompletionRequest>),
+            post(routes::completions::create_completion),
         )
         .route("/v1/tokenize", post(routes::tokenize::tokenize))
         .route("/v1/detokenize", post(routes::tokenize::detokenize))
@@ -110,6 +112,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

@@ -304,11 +304,63 @@ async fn failed_authentications_are_limited_before_they_reach_the_audit_log() {
         )
         .await
         .unwrap()
+        .all()
+        .await
+        .unwrap()
         .into_iter()
         .filter(|event| event.record.action == gateway_auth::AuditAction::Authenticate)
         .count();
     assert_eq!(
         refusals, 5,
         "the refused attempts beyond the limit write nothing"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_export_streams_every_page() {
+    use gateway_auth::Store;
+    let app = app().await;
+    let project = app.tokens.split('/').nth(3).unwrap().parse().unwrap();
+    let ctx = gateway_auth::RequestContext::default();
+    let written = 2_500;
+    for _ in 0..written {
+        let event = gateway_auth::AuditRecord::success(
+            chrono::Utc::now(),
+            project,
+            None,
+            gateway_auth::AuditAction::TokenRead,
+            &ctx,
+        );
+        app.store.append_audit(&event).await.unwrap();
+    }
+    let request = Request::builder()
+        .uri(format!("/v1/projects/{project}/audit-log/export"))
+        .header("authorization", format!("Bearer {}", app.token))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let mut body = response.into_body();
+    let mut frames = 0;
+    let mut text = Vec::new();
+    while let Some(frame) = body.frame().await {
+        frames += 1;
+        text.extend_from_slice(frame.unwrap().data_ref().unwrap());
+    }
+    let sequences: Vec<i64> = String::from_utf8(text)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["sequence"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert!(sequences.len() >= written, "{} events", sequences.len());
+    assert!(sequences.windows(2).all(|pair| pair[0] < pair[1]));
+    assert!(
+        frames >= 3,
+        "one frame per page of 1,000 events, got {frames}"
     );
 }

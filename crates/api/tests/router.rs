@@ -186,6 +186,22 @@ async fn a_prompt_over_the_context_names_the_prompt_field() {
 }
 
 #[tokio::test]
+async fn a_body_parsed_off_the_worker_is_answered_like_a_small_one() {
+    let app = app(vec![hello()]).await;
+    let filler = "x".repeat(gateway_api::PARSE_ON_WORKER_BYTES);
+    let large = chat(json!({"user": filler}));
+    let answer = app.post("/v1/chat/completions", large).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(
+        answer.json()["choices"][0]["message"]["content"],
+        "Hello world"
+    );
+    let wrong_type = chat(json!({"user": filler, "temperature": "hot"}));
+    let answer = app.post("/v1/chat/completions", wrong_type).await;
+    assert_error(&answer, 400, Some("temperature"));
+}
+
+#[tokio::test]
 async fn what_a_backend_cannot_do_is_refused_before_it_is_called() {
     let app = app(vec![
         hello().chat_only(),

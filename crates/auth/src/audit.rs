@@ -18,7 +18,7 @@ pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
 /// What was done (or attempted).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum AuditAction {
     /// A model API key was created.
     #[serde(rename = "token.create")]
@@ -104,7 +104,7 @@ impl AuditAction {
 }
 
 /// Whether the action took place.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuditOutcome {
     /// It took place.
@@ -124,7 +124,7 @@ impl AuditOutcome {
 }
 
 /// One audit event as written (the store assigns its [`AuditEvent::sequence`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
     /// Event id.
@@ -150,6 +150,7 @@ pub struct AuditRecord {
     /// The request id.
     pub request_id: Option<String>,
     /// The client's IP address.
+    #[schema(value_type = Option<String>, example = "192.0.2.7")]
     pub source_ip: Option<IpAddr>,
 }
 
@@ -218,7 +219,7 @@ impl AuditRecord {
 }
 
 /// A stored audit event: its position in the log plus what was written.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// Position in the log; increases with every event.
     pub sequence: i64,
@@ -246,7 +247,7 @@ pub struct AuditQuery {
 }
 
 /// One page of the audit log, oldest first.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {
     /// The events.

@@ -52,7 +52,7 @@ pub use duration::{DurationError, TtlDuration, MAX_TTL_SECONDS};
 pub use error::{AuthError, StoreError};
 pub use key::{CredentialKind, KeyDigest, Secret};
 pub use labels::{LabelPatch, LabelSelector, Labels};
-pub use management::Management;
+pub use management::{AuditExport, Management};
 pub use model::{
     Actor, KeyPatch, KeyRecord, LabelChange, ManagementTokenRecord, Membership, MembershipRemoval,
     Project, RequestContext, Role, UnknownRole,

@@ -360,28 +360,31 @@ impl Management {
             .await
     }
 
-    /// Every event matching `query` from its cursor on (all pages), for an NDJSON export
-    /// (see [`crate::write_ndjson`]); the query's `limit` is ignored.
+    /// Every event matching `query` from its cursor on, for an NDJSON export (see
+    /// [`crate::write_ndjson`]), read a page of [`MAX_PAGE_SIZE`] events at a time so that an
+    /// export of any length holds one page in memory; the query's `limit` is ignored. The
+    /// first page is read here, so a refusal is this call's error.
     pub async fn export_audit(
         &self,
         actor: &Actor,
         project_id: Uuid,
         query: &AuditQuery,
         ctx: &RequestContext,
-    ) -> Result<Vec<AuditEvent>, AuthError> {
-        let mut query = AuditQuery {
+    ) -> Result<AuditExport, AuthError> {
+        let query = AuditQuery {
             limit: Some(MAX_PAGE_SIZE),
             ..query.clone()
         };
-        let mut all = Vec::new();
-        loop {
-            let page = self.audit_page(actor, project_id, &query, ctx).await?;
-            all.extend(page.events);
-            match page.next_cursor {
-                Some(cursor) => query.cursor = Some(cursor),
-                None => return Ok(all),
-            }
-        }
+        let first = self.audit_page(actor, project_id, &query, ctx).await?;
+        Ok(AuditExport {
+            management: self.clone(),
+            actor: actor.clone(),
+            project_id,
+            query,
+            ctx: ctx.clone(),
+            first: Some(first),
+            cursor: None,
+        })
     }
 
     /// Writes the `token.expire` events of keys that have expired since the last sweep.
@@ -471,5 +474,49 @@ impl Management {
             );
         }
         error
+    }
+}
+
+/// An audit-log export in progress ([`Management::export_audit`]): its pages, read one at a
+/// time, each with the caller's access checked again.
+#[derive(Debug)]
+pub struct AuditExport {
+    management: Management,
+    actor: Actor,
+    project_id: Uuid,
+    query: AuditQuery,
+    ctx: RequestContext,
+    /// The first page, until it is handed out.
+    first: Option<AuditPage>,
+    /// Where the page after the last one handed out starts; `None` at the end.
+    cursor: Option<String>,
+}
+
+impl AuditExport {
+    /// The next page's events, or `None` after the last page (or after an error).
+    pub async fn next_page(&mut self) -> Result<Option<Vec<AuditEvent>>, AuthError> {
+        let page = match self.first.take() {
+            Some(page) => page,
+            None => {
+                let Some(cursor) = self.cursor.take() else {
+                    return Ok(None);
+                };
+                self.query.cursor = Some(cursor);
+                self.management
+                    .audit_page(&self.actor, self.project_id, &self.query, &self.ctx)
+                    .await?
+            }
+        };
+        self.cursor = page.next_cursor;
+        Ok(Some(page.events))
+    }
+
+    /// Every remaining event, in one vector.
+    pub async fn all(mut self) -> Result<Vec<AuditEvent>, AuthError> {
+        let mut events = Vec::new();
+        while let Some(page) = self.next_page().await? {
+            events.extend(page);
+        }
+        Ok(events)
     }
 }

@@ -91,7 +91,7 @@ pub struct Membership {
 }
 
 /// An authenticated principal of the management API.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Actor {
     /// Subject id (stable identifier from the identity provider or the operator).
     pub subject: String,

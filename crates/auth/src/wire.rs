@@ -32,7 +32,7 @@ const NEVER_EXPIRES_SECS: i64 = -62_135_596_800;
 
 /// Lifecycle state of a token. Creation and deletion are synchronous here, so stored tokens
 /// are `active` or (once expired) `inactive`; the other two exist for wire compatibility.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenState {
     /// Being created.
@@ -46,7 +46,7 @@ pub enum TokenState {
 }
 
 /// The token object of the management API.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Token {
     /// Token id.
@@ -60,11 +60,18 @@ pub struct Token {
     pub region: String,
     /// Lifecycle state.
     pub state: TokenState,
-    /// Expiry (RFC 3339); `None` for tokens that never expire, written as [`NEVER_EXPIRES`].
+    /// Expiry (RFC 3339); a token that never expires (`None`) is written as
+    /// `0001-01-01T00:00:00Z`, [`NEVER_EXPIRES`].
     #[serde(default, with = "valid_until")]
+    #[schema(
+        value_type = String,
+        format = DateTime,
+        example = "0001-01-01T00:00:00Z"
+    )]
     pub valid_until: Option<DateTime<Utc>>,
     /// Labels, omitted when there are none.
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    #[schema(value_type = BTreeMap<String, String>)]
     pub labels: Labels,
     /// The key with its secret hidden, e.g. `sk-AbC123xyZ789-****`.
     pub masked_content: String,
@@ -118,31 +125,44 @@ mod valid_until {
 }
 
 /// A newly created token: the token object plus its secret `content`, shown this once.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// The token object.
     #[serde(flatten)]
     pub token: Token,
-    /// The plaintext key (`Debug` masks it).
+    /// The plaintext key, shown only in this answer (`Debug` masks it).
+    #[schema(value_type = String)]
     pub content: Secret,
 }
 
 /// Body of `POST …/tokens`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateToken {
-    /// Display name (required, 1–200 characters matching [`NAME_PATTERN`]).
+    /// Display name (required): 1-200 letters a-z and A-Z, digits, whitespace, `_` and `-`
+    /// ([`NAME_PATTERN`]).
     #[serde(default)]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[0-9a-zA-Z\s_-]+$"
+    )]
     pub name: String,
-    /// Optional description (≤ 2000 characters matching [`DESCRIPTION_PATTERN`]; empty means
-    /// none).
+    /// Optional description: at most 2000 letters a-z and A-Z, digits, whitespace, `.`, `:`,
+    /// `/` and `-` ([`DESCRIPTION_PATTERN`]); empty means none.
     #[serde(default)]
+    #[schema(max_length = 2000, pattern = r"^[0-9a-zA-Z\s.:/-]+$")]
     pub description: Option<String>,
     /// Optional lifetime such as `30d`, `12h`, `5h30m40s`; none means the token never expires.
     #[serde(default)]
+    #[schema(example = "30d")]
     pub ttl_duration: Option<String>,
-    /// Optional labels (see [`crate::labels`] for their formats).
+    /// Optional labels ([`crate::labels`]): at most 64; keys of 1-63 letters, digits, `-`, `_`
+    /// and `.`, beginning and ending with a letter or digit, not beginning with `stackit`;
+    /// values empty or of the same form.
     #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub labels: Option<Labels>,
     /// Optional list of model ids the token is restricted to.
     #[serde(default)]
@@ -206,7 +226,7 @@ impl CreateToken {
 /// clears it, `labels` is a patch (a `null` value removes its key, `{}` removes every label).
 /// Exactly the fields of the service's `PartialUpdateTokenPayload`: any other field (e.g.
 /// `allowedModels`, which only a creation sets) is refused, never silently ignored.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateToken {
     /// New display name.
@@ -217,6 +237,7 @@ pub struct UpdateToken {
     pub description: Option<String>,
     /// Changes to the labels.
     #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
     pub labels: Option<LabelPatch>,
 }
 

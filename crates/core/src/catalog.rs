@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::lifecycle::{Deprecation, LifecycleState};
 
 /// What a model does, which decides its endpoints and how its tokens are billed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     /// A generative model served by `/v1/chat/completions` and `/v1/completions`.

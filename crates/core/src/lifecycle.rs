@@ -12,7 +12,7 @@ pub const NOTICE_MONTHS: u32 = 6;
 pub const NOTICE_MONTHS_WITH_SUCCESSOR: u32 = 3;
 
 /// Where a model stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LifecycleState {
     /// Served without notice.

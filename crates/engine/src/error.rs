@@ -155,6 +155,7 @@ impl EngineError {
                 | Self::EmptyPrompt
                 | Self::SpecialTokenText
                 | Self::ChatTemplate(crate::chat_template::ChatTemplateError::Rejected(_))
+                | Self::ChatTemplate(crate::chat_template::ChatTemplateError::OutOfFuel)
         )
     }
 }
@@ -186,5 +187,22 @@ impl From<EngineError> for gateway_backend::BackendError {
             },
             other => BackendError::internal(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat_template::ChatTemplateError;
+    use gateway_backend::BackendError;
+
+    #[test]
+    fn a_conversation_too_large_for_the_template_is_the_clients_error() {
+        let error = EngineError::ChatTemplate(ChatTemplateError::OutOfFuel);
+        assert!(error.is_client_error());
+        assert!(matches!(
+            BackendError::from(error),
+            BackendError::InvalidInput { ref message } if message.contains("work limit")
+        ));
     }
 }

@@ -1,7 +1,9 @@
 //! `gateway models import`: converts a checkpoint into an ONNX model directory with
-//! `gateway_import` and prints its manifest (`model-card.json`) as JSON.
+//! `gateway_import` (the chat template checked by the engine first) and prints its manifest
+//! (`model-card.json`) as JSON.
 
 use anyhow::Context;
+use gateway_engine::chat_template::{ChatTemplate, RenderOptions};
 use gateway_import::{import_model, ImportOptions, WeightFormat};
 
 use crate::cli::{ImportArgs, WeightsArg};
@@ -19,9 +21,24 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
             WeightsArg::F32 => WeightFormat::F32,
         },
         execution_provider: args.execution_provider,
+        chat_template_check: Some(check_chat_template),
     };
     let manifest = import_model(&args.source, &args.out, &options)
         .with_context(|| format!("cannot import {}", args.source.display()))?;
     println!("{}", serde_json::to_string_pretty(&manifest)?);
     Ok(())
+}
+
+/// The engine's check of a model's chat template, run before the import writes anything: the
+/// template compiles and renders a probe chat within its work limit, as the engine checks it
+/// again when it loads the model (then with the tokenizer's special tokens).
+fn check_chat_template(source: &str) -> Result<(), String> {
+    let options = RenderOptions {
+        add_generation_prompt: true,
+        bos_token: String::new(),
+        eos_token: String::new(),
+    };
+    ChatTemplate::new(source)
+        .and_then(|template| template.check_fuel(&options))
+        .map_err(|error| error.to_string())
 }

@@ -38,7 +38,7 @@ pub(crate) fn import_gguf(
         .facts
         .chat_template
         .clone()
-        .map(|t| limits::chat_template(t.into_bytes()))
+        .map(|t| limits::chat_template(t.into_bytes(), options.chat_template_check))
         .transpose()?;
     let license = match &options.license {
         Some(l) => l.clone(),
@@ -100,7 +100,9 @@ pub(crate) fn import_safetensors(
             .and_then(template_of)
             .map(String::into_bytes)
     };
-    let template = template.map(limits::chat_template).transpose()?;
+    let template = template
+        .map(|t| limits::chat_template(t, options.chat_template_check))
+        .transpose()?;
     let license = match &options.license {
         Some(l) => l.clone(),
         None => readme_license(src)?.unwrap_or_else(|| "unknown".to_owned()),

@@ -43,6 +43,8 @@ mod output;
 mod weights;
 
 #[cfg(test)]
+mod gguf_fuzz_tests;
+#[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]
 mod tests;
@@ -67,8 +69,12 @@ pub(crate) mod onnx_proto {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
 
+/// A check of a chat template's text by whoever serves the model (the importer has no
+/// template engine): `Err` with the reason refuses the import.
+pub type ChatTemplateCheck = fn(&str) -> Result<(), String>;
+
 /// Choices the caller makes about an import; every field has a default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
     /// Model id; defaults to the source directory's name, lowercased.
     pub id: Option<String>,
@@ -82,6 +88,10 @@ pub struct ImportOptions {
     pub weights: WeightFormat,
     /// The execution provider the model is imported for (what `WeightFormat::Auto` picks).
     pub execution_provider: ExecutionProvider,
+    /// Run on the chat template before anything is written (the gateway compiles it and
+    /// renders a probe within its work limit); a refusal is
+    /// [`ImportError::InvalidChatTemplate`].
+    pub chat_template_check: Option<ChatTemplateCheck>,
 }
 
 /// `config.json` model types imported as LLaMA-family decoders.

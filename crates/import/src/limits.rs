@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use super::error::ImportError;
+use crate::ChatTemplateCheck;
 
 /// Longest context (`context_length`, `max_position_embeddings`) accepted: 1 Mi tokens.
 pub(crate) const MAX_CONTEXT_LENGTH: u64 = 1 << 20;
@@ -98,10 +99,12 @@ impl Overrun {
     }
 }
 
-/// Checks a chat template: it must be non-empty UTF-8. The importer does not compile it (it
-/// has no template engine); the engine compiles it when it loads the model and refuses it
-/// there if it does not parse.
-pub(crate) fn chat_template(bytes: Vec<u8>) -> Result<String, ImportError> {
+/// Checks a chat template: it must be non-empty UTF-8 and pass `check`, the server's own
+/// check (the importer has no template engine to compile it with).
+pub(crate) fn chat_template(
+    bytes: Vec<u8>,
+    check: Option<ChatTemplateCheck>,
+) -> Result<String, ImportError> {
     let text = String::from_utf8(bytes).map_err(|e| ImportError::InvalidChatTemplate {
         reason: format!("not UTF-8 ({e})"),
     })?;
@@ -109,6 +112,9 @@ pub(crate) fn chat_template(bytes: Vec<u8>) -> Result<String, ImportError> {
         return Err(ImportError::InvalidChatTemplate {
             reason: "empty".to_owned(),
         });
+    }
+    if let Some(check) = check {
+        check(&text).map_err(|reason| ImportError::InvalidChatTemplate { reason })?;
     }
     Ok(text)
 }
@@ -143,10 +149,15 @@ mod tests {
             }
         );
         assert!(matches!(
-            chat_template(b"{{ x }}".to_vec()).as_deref(),
+            chat_template(b"{{ x }}".to_vec(), None).as_deref(),
             Ok("{{ x }}")
         ));
-        assert!(chat_template(vec![0xff, 0xfe]).is_err());
-        assert!(chat_template(b"  \n".to_vec()).is_err());
+        assert!(chat_template(vec![0xff, 0xfe], None).is_err());
+        let refuse: ChatTemplateCheck = |_| Err("it loops".to_owned());
+        assert!(matches!(
+            chat_template(b"{{ x }}".to_vec(), Some(refuse)),
+            Err(ImportError::InvalidChatTemplate { ref reason }) if reason == "it loops"
+        ));
+        assert!(chat_template(b"  \n".to_vec(), None).is_err());
     }
 }

@@ -1,17 +1,18 @@
 //! The audit log of a project: `GET /v1/projects/{projectId}/audit-log?from=&to=&cursor=&limit=`
 //! answers one JSON page (`{"events": [...], "nextCursor"}`), oldest first;
 //! `GET …/audit-log/export` (or the page route with `Accept: application/x-ndjson`) answers
-//! every matching event as NDJSON, one JSON object per line. Errors are [`ManagementError`]s,
-//! as on every management route.
+//! every matching event as NDJSON, one JSON object per line, streamed a page at a time. Errors
+//! are [`ManagementError`]s, as on every management route.
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gateway_auth::{write_ndjson, AuditQuery};
+use gateway_auth::{write_ndjson, AuditExport, AuditQuery};
 use serde::Deserialize;
 
 use crate::error::{ApiError, ManagementError};
@@ -33,6 +34,33 @@ pub struct RawAuditQuery {
 
 /// Handles `GET …/audit-log`: one JSON page, or the NDJSON export when the client accepts
 /// `application/x-ndjson`.
+#[utoipa::path(
+    get,
+    path = "/v1/projects/{projectId}/audit-log",
+    tag = "management",
+    params(
+        ("projectId" = Uuid, Path, description = "The project."),
+        ("from" = Option<String>, Query,
+         description = "Only events at or after this time: RFC 3339 or a UTC date."),
+        ("to" = Option<String>, Query,
+         description = "Only events before this time: RFC 3339 or a UTC date."),
+        ("cursor" = Option<String>, Query,
+         description = "The `nextCursor` of the previous page."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000,
+         description = "Events per page, 1 to 1000 (default 100)."),
+    ),
+    responses(
+        (status = 200, description = "One page of events, oldest first; with \
+                                      `Accept: application/x-ndjson`, every matching event \
+                                      as NDJSON (one JSON object per line).",
+         content(
+             (gateway_auth::AuditPage = "application/json"),
+             (gateway_auth::AuditEvent = "application/x-ndjson"),
+         )),
+        crate::openapi::ManagementReadErrors,
+    ),
+    security(("management_token" = []))
+)]
 pub async fn audit_log(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -52,6 +80,27 @@ pub async fn audit_log(
 }
 
 /// Handles `GET …/audit-log/export`: every matching event as NDJSON.
+#[utoipa::path(
+    get,
+    path = "/v1/projects/{projectId}/audit-log/export",
+    tag = "management",
+    params(
+        ("projectId" = Uuid, Path, description = "The project."),
+        ("from" = Option<String>, Query,
+         description = "Only events at or after this time: RFC 3339 or a UTC date."),
+        ("to" = Option<String>, Query,
+         description = "Only events before this time: RFC 3339 or a UTC date."),
+        ("cursor" = Option<String>, Query,
+         description = "Continue after the page that returned this `nextCursor`."),
+    ),
+    responses(
+        (status = 200, description = "Every matching event as NDJSON, one JSON object per \
+                                      line, oldest first.",
+         content_type = "application/x-ndjson", body = gateway_auth::AuditEvent),
+        crate::openapi::ManagementReadErrors,
+    ),
+    security(("management_token" = []))
+)]
 pub async fn export_audit_log(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -68,13 +117,29 @@ async fn export(
     path: &ManagedPath,
     query: &AuditQuery,
 ) -> Result<Response, ManagementError> {
-    let events = state
+    let export = state
         .management
         .export_audit(&caller.actor, path.project_id, query, &caller.ctx)
         .await?;
-    let mut body = Vec::new();
-    write_ndjson(&events, &mut body).map_err(|_| ApiError::Internal("audit export"))?;
+    let body = Body::from_stream(futures::stream::unfold(export, ndjson_page));
     Ok(([(header::CONTENT_TYPE, NDJSON)], body).into_response())
+}
+
+/// The next page of `export` as NDJSON. An error after the answer has started can only end
+/// the body early, which the client sees as a truncated transfer.
+async fn ndjson_page(
+    mut export: AuditExport,
+) -> Option<(Result<Vec<u8>, std::io::Error>, AuditExport)> {
+    let page = match export.next_page().await {
+        Ok(page) => page?,
+        Err(error) => {
+            tracing::error!(%error, "the audit export stopped midway");
+            return Some((Err(std::io::Error::other("audit export failed")), export));
+        }
+    };
+    let mut lines = Vec::new();
+    let written = write_ndjson(&page, &mut lines).map(|()| lines);
+    Some((written, export))
 }
 
 fn checked_query(

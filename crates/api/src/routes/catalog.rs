@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use gateway_core::{CatalogEntry, ModelKind, ServicePlan};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ManagementError};
 use crate::registry::http_date;
@@ -30,53 +31,106 @@ use crate::state::AppState;
 pub const ATOM: &str = "application/atom+xml";
 
 /// One price line of a model (`SKU`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Sku {
+    /// The line's id, e.g. `standard-input-tokens`.
     id: String,
+    /// `input` or `output` (tokens).
     #[serde(rename = "type")]
     kind: &'static str,
+    /// The price per 1 million tokens and its currency.
     description: String,
 }
 
 /// The fields every model view shares (`Model`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = CatalogModel)]
 struct ModelView {
+    /// The model's catalog UUID (the same on every replica).
     id: uuid::Uuid,
+    /// Its Hugging Face name.
     name: String,
+    /// Its name for people.
     displayed_name: String,
+    /// What it is good for.
     description: String,
+    /// Its plan: `standard`, `plus` or `premium`.
     category: &'static str,
+    /// `chat` or `embedding`.
     #[serde(rename = "type")]
     kind: ModelKind,
+    /// Where it comes from, e.g. its Hugging Face page.
     url: String,
+    /// The region asked for.
     region: String,
+    /// Its price lines now.
     skus: Vec<Sku>,
+    /// Free-form tags.
     tags: Vec<String>,
+    /// `{"state"}` (`active`, `deprecated` or `retired`), with `announced`, `retires` and
+    /// `successor` once the model's retirement is announced.
+    #[schema(value_type = Object)]
     lifecycle: Value,
 }
 
 /// A chat model's details (`ChatModelDetails`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ChatModelDetails)]
 #[serde(rename_all = "camelCase")]
 struct ChatDetails {
+    /// The fields every model has.
     #[serde(flatten)]
     model: ModelView,
+    /// Its context length in tokens, as served.
     context_length: usize,
+    /// Its size in bytes.
     size: u64,
+    /// Bits per weight, when quantized.
     bits: Option<u8>,
+    /// How it was quantized, if it was.
     quantization_method: Option<&'static str>,
 }
 
 /// An embedding model's details (`EmbeddingModelDetails`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EmbeddingModelDetails)]
 #[serde(rename_all = "camelCase")]
 struct EmbeddingDetails {
+    /// The fields every model has.
     #[serde(flatten)]
     model: ModelView,
+    /// The length of its vectors.
     output_dimension: usize,
+    /// Its context length in tokens, as served.
     context_length: usize,
+    /// Its size in bytes.
     size: u64,
+}
+
+/// The answer of `GET /v1/regions/{regionId}/models` (`ListModelsResponse`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ListModelsResponse)]
+pub struct ModelListView {
+    /// Every model of the catalog.
+    models: Vec<ModelView>,
+}
+
+/// The answer of `GET /v1/regions/{regionId}/chat/models/{modelId}` (`GetChatModelResponse`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = GetChatModelResponse)]
+pub struct ChatModelView {
+    /// The model.
+    model: ChatDetails,
+}
+
+/// The answer of `GET /v1/regions/{regionId}/embedding/models/{modelId}`
+/// (`GetEmbeddingsModelResp`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = GetEmbeddingsModelResp)]
+pub struct EmbeddingModelView {
+    /// The model.
+    model: EmbeddingDetails,
 }
 
 /// The service's category of a plan.
@@ -89,24 +143,48 @@ pub fn category(plan: ServicePlan) -> &'static str {
 }
 
 /// Handles `GET /v1/regions/{regionId}/models`.
+#[utoipa::path(
+    get,
+    path = "/v1/regions/{regionId}/models",
+    operation_id = "list_catalog_models",
+    tag = "catalog",
+    params(("regionId" = String, Path, description = "The region, e.g. `eu01`.")),
+    responses(
+        (status = 200, description = "Every model of the catalog.", body = ModelListView),
+        crate::openapi::CatalogErrors,
+    )
+)]
 pub async fn list_models(
     State(state): State<Arc<AppState>>,
     Path(region): Path<String>,
-) -> Json<Value> {
-    let models: Vec<ModelView> = state
+) -> Json<ModelListView> {
+    let models = state
         .models
         .entries()
         .into_iter()
         .map(|entry| view(&state, entry, &region))
         .collect();
-    Json(serde_json::json!({ "models": models }))
+    Json(ModelListView { models })
 }
 
 /// Handles `GET /v1/regions/{regionId}/chat/models/{modelId}`.
+#[utoipa::path(
+    get,
+    path = "/v1/regions/{regionId}/chat/models/{modelId}",
+    tag = "catalog",
+    params(
+        ("regionId" = String, Path, description = "The region, e.g. `eu01`."),
+        ("modelId" = String, Path, description = "The model's catalog UUID or its id."),
+    ),
+    responses(
+        (status = 200, description = "The chat model.", body = ChatModelView),
+        crate::openapi::CatalogErrors,
+    )
+)]
 pub async fn get_chat_model(
     State(state): State<Arc<AppState>>,
     Path((region, model)): Path<(String, String)>,
-) -> Result<Json<Value>, ManagementError> {
+) -> Result<Json<ChatModelView>, ManagementError> {
     let entry = find(&state, &model, ModelKind::Chat)?;
     let details = ChatDetails {
         context_length: entry.context_length,
@@ -115,14 +193,27 @@ pub async fn get_chat_model(
         quantization_method: entry.quantization_method(),
         model: view(&state, entry, &region),
     };
-    Ok(Json(serde_json::json!({ "model": details })))
+    Ok(Json(ChatModelView { model: details }))
 }
 
 /// Handles `GET /v1/regions/{regionId}/embedding/models/{modelId}`.
+#[utoipa::path(
+    get,
+    path = "/v1/regions/{regionId}/embedding/models/{modelId}",
+    tag = "catalog",
+    params(
+        ("regionId" = String, Path, description = "The region, e.g. `eu01`."),
+        ("modelId" = String, Path, description = "The model's catalog UUID or its id."),
+    ),
+    responses(
+        (status = 200, description = "The embedding model.", body = EmbeddingModelView),
+        crate::openapi::CatalogErrors,
+    )
+)]
 pub async fn get_embedding_model(
     State(state): State<Arc<AppState>>,
     Path((region, model)): Path<(String, String)>,
-) -> Result<Json<Value>, ManagementError> {
+) -> Result<Json<EmbeddingModelView>, ManagementError> {
     let entry = find(&state, &model, ModelKind::Embedding)?;
     let details = EmbeddingDetails {
         output_dimension: entry.dimensions.unwrap_or_default(),
@@ -130,7 +221,7 @@ pub async fn get_embedding_model(
         size: entry.size_bytes,
         model: view(&state, entry, &region),
     };
-    Ok(Json(serde_json::json!({ "model": details })))
+    Ok(Json(EmbeddingModelView { model: details }))
 }
 
 /// The entry of kind `kind` named by its UUID or id, or 404.
@@ -193,37 +284,65 @@ fn skus(state: &AppState, entry: &CatalogEntry) -> Vec<Sku> {
 }
 
 /// One deprecation, past or coming.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Announcement<'a> {
-    model: &'a str,
-    displayed_name: &'a str,
+struct Announcement {
+    /// The model id.
+    model: String,
+    /// The model's name for people.
+    displayed_name: String,
+    /// Where the model stands now.
     state: gateway_core::LifecycleState,
+    /// When the retirement was announced.
     announced: DateTime<Utc>,
+    /// When the model retires.
     retires: DateTime<Utc>,
-    successor: Option<&'a str>,
+    /// The model that takes its requests after retirement, if any.
+    successor: Option<String>,
+}
+
+/// The answer of `GET /v1/announcements` as JSON.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnnouncementList {
+    /// Every deprecation, newest announcement first.
+    announcements: Vec<Announcement>,
 }
 
 /// Handles `GET /v1/announcements`: every deprecation, newest announcement first, as JSON
 /// `{"announcements": [...]}` or, for `Accept: application/atom+xml`, an Atom feed.
+#[utoipa::path(
+    get,
+    path = "/v1/announcements",
+    tag = "catalog",
+    responses(
+        (status = 200, description = "Every deprecation, newest announcement first: JSON, or \
+                                      an Atom feed with `Accept: application/atom+xml`.",
+         content(
+             (AnnouncementList = "application/json"),
+             (String = "application/atom+xml"),
+         )),
+        crate::openapi::CatalogErrors,
+    )
+)]
 pub async fn announcements(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let now = Utc::now();
-    let entries = state.models.entries();
-    let mut announcements: Vec<Announcement<'_>> = entries
-        .iter()
+    let mut announcements: Vec<Announcement> = state
+        .models
+        .entries()
+        .into_iter()
         .filter_map(|entry| {
             let deprecation = entry.deprecation.as_ref()?;
             Some(Announcement {
-                model: &entry.id,
-                displayed_name: &entry.displayed_name,
+                model: entry.id.clone(),
+                displayed_name: entry.displayed_name.clone(),
                 state: entry.state_at(now),
                 announced: deprecation.announced,
                 retires: deprecation.retires,
-                successor: deprecation.successor.as_deref(),
+                successor: deprecation.successor.clone(),
             })
         })
         .collect();
-    announcements.sort_by(|a, b| b.announced.cmp(&a.announced).then(a.model.cmp(b.model)));
+    announcements.sort_by(|a, b| b.announced.cmp(&a.announced).then(a.model.cmp(&b.model)));
     if accepts(&headers, ATOM) {
         return (
             [(header::CONTENT_TYPE, ATOM)],
@@ -231,11 +350,11 @@ pub async fn announcements(State(state): State<Arc<AppState>>, headers: HeaderMa
         )
             .into_response();
     }
-    Json(serde_json::json!({ "announcements": announcements })).into_response()
+    Json(AnnouncementList { announcements }).into_response()
 }
 
 /// The announcements as an Atom feed (RFC 4287), one entry per deprecation.
-fn atom_feed(announcements: &[Announcement<'_>], now: DateTime<Utc>) -> String {
+fn atom_feed(announcements: &[Announcement], now: DateTime<Utc>) -> String {
     let updated = announcements
         .iter()
         .map(|a| a.announced)
@@ -252,8 +371,8 @@ fn atom_feed(announcements: &[Announcement<'_>], now: DateTime<Utc>) -> String {
     )
 }
 
-fn atom_entry(announcement: &Announcement<'_>) -> String {
-    let successor = announcement.successor.map_or_else(
+fn atom_entry(announcement: &Announcement) -> String {
+    let successor = announcement.successor.as_deref().map_or_else(
         || "No successor: requests get 410 after retirement.".to_owned(),
         |successor| format!("Requests go to {successor} after retirement."),
     );
@@ -266,9 +385,9 @@ fn atom_entry(announcement: &Announcement<'_>) -> String {
     format!(
         "<entry>\n<title>{} retires on {}</title>\n<id>urn:gateway:deprecation:{}</id>\n\
          <updated>{}</updated>\n<summary>{}</summary>\n</entry>\n",
-        escape_xml(announcement.displayed_name),
+        escape_xml(&announcement.displayed_name),
         announcement.retires.format("%Y-%m-%d"),
-        escape_xml(announcement.model),
+        escape_xml(&announcement.model),
         announcement.announced.to_rfc3339(),
         escape_xml(&summary),
     )

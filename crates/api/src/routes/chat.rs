@@ -1,19 +1,56 @@
-//! The answers of `POST /v1/chat/completions` (served by the shared generation pipeline,
-//! checked in `generation::validate`): the chat wire shapes, whole (`chat.completion`) or as
-//! `chat.completion.chunk`s.
+//! `POST /v1/chat/completions` (served by the shared generation pipeline, checked in
+//! `generation::validate`) and its answers: the chat wire shapes, whole (`chat.completion`) or
+//! as `chat.completion.chunk`s.
+
+use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gateway_backend::TokenLogprob;
 use gateway_core::openai::{
-    ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatDelta, ChoiceLogprobs,
-    ResponseMessage, Role, TokenLogprob as WireLogprob, TopLogprob, Usage,
+    ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
+    ChatDelta, ChoiceLogprobs, ResponseMessage, Role, TokenLogprob as WireLogprob, TopLogprob,
+    Usage,
 };
 
 use super::finish_reason;
-use crate::generation::{AnswerFormat, AnswerMeta, Collected, Delta};
+use crate::accounting::MeterSlot;
+use crate::error::ApiError;
+use crate::extract::{ApiKey, OpenAiJson};
+use crate::generation::{self, AnswerFormat, AnswerMeta, Collected, Delta};
 use crate::sse;
+use crate::state::AppState;
+
+/// Handles `POST /v1/chat/completions` with the shared generation pipeline.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "model",
+    request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "The completion, whole (`chat.completion`) or, with \
+                                      `stream: true`, as server-sent events of \
+                                      `chat.completion.chunk`s ending with `data: [DONE]`.",
+         content(
+             (ChatCompletion = "application/json"),
+             (ChatCompletionChunk = "text/event-stream"),
+         )),
+        crate::openapi::ModelErrors,
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create_chat_completion(
+    state: State<Arc<AppState>>,
+    key: ApiKey,
+    slot: MeterSlot,
+    headers: HeaderMap,
+    body: OpenAiJson<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    generation::handle(state, key, slot, headers, body).await
+}
 
 /// The backend's log-probabilities in the chat wire shape.
 fn wire_logprobs(logprobs: Vec<TokenLogprob>) -> ChoiceLogprobs {

@@ -1,16 +1,54 @@
-//! The answers of `POST /v1/completions`, the legacy endpoint (served by the shared generation
-//! pipeline, checked in `generation::validate`; choices are prompt-major): `text_completion`
-//! objects, whole or as chunks.
+//! `POST /v1/completions`, the legacy endpoint (served by the shared generation pipeline,
+//! checked in `generation::validate`; choices are prompt-major), and its answers:
+//! `text_completion` objects, whole or as chunks.
+
+use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gateway_backend::TokenLogprob;
-use gateway_core::openai::{Completion, CompletionChoice, CompletionLogprobs, Usage};
+use gateway_core::openai::{
+    Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Usage,
+};
 
 use super::finish_reason;
-use crate::generation::{AnswerFormat, AnswerMeta, Collected, Delta};
+use crate::accounting::MeterSlot;
+use crate::error::ApiError;
+use crate::extract::{ApiKey, OpenAiJson};
+use crate::generation::{self, AnswerFormat, AnswerMeta, Collected, Delta};
 use crate::sse;
+use crate::state::AppState;
+
+/// Handles `POST /v1/completions` with the shared generation pipeline.
+#[utoipa::path(
+    post,
+    path = "/v1/completions",
+    tag = "model",
+    request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "The completion (`text_completion`), whole or, with \
+                                      `stream: true`, as server-sent events of \
+                                      `text_completion` chunks ending with `data: [DONE]`.",
+         content(
+             (Completion = "application/json"),
+             (Completion = "text/event-stream"),
+         )),
+        crate::openapi::ModelErrors,
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create_completion(
+    state: State<Arc<AppState>>,
+    key: ApiKey,
+    slot: MeterSlot,
+    headers: HeaderMap,
+    body: OpenAiJson<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    generation::handle(state, key, slot, headers, body).await
+}
 
 /// The backend's log-probabilities as legacy parallel arrays.
 fn legacy_logprobs(logprobs: Vec<TokenLogprob>) -> CompletionLogprobs {

@@ -22,6 +22,18 @@ use crate::routes::request_id;
 use crate::state::AppState;
 
 /// Handles `POST /v1/embeddings`.
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    tag = "model",
+    request_body = EmbeddingRequest,
+    responses(
+        (status = 200, description = "One embedding per input, in input order.",
+         body = EmbeddingResponse),
+        crate::openapi::ModelErrors,
+    ),
+    security(("api_key" = []))
+)]
 pub async fn create_embeddings(
     State(state): State<Arc<AppState>>,
     ApiKey(key): ApiKey,

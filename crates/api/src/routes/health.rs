@@ -7,37 +7,91 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::state::AppState;
 
+/// The media type of the metrics.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The answer of `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// The answer of `GET /readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    status: &'static str,
+    /// Whether the server is shutting down.
+    draining: bool,
+    /// Whether every model's worker runs.
+    models_ready: bool,
+    /// Whether the database took the latest write check.
+    database_writable: bool,
+}
+
 /// Handles `GET /healthz`: the process is up.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process runs.", body = Health))
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// Handles `GET /readyz`: every model can take requests, the database took the latest write
 /// check (run in the background, see [`AppState::set_database_writable`]) and the server is not
 /// draining.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    summary = "Readiness: every model's worker runs, the database takes writes and the server \
+               is not draining.",
+    description = "The database's write check runs in the background; the answer is its \
+                   latest result.",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready for requests.", body = Readiness),
+        (status = 503, description = "Not ready: the body says why.", body = Readiness),
+    )
+)]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let draining = state.is_draining();
     let models_ready = state.models.all_ready();
     let database_writable = state.is_database_writable();
-    let status = if !draining && models_ready && database_writable {
+    let ready = !draining && models_ready && database_writable;
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        draining,
+        models_ready,
+        database_writable,
+    };
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
-        "draining": draining,
-        "models_ready": models_ready,
-        "database_writable": database_writable,
-    });
     (status, Json(body))
 }
 
 /// Handles `GET /metrics`: the counters, and the figures each backend shows of its own.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The metrics in the OpenMetrics text format.",
+         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
+         body = String),
+    )
+)]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     for (id, model) in state.models.iter() {
         state
@@ -45,10 +99,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             .set_engine_figures(id, &model.backend.figures());
     }
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, OPENMETRICS)],
         state.metrics.render(),
     )
 }

@@ -20,6 +20,17 @@ use crate::state::AppState;
 const OWNER: &str = "gateway";
 
 /// Handles `GET /v1/models`.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "model",
+    responses(
+        (status = 200, description = "The models the key may use, with the catalog's facts \
+                                      as extra fields.", body = ModelList),
+        crate::openapi::ModelReadErrors,
+    ),
+    security(("api_key" = []))
+)]
 pub async fn list_models(
     State(state): State<Arc<AppState>>,
     ApiKey(key): ApiKey,
@@ -35,6 +46,18 @@ pub async fn list_models(
 }
 
 /// Handles `GET /v1/models/{model}`.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model}",
+    tag = "model",
+    params(("model" = String, Path, description = "The model id.")),
+    responses(
+        (status = 200, description = "The model, with the catalog's facts as extra fields.",
+         body = Model),
+        crate::openapi::ModelReadErrors,
+    ),
+    security(("api_key" = []))
+)]
 pub async fn get_model(
     State(state): State<Arc<AppState>>,
     ApiKey(key): ApiKey,

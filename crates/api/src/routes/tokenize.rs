@@ -9,6 +9,7 @@ use axum::Json;
 use gateway_backend::{Backend, BackendError, Prompt};
 use gateway_core::openai::ChatMessage;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::extract::{ApiKey, OpenAiJson};
@@ -16,7 +17,7 @@ use crate::generation::validate::chat_turns;
 use crate::state::AppState;
 
 /// The body of `POST /v1/tokenize`: `messages` or `prompt`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct TokenizeRequest {
     /// The model id.
     pub model: String,
@@ -29,7 +30,7 @@ pub struct TokenizeRequest {
 }
 
 /// The answer of `POST /v1/tokenize`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TokenizeResponse {
     /// Number of tokens.
     pub count: usize,
@@ -40,7 +41,7 @@ pub struct TokenizeResponse {
 }
 
 /// The body of `POST /v1/detokenize`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct DetokenizeRequest {
     /// The model id.
     pub model: String,
@@ -49,13 +50,24 @@ pub struct DetokenizeRequest {
 }
 
 /// The answer of `POST /v1/detokenize`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DetokenizeResponse {
     /// The text of the tokens (special tokens left out).
     pub prompt: String,
 }
 
 /// Handles `POST /v1/tokenize`.
+#[utoipa::path(
+    post,
+    path = "/v1/tokenize",
+    tag = "model",
+    request_body = TokenizeRequest,
+    responses(
+        (status = 200, description = "The tokens the request runs.", body = TokenizeResponse),
+        crate::openapi::ModelErrors,
+    ),
+    security(("api_key" = []))
+)]
 pub async fn tokenize(
     State(state): State<Arc<AppState>>,
     ApiKey(key): ApiKey,
@@ -85,6 +97,17 @@ pub async fn tokenize(
 }
 
 /// Handles `POST /v1/detokenize`.
+#[utoipa::path(
+    post,
+    path = "/v1/detokenize",
+    tag = "model",
+    request_body = DetokenizeRequest,
+    responses(
+        (status = 200, description = "The text of the tokens.", body = DetokenizeResponse),
+        crate::openapi::ModelErrors,
+    ),
+    security(("api_key" = []))
+)]
 pub async fn detokenize(
     State(state): State<Arc<AppState>>,
     ApiKey(key): ApiKey,

@@ -15,34 +15,36 @@ use axum::Json;
 use gateway_auth::labels::SELECTOR_PARAM;
 use gateway_auth::{CreateToken, CreatedToken, Token, UpdateToken};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ManagementError};
 use crate::extract::{Caller, ManagedPath, ManagementJson};
 use crate::state::AppState;
 
 /// One token: `{"token": {...}}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenEnvelope<T> {
     /// The token object (with its secret `content` right after creation).
     pub token: T,
 }
 
 /// The tokens of a project in a region: `{"tokens": [...]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenList {
     /// The tokens, oldest first.
     pub tokens: Vec<Token>,
 }
 
 /// The answer to a deletion: `{"message": ...}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Message {
     /// What happened.
     pub message: &'static str,
 }
 
 /// The query string of a listing.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// The label selector: `label_selector`, as the service's SDKs send it (`labelSelector` is
     /// read too, so that a camelCase client is never silently left unfiltered).
@@ -51,6 +53,22 @@ pub struct ListQuery {
 }
 
 /// Handles `POST …/tokens`: 202 with the token and its secret `content`, shown this once.
+#[utoipa::path(
+    post,
+    path = "/v1/projects/{projectId}/regions/{regionId}/tokens",
+    tag = "management",
+    params(
+        ("projectId" = Uuid, Path, description = "The project."),
+        ("regionId" = String, Path, description = "The region, e.g. `eu01`."),
+    ),
+    request_body = CreateToken,
+    responses(
+        (status = 202, description = "The new token with its secret `content`, shown this once.",
+         body = TokenEnvelope<CreatedToken>),
+        crate::openapi::ManagementWriteErrors,
+    ),
+    security(("management_token" = []))
+)]
 pub async fn create_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -71,6 +89,21 @@ pub async fn create_token(
 }
 
 /// Handles `GET …/tokens?label_selector=…`.
+#[utoipa::path(
+    get,
+    path = "/v1/projects/{projectId}/regions/{regionId}/tokens",
+    tag = "management",
+    params(
+        ("projectId" = Uuid, Path, description = "The project."),
+        ("regionId" = String, Path, description = "The region, e.g. `eu01`."),
+        ListQuery,
+    ),
+    responses(
+        (status = 200, description = "The tokens, oldest first.", body = TokenList),
+        crate::openapi::ManagementReadErrors,
+    ),
+    security(("management_token" = []))
+)]
 pub async fn list_tokens(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -95,6 +128,21 @@ pub async fn list_tokens(
 }
 
 /// Handles `GET …/tokens/{tokenId}`.
+#[utoipa::path(
+    get,
+    path = "/v1/projects/{projectId}/regions/{regionId}/tokens/{tokenId}",
+    tag = "management",
+    params(
+        ("projectId" = Uuid, Path, description = "The project."),
+        ("regionId" = String, Path, description = "The region, e.g. `eu01`."),
+        ("tokenId" = Uuid, Path, description = "The token."),
+    ),
+    responses(
+        (status = 200, description = "The token.", body = TokenEnvelope<Token>),
+        crate::openapi::ManagementReadErrors,
+    ),
+    security(("management_token" = []))
+)]
 pub async fn get_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -115,6 +163,24 @@ pub async fn get_token(
 
 /// Handles `PATCH …/tokens/{tokenId}`: 202 after changing `name`, `description` and/or
 /// `labels`; a body with any other field is refused with 400 naming it ([`UpdateToken`]).
+#[utoipa::path(
+    patch,
+    summary = "Changes a token's `name`, `description` and/or `labels`.",
+    description = "A body with any other field is refused with 400 naming it.",
+    path = "/v1/projects/{projectId}/regions/{regionId}/tokens/{tokenId}",
+    tag = "management",
+    params(
+        ("projectId" = Uuid, Path, description = "The project."),
+        ("regionId" = String, Path, description = "The region, e.g. `eu01`."),
+        ("tokenId" = Uuid, Path, description = "The token."),
+    ),
+    request_body = UpdateToken,
+    responses(
+        (status = 202, description = "The changed token.", body = TokenEnvelope<Token>),
+        crate::openapi::ManagementWriteErrors,
+    ),
+    security(("management_token" = []))
+)]
 pub async fn update_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -137,6 +203,21 @@ pub async fn update_token(
 
 /// Handles `DELETE …/tokens/{tokenId}`: 202 once the token is revoked (verifiers notice within
 /// their cache age, 500 ms by default).
+#[utoipa::path(
+    delete,
+    path = "/v1/projects/{projectId}/regions/{regionId}/tokens/{tokenId}",
+    tag = "management",
+    params(
+        ("projectId" = Uuid, Path, description = "The project."),
+        ("regionId" = String, Path, description = "The region, e.g. `eu01`."),
+        ("tokenId" = Uuid, Path, description = "The token."),
+    ),
+    responses(
+        (status = 202, description = "The token is revoked.", body = Message),
+        crate::openapi::ManagementWriteErrors,
+    ),
+    security(("management_token" = []))
+)]
 pub async fn delete_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,

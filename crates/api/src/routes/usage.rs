@@ -13,6 +13,7 @@ use axum::Json;
 use gateway_metering::report::{usage_report, GroupBy};
 use gateway_metering::UsageQuery;
 use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ManagementError};
@@ -24,15 +25,43 @@ use crate::state::AppState;
 pub const CSV: &str = "text/csv";
 
 /// The query string as sent; [`usage_query`] checks it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct RawUsageQuery {
+    /// The first instant covered (inclusive): an RFC 3339 time or a UTC date (its midnight).
+    #[param(example = "2026-11-01")]
     from: Option<String>,
+    /// The end of the time covered (exclusive): an RFC 3339 time or a UTC date.
+    #[param(example = "2026-12-01T00:00:00Z")]
     to: Option<String>,
+    /// How the groups are formed: `model` (the default), `day` (UTC) or `key` (the API key id).
+    #[param(example = "model")]
     group_by: Option<String>,
 }
 
 /// Handles `GET /v1/projects/{projectId}/usage`.
+#[utoipa::path(
+    get,
+    path = "/v1/projects/{projectId}/usage",
+    tag = "management",
+    params(
+        ("projectId" = Uuid, Path, description = "The project."),
+        RawUsageQuery,
+    ),
+    responses(
+        (status = 200, description = "The usage report: `projectId`, `from`, `to`, `groupBy`, \
+                                      `granularity`, `groups`, `total`, `billing` and \
+                                      `billedTotal` as JSON, or the groups as CSV with \
+                                      `Accept: text/csv`.",
+         content(
+             (Object = "application/json"),
+             (String = "text/csv"),
+         )),
+        crate::openapi::ManagementReadErrors,
+    ),
+    security(("management_token" = []))
+)]
 pub async fn usage(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -65,6 +65,9 @@ pub async fn audit_records_every_action(db: &TestDb) {
     let events = m
         .export_audit(&f.viewer, f.project, &AuditQuery::default(), &ctx("read"))
         .await
+        .unwrap()
+        .all()
+        .await
         .unwrap();
     let ours: Vec<_> = events
         .iter()
@@ -121,6 +124,9 @@ pub async fn audit_records_every_action(db: &TestDb) {
             &AuditQuery::default(),
             &ctx("x"),
         )
+        .await
+        .unwrap()
+        .all()
         .await
         .unwrap();
     assert!(theirs

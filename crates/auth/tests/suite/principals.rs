@@ -14,6 +14,9 @@ async fn token_events(f: &Fixture, project: Uuid, token: Uuid) -> Vec<AuditActio
         .management
         .export_audit(&f.owner, project, &AuditQuery::default(), &ctx("read"))
         .await
+        .unwrap()
+        .all()
+        .await
         .unwrap();
     events
         .iter()
@@ -118,6 +121,9 @@ pub async fn removed_principals_lose_access(db: &TestDb) {
         let events = f
             .management
             .export_audit(&f.owner, f.project, &AuditQuery::default(), &ctx("read"))
+            .await
+            .unwrap()
+            .all()
             .await
             .unwrap();
         events

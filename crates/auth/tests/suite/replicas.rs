@@ -50,6 +50,9 @@ pub async fn parallel_creates_and_deletes(db: &TestDb) {
     let events = m
         .export_audit(&f.owner, f.project, &AuditQuery::default(), &ctx("read"))
         .await
+        .unwrap()
+        .all()
+        .await
         .unwrap();
     assert!(events.windows(2).all(|w| w[0].sequence < w[1].sequence));
     for (i, c) in &created {

@@ -18,6 +18,9 @@ async fn all_events(f: &Fixture) -> Vec<AuditEvent> {
         .export_audit(&f.viewer, f.project, &AuditQuery::default(), &ctx("read"))
         .await
         .unwrap()
+        .all()
+        .await
+        .unwrap()
 }
 
 /// Some events with personal data: a token created by the member, a refused attempt by the

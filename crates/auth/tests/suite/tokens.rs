@@ -183,6 +183,9 @@ pub async fn expiry_makes_tokens_inactive(db: &TestDb) {
     let events = m
         .export_audit(&f.owner, f.project, &AuditQuery::default(), &c)
         .await
+        .unwrap()
+        .all()
+        .await
         .unwrap();
     let expiries: Vec<_> = events
         .iter()
@@ -463,6 +466,9 @@ pub async fn labels_round_trip_and_select(db: &TestDb) {
     );
     let events = m
         .export_audit(&f.owner, f.project, &AuditQuery::default(), &c)
+        .await
+        .unwrap()
+        .all()
         .await
         .unwrap();
     let reasons: Vec<_> = events

@@ -8,11 +8,13 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
 use super::tools::{ResponseFormat, Tool, ToolCall, ToolChoice};
 
 /// A chat completion request as the OpenAI SDKs send it.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatCompletionRequest {
     /// The model id.
     pub model: String,
@@ -32,21 +34,27 @@ pub struct ChatCompletionRequest {
     pub response_format: Option<ResponseFormat>,
     /// Number of choices to generate (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub n: Option<u32>,
     /// Up to 4 sequences where generation stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<StopSequences>,
-    /// Deprecated upper bound on generated tokens; see [`Self::effective_max_tokens`].
+    /// Deprecated upper bound on generated tokens, read when `max_completion_tokens` is absent
+    /// ([`Self::effective_max_tokens`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
     /// Upper bound on generated tokens, preferred over `max_tokens`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub max_completion_tokens: Option<u32>,
     /// Sampling temperature, 0 to 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f32>,
     /// Nucleus sampling mass, 0 to 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     pub top_p: Option<f32>,
     /// Extension (not in OpenAI's API): sample only among the `top_k` likeliest tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,9 +64,11 @@ pub struct ChatCompletionRequest {
     pub seed: Option<i64>,
     /// Penalty for tokens already present, -2 to 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -2.0, maximum = 2.0)]
     pub presence_penalty: Option<f32>,
     /// Penalty by frequency of tokens so far, -2 to 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -2.0, maximum = 2.0)]
     pub frequency_penalty: Option<f32>,
     /// Bias (-100 to 100) added to the logits of token ids (keys are ids as strings).
     #[serde(
@@ -72,6 +82,7 @@ pub struct ChatCompletionRequest {
     pub logprobs: Option<bool>,
     /// Number (0 to 20) of alternatives to return per token position, with `logprobs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 20)]
     pub top_logprobs: Option<u32>,
     /// Whether to stream the answer as server-sent events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,7 +124,7 @@ impl ChatCompletionRequest {
 }
 
 /// The author of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Instructions from the application (older models).
@@ -130,7 +141,7 @@ pub enum Role {
 
 /// One message of the conversation. One struct for all roles, so that a bad field reports its
 /// exact path (`messages[2].content`); which fields a role needs is checked by the API layer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatMessage {
     /// Who wrote it.
     pub role: Role,
@@ -197,7 +208,7 @@ impl ChatMessage {
 }
 
 /// A message's `content`: a string or an array of content parts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum MessageContent {
     /// `"content": "hello"`.
@@ -275,7 +286,7 @@ impl<'de> Deserialize<'de> for MessageContent {
 }
 
 /// One part of an array `content`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart {
     /// `{"type": "text", "text": "..."}`.
@@ -324,7 +335,7 @@ impl ContentPart {
 }
 
 /// The image of a [`ContentPart::ImageUrl`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImageUrl {
     /// An `https:` URL or a `data:image/...;base64,...` URL.
     pub url: String,
@@ -334,7 +345,7 @@ pub struct ImageUrl {
 }
 
 /// `detail` of an [`ImageUrl`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ImageDetail {
     /// Let the model decide.
@@ -346,7 +357,7 @@ pub enum ImageDetail {
 }
 
 /// The audio of a [`ContentPart::InputAudio`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InputAudio {
     /// Base64-encoded audio.
     pub data: String,
@@ -355,7 +366,7 @@ pub struct InputAudio {
 }
 
 /// The file of a [`ContentPart::File`].
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FileContent {
     /// Id of an uploaded file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -418,6 +429,20 @@ impl<'de> Deserialize<'de> for StopSequences {
     }
 }
 
+/// `stop` as the parser reads it: one string or an array of strings.
+impl utoipa::PartialSchema for StopSequences {
+    fn schema() -> RefOr<Schema> {
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        OneOfBuilder::new()
+            .item(text())
+            .item(ArrayBuilder::new().items(text()).max_items(Some(4)))
+            .description(Some("One stop sequence, or an array of up to 4."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for StopSequences {}
+
 /// Deserializes `logit_bias`, an object of token ids (as strings) to numbers, so that an error
 /// names the field, never a key the client wrote (the path of a bad value would hold its key).
 pub(crate) fn logit_bias<'de, D: Deserializer<'de>>(
@@ -440,7 +465,7 @@ pub(crate) fn logit_bias<'de, D: Deserializer<'de>>(
 }
 
 /// `stream_options`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StreamOptions {
     /// Whether to send a final chunk with `choices: []` and the usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,7 +9,7 @@ use super::usage::Usage;
 use super::ObjectType;
 
 /// Why a choice stopped generating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// A natural end or a stop sequence.
@@ -23,7 +23,7 @@ pub enum FinishReason {
 }
 
 /// A non-streamed chat completion.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatCompletion {
     /// Unique id, `chatcmpl-...`.
     pub id: String,
@@ -65,7 +65,7 @@ impl ChatCompletion {
 }
 
 /// One choice of a [`ChatCompletion`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatChoice {
     /// Position among the choices.
     pub index: u32,
@@ -80,7 +80,7 @@ pub struct ChatChoice {
 }
 
 /// The assistant message of a [`ChatChoice`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResponseMessage {
     /// Always `assistant`.
     pub role: Role,
@@ -121,7 +121,7 @@ impl ResponseMessage {
 ///
 /// `usage` is always serialized: `null` on every chunk except the final usage chunk (sent
 /// with `stream_options.include_usage`), which has `choices: []`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatCompletionChunk {
     /// Same id on every chunk of a stream.
     pub id: String,
@@ -175,7 +175,7 @@ impl ChatCompletionChunk {
 }
 
 /// One choice of a [`ChatCompletionChunk`].
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatChunkChoice {
     /// Position among the choices.
     pub index: u32,
@@ -190,7 +190,7 @@ pub struct ChatChunkChoice {
 }
 
 /// The delta of a [`ChatChunkChoice`]; absent fields are left out (`"delta": {}`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatDelta {
     /// `assistant`, on the first chunk of a choice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -207,7 +207,7 @@ pub struct ChatDelta {
 }
 
 /// `logprobs` of a choice: `{"content": [...], "refusal": null}`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChoiceLogprobs {
     /// One entry per generated content token.
     #[serde(default)]
@@ -218,7 +218,7 @@ pub struct ChoiceLogprobs {
 }
 
 /// The log-probability of one generated token and its likeliest alternatives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenLogprob {
     /// The token's text.
     pub token: String,
@@ -233,7 +233,7 @@ pub struct TokenLogprob {
 }
 
 /// One alternative in [`TokenLogprob::top_logprobs`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TopLogprob {
     /// The token's text.
     pub token: String,

@@ -16,7 +16,7 @@ use super::ObjectType;
 pub type Prompt = TextOrTokens;
 
 /// A legacy completion request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompletionRequest {
     /// The model id.
     pub model: String,
@@ -25,23 +25,28 @@ pub struct CompletionRequest {
     /// Text that comes after the completion (insertion); rarely supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suffix: Option<String>,
-    /// Upper bound on generated tokens (default [`CompletionRequest::DEFAULT_MAX_TOKENS`]).
+    /// Upper bound on generated tokens (default 16, [`CompletionRequest::DEFAULT_MAX_TOKENS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
     /// Sampling temperature, 0 to 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f32>,
     /// Nucleus sampling mass, 0 to 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     pub top_p: Option<f32>,
     /// Extension (not in OpenAI's API): sample only among the `top_k` likeliest tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_k: Option<u32>,
     /// Completions per prompt (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub n: Option<u32>,
     /// Candidates generated server-side per prompt, of which the best `n` are returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub best_of: Option<u32>,
     /// Whether to stream the answer as server-sent events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,6 +56,7 @@ pub struct CompletionRequest {
     pub stream_options: Option<StreamOptions>,
     /// Number (0 to 5) of alternatives whose log-probabilities are returned per token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 5)]
     pub logprobs: Option<u32>,
     /// Whether the prompt is echoed before the completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,9 +66,11 @@ pub struct CompletionRequest {
     pub stop: Option<StopSequences>,
     /// Penalty for tokens already present, -2 to 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -2.0, maximum = 2.0)]
     pub presence_penalty: Option<f32>,
     /// Penalty by frequency of tokens so far, -2 to 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -2.0, maximum = 2.0)]
     pub frequency_penalty: Option<f32>,
     /// Bias (-100 to 100) added to the logits of token ids (keys are ids as strings).
     #[serde(
@@ -114,7 +122,7 @@ impl CompletionRequest {
 ///
 /// `usage` is always serialized; in a stream it is `null` except in the final usage chunk,
 /// which has `choices: []`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Completion {
     /// Unique id, `cmpl-...`.
     pub id: String,
@@ -159,7 +167,7 @@ impl Completion {
 }
 
 /// One choice of a [`Completion`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompletionChoice {
     /// The generated text (or, in a stream, the next piece of it).
     pub text: String,
@@ -174,7 +182,7 @@ pub struct CompletionChoice {
 }
 
 /// Legacy log-probabilities: parallel arrays, one entry per token.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompletionLogprobs {
     /// The tokens' texts.
     #[serde(default)]

@@ -13,7 +13,7 @@ use super::ObjectType;
 pub type EmbeddingInput = TextOrTokens;
 
 /// An embeddings request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EmbeddingRequest {
     /// The model id.
     pub model: String,
@@ -21,6 +21,7 @@ pub struct EmbeddingRequest {
     pub input: EmbeddingInput,
     /// `float` (default) or `base64`; `null` reads as the default.
     #[serde(default, deserialize_with = "crate::openai::null_as_default")]
+    #[schema(nullable)]
     pub encoding_format: EncodingFormat,
     /// Truncate the vectors to this many dimensions (Matryoshka models only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,7 +32,9 @@ pub struct EmbeddingRequest {
 }
 
 /// How the vectors of an embeddings response are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EncodingFormat {
     /// A JSON array of numbers.
@@ -42,7 +45,7 @@ pub enum EncodingFormat {
 }
 
 /// An embeddings response: `{"object": "list", "data": [...], "model", "usage"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EmbeddingResponse {
     /// Always `list`.
     pub object: ObjectType,
@@ -67,7 +70,7 @@ impl EmbeddingResponse {
 }
 
 /// One embedding of an [`EmbeddingResponse`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Embedding {
     /// Always `embedding`.
     pub object: ObjectType,
@@ -89,7 +92,7 @@ impl Embedding {
 }
 
 /// An embedding vector as a float array or a base64 string.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum EmbeddingVector {
     /// `[0.1, -0.2, ...]`.
@@ -117,7 +120,7 @@ impl EmbeddingVector {
 }
 
 /// Token usage of an embeddings request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EmbeddingUsage {
     /// Tokens of all inputs.
     pub prompt_tokens: u32,

@@ -85,19 +85,20 @@ impl<'de> Deserialize<'de> for ErrorType {
 }
 
 /// The whole error body: `{"error": {...}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The error itself.
     pub error: ErrorObject,
 }
 
 /// The object inside [`ErrorBody`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorObject {
     /// Human-readable explanation.
     pub message: String,
     /// The error type, e.g. `invalid_request_error`.
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "invalid_request_error")]
     pub kind: ErrorType,
     /// The request parameter at fault (a JSON path such as `messages[0].content`), or `null`.
     #[serde(default)]

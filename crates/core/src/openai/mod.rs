@@ -52,7 +52,7 @@ pub use tools::{
 pub use usage::{CompletionTokensDetails, PromptTokensDetails, Usage};
 
 /// The `object` discriminator that every OpenAI response object carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ObjectType {
     /// `"chat.completion"`: a non-streamed chat completion.
     #[serde(rename = "chat.completion")]

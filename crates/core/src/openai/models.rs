@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::ObjectType;
 
 /// A model as `/v1/models` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Model {
     /// The model id used in requests.
     pub id: String,
@@ -35,7 +35,7 @@ impl Model {
 }
 
 /// The answer of `GET /v1/models`: `{"object": "list", "data": [...]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelList {
     /// Always `list`.
     pub object: ObjectType,

@@ -2,7 +2,7 @@
 //! JSON path of a bad field becomes the OpenAI error's `param`. A message names the field and
 //! the rule it breaks, never the value the client sent (`reason.rs`).
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_path_to_error::Segment;
 
 use super::error::ErrorBody;
@@ -77,6 +77,9 @@ pub fn from_json_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError
                 message: "Invalid request body: expected a JSON object, not an array.".to_owned(),
             };
         }
+        if let Some(wrong) = enum_of_wrong_type(bytes, &error, param.as_deref()) {
+            return wrong;
+        }
         from_serde_error(error, param)
     })?;
     deserializer
@@ -117,6 +120,46 @@ fn from_serde_error(error: serde_json::Error, param: Option<String>) -> WireErro
             message: format!("Invalid request body: {reason}."),
             param: None,
         },
+    }
+}
+
+/// serde_json reports a value of the wrong JSON type where an enum's string is expected
+/// (`"role": 1`, `"role": null`, `"encoding_format": 5`) as the syntax error "expected value"
+/// at that value. In a body that is valid JSON it is the field's error: say so, naming the
+/// field.
+fn enum_of_wrong_type(
+    bytes: &[u8],
+    error: &serde_json::Error,
+    param: Option<&str>,
+) -> Option<WireError> {
+    let path = param?;
+    if !error.is_syntax()
+        || !error.to_string().starts_with("expected value at ")
+        || serde_json::from_slice::<IgnoredAny>(bytes).is_err()
+    {
+        return None;
+    }
+    let found = bytes
+        .split(|&byte| byte == b'\n')
+        .nth(error.line().checked_sub(1)?)
+        .and_then(|line| line.get(error.column().checked_sub(1)?))
+        .map_or("a value of another type", |&byte| json_kind_at(byte));
+    Some(WireError::Invalid {
+        message: format!("Invalid value for '{path}': expected a string, got {found}."),
+        param: Some(path.to_owned()),
+    })
+}
+
+/// The JSON type of the value that starts with `byte`.
+fn json_kind_at(byte: u8) -> &'static str {
+    match byte {
+        b'-' | b'0'..=b'9' => "a number",
+        b't' | b'f' => "a boolean",
+        b'n' => "null",
+        b'[' => "an array",
+        b'{' => "an object",
+        b'"' => "a string",
+        _ => "a value of another type",
     }
 }
 

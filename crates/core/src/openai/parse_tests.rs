@@ -94,6 +94,49 @@ fn embedding_input_paths() {
     assert_eq!(error.param(), Some("prompt"));
 }
 
+/// Regression (found by `tests/parser_fuzz.rs`): serde_json reports an enum field of the wrong
+/// JSON type as the syntax error "expected value", which named no field.
+#[test]
+fn enum_fields_of_the_wrong_type_are_named() {
+    let cases = [
+        (
+            r#"{"model":"m","messages":[{"role":0,"content":"x"}]}"#,
+            "a number",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":true,"content":"x"}]}"#,
+            "a boolean",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":null,"content":"x"}]}"#,
+            "null",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":[],"content":"x"}]}"#,
+            "an array",
+        ),
+        (
+            "{\"model\":\"m\",\n\"messages\":[{\"role\":\n-1}]}",
+            "a number",
+        ),
+    ];
+    for (body, found) in cases {
+        let error = chat_error(body);
+        assert_eq!(error.param(), Some("messages[0].role"), "{body}");
+        assert_eq!(
+            error.message(),
+            format!("Invalid value for 'messages[0].role': expected a string, got {found}.")
+        );
+    }
+    let error =
+        from_json_slice::<EmbeddingRequest>(br#"{"model":"m","input":"x","encoding_format":5}"#)
+            .unwrap_err();
+    assert_eq!(error.param(), Some("encoding_format"));
+    // A body that is not JSON stays a syntax error.
+    let error = chat_error(r#"{"model":"m","messages":[{"role":,"content":"x"}]}"#);
+    assert!(matches!(error, WireError::Syntax { .. }), "{error:?}");
+}
+
 #[test]
 fn missing_fields_are_named() {
     let error = chat_error(r#"{"messages":[]}"#);

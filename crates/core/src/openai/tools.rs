@@ -7,7 +7,9 @@ use serde::de::{self, Deserializer, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 /// The kind of a tool; only function tools exist in Chat Completions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolType {
     /// `"function"`.
@@ -16,7 +18,7 @@ pub enum ToolType {
 }
 
 /// A tool the model may call: `{"type": "function", "function": {...}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tool {
     /// Always `function`.
     #[serde(rename = "type")]
@@ -26,7 +28,7 @@ pub struct Tool {
 }
 
 /// A function the model may call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunctionDefinition {
     /// The function's name (`a-z`, `A-Z`, `0-9`, `_`, `-`, at most 64 characters upstream).
     pub name: String,
@@ -42,7 +44,7 @@ pub struct FunctionDefinition {
 }
 
 /// `tool_choice`: a mode string or a named function.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ToolChoice {
     /// `"none"`, `"auto"` or `"required"`.
@@ -52,7 +54,7 @@ pub enum ToolChoice {
 }
 
 /// The string forms of [`ToolChoice`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolChoiceMode {
     /// The model does not call tools.
@@ -64,7 +66,7 @@ pub enum ToolChoiceMode {
 }
 
 /// A forced function call in [`ToolChoice::Named`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NamedToolChoice {
     /// Always `function`.
     #[serde(rename = "type")]
@@ -74,7 +76,7 @@ pub struct NamedToolChoice {
 }
 
 /// The function named by [`NamedToolChoice`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NamedFunction {
     /// The function's name.
     pub name: String,
@@ -106,7 +108,7 @@ impl<'de> Deserialize<'de> for ToolChoice {
 }
 
 /// A tool call made by the assistant, in a response or in an assistant message of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolCall {
     /// The call's id, echoed back by the `tool` message that answers it.
     pub id: String,
@@ -118,7 +120,7 @@ pub struct ToolCall {
 }
 
 /// The function of a [`ToolCall`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunctionCall {
     /// The function's name.
     pub name: String,
@@ -127,7 +129,7 @@ pub struct FunctionCall {
 }
 
 /// A piece of a tool call in a stream chunk; pieces with the same `index` concatenate.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolCallDelta {
     /// Which tool call of the choice this piece belongs to.
     pub index: u32,
@@ -143,7 +145,7 @@ pub struct ToolCallDelta {
 }
 
 /// The function part of a [`ToolCallDelta`].
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunctionCallDelta {
     /// The function's name, in the first piece.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,7 +156,7 @@ pub struct FunctionCallDelta {
 }
 
 /// `response_format`: plain text, any JSON object, or JSON following a schema.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ResponseFormat {
     /// `{"type": "text"}` (the default).
@@ -169,7 +171,7 @@ pub enum ResponseFormat {
 }
 
 /// The `json_schema` of [`ResponseFormat::JsonSchema`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JsonSchemaFormat {
     /// The schema's name.
     pub name: String,

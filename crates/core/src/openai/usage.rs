@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// The detail objects are optional when read (older upstream servers leave them out) and are
 /// always written by [`Usage::new`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     /// Tokens of the prompt (input).
     pub prompt_tokens: u32,
@@ -49,7 +49,7 @@ impl Usage {
 }
 
 /// Breakdown of [`Usage::prompt_tokens`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PromptTokensDetails {
     /// Prompt tokens whose computation was reused from a cache.
     #[serde(default, deserialize_with = "crate::openai::null_as_default")]
@@ -57,7 +57,7 @@ pub struct PromptTokensDetails {
 }
 
 /// Breakdown of [`Usage::completion_tokens`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompletionTokensDetails {
     /// Generated tokens spent on reasoning (not shown in the content).
     #[serde(default, deserialize_with = "crate::openai::null_as_default")]

@@ -1,8 +1,9 @@
 //! The key/value cache of the running sequences, preallocated and updated in place.
 //!
 //! Each cache tensor (a key and a value per layer) is one zero-initialised buffer
-//! `[rows, kv_heads, capacity, head_dim]`; its pages become resident only when written, so
-//! memory follows the positions actually cached. A run binds a range of rows of every buffer
+//! `[rows, kv_heads, capacity, head_dim]`; its pages become resident only when written, and
+//! those holding positions of a sequence that ended are given back to the operating system
+//! ([`super::pages`]), so memory follows the positions cached now, not the most ever cached. A run binds a range of rows of every buffer
 //! both as the graph's `past_key_values.*` input and as its `present.*` output, and ONNX
 //! Runtime's `GroupQueryAttention` writes just the new positions there
 //! (`docs/model-format.md`, in-place mode): a step never copies the cache.
@@ -10,6 +11,8 @@
 //! Rows are kept dense: every sequence slot in use owns one of the rows `0 .. in_use`, and
 //! releasing a slot moves the last row's cached positions into the freed row. A decode step's
 //! batch is then the contiguous rows `0 .. in_use`.
+
+use super::pages;
 
 /// The dimensions of the cache of one position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +107,8 @@ impl KvCache {
         }
     }
 
-    /// Frees the row of `slot`, moving the last row into it to keep the rows dense.
+    /// Frees the row of `slot`, moving the last row into it to keep the rows dense, and gives
+    /// back the memory of the positions no row holds any more.
     pub(crate) fn release(&mut self, slot: usize) {
         let Some(row) = self.row_of_slot.get_mut(slot).and_then(Option::take) else {
             return;
@@ -115,8 +119,27 @@ impl KvCache {
             let moved = self.rows[last];
             self.rows[row] = moved;
             self.row_of_slot[moved.slot] = Some(row);
+            self.give_back_after(row, moved.len);
         }
+        self.give_back_after(last, 0);
         self.rows.pop();
+    }
+
+    /// Gives back the memory of the positions from `len` on of row `row`, head by head.
+    fn give_back_after(&mut self, row: usize, len: usize) {
+        let KvShape {
+            heads, head_dim, ..
+        } = self.shape;
+        let head_floats = self.capacity * head_dim;
+        let row_start = row * self.row_floats();
+        for buffer in &mut self.buffers {
+            for head in 0..heads {
+                let head_start = row_start + head * head_floats;
+                pages::give_back(
+                    &mut buffer[head_start + len * head_dim..head_start + head_floats],
+                );
+            }
+        }
     }
 
     /// The floats of rows `first .. first + rows` of cache tensor `tensor`: the memory a run
@@ -204,6 +227,40 @@ mod tests {
         cache.release(1);
         assert_eq!(cache.in_use(), 1);
         assert_eq!(cache.row(0), Some(1));
+    }
+
+    #[test]
+    fn released_positions_are_given_back_and_live_ones_kept() {
+        let shape = KvShape {
+            layers: 1,
+            heads: 2,
+            head_dim: 64,
+        };
+        let capacity = 1024;
+        let mut cache = KvCache::new(shape, 2, capacity);
+        for (slot, len) in [(0, 1000), (1, 10)] {
+            let row = cache.row(slot).unwrap();
+            for tensor in 0..shape.tensors() {
+                cache.rows_mut(tensor, row, 1)[..].fill(1.0 + slot as f32);
+            }
+            cache.advance(slot, len);
+        }
+        cache.release(0);
+        let head_floats = capacity * shape.head_dim;
+        for tensor in 0..shape.tensors() {
+            let rows = cache.rows_mut(tensor, 0, 2);
+            for head in 0..shape.heads {
+                let data = &rows[head * head_floats..(head + 1) * head_floats];
+                assert!(data[..10 * shape.head_dim].iter().all(|&v| v == 2.0));
+                let last_whole_page = head_floats - pages::page_size() / 4;
+                assert!(data[100 * shape.head_dim..last_whole_page]
+                    .iter()
+                    .all(|&v| v == 0.0));
+            }
+            let freed_row = &rows[shape.heads * head_floats..];
+            let resident = freed_row.iter().filter(|&&v| v != 0.0).count();
+            assert!(resident < 2 * shape.heads * 1024, "{resident} floats kept");
+        }
     }
 
     #[test]

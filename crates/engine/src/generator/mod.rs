@@ -9,6 +9,7 @@ mod detokenize;
 mod fair_queue;
 mod kv_cache;
 mod model;
+mod pages;
 mod prompt;
 mod sampler;
 mod scheduler;

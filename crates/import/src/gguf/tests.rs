@@ -17,7 +17,7 @@ fn h(v: f32) -> [u8; 2] {
 }
 
 /// A GGUF string.
-fn gstr(s: &str) -> Vec<u8> {
+pub(crate) fn gstr(s: &str) -> Vec<u8> {
     let mut out = (s.len() as u64).to_le_bytes().to_vec();
     out.extend(s.as_bytes());
     out
