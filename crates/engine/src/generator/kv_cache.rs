@@ -53,13 +53,20 @@ pub(crate) struct KvCache {
 }
 
 impl KvCache {
-    /// A cache of `max_rows` sequences of at most `capacity` positions each.
+    /// A cache of `max_rows` sequences of at most `capacity` positions each, none of it
+    /// resident yet: whether the allocator hands out fresh zero pages or zeroes reused memory
+    /// (which makes it resident), the pages are given back before the first use.
     pub(crate) fn new(shape: KvShape, max_rows: usize, capacity: usize) -> Self {
         let floats = max_rows * shape.heads * capacity * shape.head_dim;
+        let zeroed = |_| {
+            let mut buffer = vec![0.0; floats];
+            pages::give_back(&mut buffer);
+            buffer
+        };
         Self {
             shape,
             capacity,
-            buffers: (0..shape.tensors()).map(|_| vec![0.0; floats]).collect(),
+            buffers: (0..shape.tensors()).map(zeroed).collect(),
             rows: Vec::with_capacity(max_rows),
             row_of_slot: vec![None; max_rows],
         }
