@@ -519,6 +519,39 @@ def test_no_plaintext_credential_in_database_log_or_audit_log(gateway, data_dir,
             assert tail.encode() not in stored and tail not in log and tail not in exported
 
 
+def database_bytes(data_dir) -> int:
+    """The SQLite database's size on disk, its write-ahead log included."""
+    return sum(path.stat().st_size for path in data_dir.glob("gateway.db*"))
+
+
+def test_an_audit_flood_cannot_fill_the_disk(data_dir, gateway):
+    """The attack of issue 25: 200 requests without a valid credential under
+    `/v1/projects/<id>/…` (projects that do not exist, routes that do not exist) carrying a
+    200 KB `x-request-id` grew the database by 48 MB. Now only projects that exist get audit
+    rows, failed authentications stop writing past the per-address limit, and a request id
+    longer than 128 characters is replaced by one of ours."""
+    server = Gateway(data_dir, "models = []\n")
+    try:
+        tenant = new_tenant(data_dir, "audit-flood")
+        huge_id = "r" * 200_000
+        before = database_bytes(data_dir)
+        statuses = set()
+        for i in range(200):
+            path = (f"/v1/projects/{uuid.uuid4()}/regions/{REGION}/tokens" if i % 2
+                    else f"/v1/projects/{tenant.project_id}/no-such-route/{i}")
+            status, _, _ = call(server, "GET", path, "gmt-guess", headers={"x-request-id": huge_id})
+            statuses.add(status)
+        growth = database_bytes(data_dir) - before
+    finally:
+        server.stop()
+    assert statuses <= {401, 404, 429, 431}, statuses
+    assert growth < 1_000_000, f"the database grew by {growth} bytes"
+    events = export(gateway, tenant)
+    refusals = [e for e in events if e["action"] == "management.authenticate"]
+    assert 1 <= len(refusals) <= 30, len(refusals)
+    assert all(len(e.get("requestId") or "") <= 128 for e in events)
+
+
 def test_failed_management_authentications_are_limited_per_address(data_dir, gateway):
     """Past the limit an address gets 429 before any credential check, so that guessing
     tokens is slow and cannot fill the audit log; the real server sees the client's address."""

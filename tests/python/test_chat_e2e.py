@@ -133,6 +133,46 @@ def test_stop_strings_are_never_emitted(client):
     assert choice.message.content.startswith("The capital of France is")
 
 
+def test_vllm_sampling_extensions_change_the_output_as_documented(client, gateway):
+    """vLLM's `stop_token_ids`, `ignore_eos`, `min_tokens`, `min_p` and `repetition_penalty`
+    (sent as the `extra_body` vLLM's clients use) act on the real model's output."""
+    def chat(messages=FRANCE, max_tokens=32, **extra):
+        return client.chat.completions.create(
+            model=CHAT_MODEL, messages=messages, max_tokens=max_tokens, temperature=0,
+            extra_body=extra,
+        )
+
+    plain = chat()
+    assert plain.choices[0].finish_reason == "stop"
+    assert plain.choices[0].message.content.startswith("The capital of France is")
+
+    status, _, answer = post_json(
+        gateway, "/v1/tokenize", {"model": CHAT_MODEL, "prompt": "The capital of France is"})
+    assert status == 200
+    france = answer["tokens"][3]
+    stopped = chat(stop_token_ids=[france]).choices[0]
+    assert (stopped.finish_reason, stopped.message.content) == ("stop", "The capital of")
+
+    endless = chat(ignore_eos=True, max_tokens=48)
+    assert endless.choices[0].finish_reason == "length"
+    assert endless.usage.completion_tokens == 48 > plain.usage.completion_tokens
+    longer = chat(min_tokens=plain.usage.completion_tokens + 8)
+    assert longer.usage.completion_tokens >= plain.usage.completion_tokens + 8
+
+    # min_p 1 keeps only the likeliest token: sampling at temperature 1 becomes greedy
+    only_best = client.chat.completions.create(
+        model=CHAT_MODEL, messages=FRANCE, max_tokens=32, temperature=1.0, seed=7,
+        extra_body={"min_p": 1.0},
+    )
+    assert only_best.choices[0].message.content == plain.choices[0].message.content
+
+    echo = [SYSTEM, {"role": "user", "content": "Repeat the word cat twenty times."}]
+    repeated = chat(echo, max_tokens=40).choices[0].message.content
+    penalized = chat(echo, max_tokens=40, repetition_penalty=2.0).choices[0].message.content
+    assert penalized != repeated
+    assert penalized.lower().count("cat") < repeated.lower().count("cat"), (repeated, penalized)
+
+
 def test_logprobs_and_top_logprobs(client):
     completion = client.chat.completions.create(
         model=CHAT_MODEL, messages=FRANCE, max_tokens=6, temperature=0, logprobs=True,

@@ -29,6 +29,8 @@ use crate::state::AppState;
 /// of deprecations, the OpenAPI document).
 pub const PUBLIC_PATHS: &[&str] = &[
     "/healthz",
+    "/health",
+    "/version",
     "/readyz",
     "/metrics",
     "/v1/announcements",

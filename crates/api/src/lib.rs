@@ -75,6 +75,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/tokenize", post(routes::tokenize::tokenize))
         .route("/v1/detokenize", post(routes::tokenize::detokenize))
+        .route("/tokenize", post(routes::tokenize::tokenize_at_root))
+        .route("/detokenize", post(routes::tokenize::detokenize_at_root))
         .route("/v1/models", get(routes::models::list_models))
         .route("/v1/models/{model}", get(routes::models::get_model))
         .route(
@@ -110,6 +112,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/announcements", get(routes::catalog::announcements))
         .route("/healthz", get(routes::health::healthz))
+        .route("/health", get(routes::health::health))
+        .route("/version", get(routes::health::version))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))

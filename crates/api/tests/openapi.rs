@@ -250,6 +250,8 @@ async fn request_bodies_and_every_reference_are_components() {
         ("POST /v1/embeddings", "EmbeddingRequest"),
         ("POST /v1/tokenize", "TokenizeRequest"),
         ("POST /v1/detokenize", "DetokenizeRequest"),
+        ("POST /tokenize", "TokenizeRequest"),
+        ("POST /detokenize", "DetokenizeRequest"),
         (
             "POST /v1/projects/{projectId}/regions/{regionId}/tokens",
             "CreateToken",

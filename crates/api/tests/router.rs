@@ -159,6 +159,12 @@ async fn each_refused_parameter_is_named() {
             "response_format",
         ),
         (json!({"logit_bias": {"1": 5}}), "logit_bias"),
+        (json!({"min_p": 1.5}), "min_p"),
+        (json!({"repetition_penalty": 0}), "repetition_penalty"),
+        (json!({"repetition_penalty": 2.5}), "repetition_penalty"),
+        (json!({"stop_token_ids": vec![1; 65]}), "stop_token_ids"),
+        (json!({"max_tokens": 4, "min_tokens": 5}), "min_tokens"),
+        (json!({"ignore_eos": "yes"}), "ignore_eos"),
         (json!({"messages": []}), "messages"),
         (
             json!({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}),

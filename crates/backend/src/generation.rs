@@ -28,6 +28,12 @@ pub struct SamplingParams {
     pub frequency_penalty: f32,
     /// Alternatives returned per position with the log-probabilities (`None`: no logprobs).
     pub top_logprobs: Option<usize>,
+    /// Sample only among tokens at least `min_p` times as likely as the likeliest one
+    /// (vLLM's `min_p`; 0: no limit).
+    pub min_p: f32,
+    /// The logit of every token of the prompt or generated so far is divided by this when
+    /// positive and multiplied by it when negative (vLLM's `repetition_penalty`; 1: none).
+    pub repetition_penalty: f32,
 }
 
 impl Default for SamplingParams {
@@ -40,6 +46,8 @@ impl Default for SamplingParams {
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
             top_logprobs: None,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
         }
     }
 }
@@ -57,9 +65,25 @@ pub struct GenerationRequest {
     pub sampling: SamplingParams,
     /// Strings that end a choice; they are never part of the output.
     pub stop: Vec<String>,
+    /// How a choice may end besides its stop strings and length.
+    pub ending: Ending,
     /// Whom the request is for (the API sets the project id): a backend that serves several
     /// tenants from one queue shares it fairly between them; `None` is one shared tenant.
     pub tenant: Option<String>,
+}
+
+/// The tokens that end a choice (vLLM's `stop_token_ids`, `min_tokens`, `ignore_eos`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ending {
+    /// Token ids that end a choice as the model's end-of-sequence token does; they are never
+    /// part of the output.
+    pub stop_token_ids: Vec<u32>,
+    /// Tokens generated before the end-of-sequence token or a stop token may come: until
+    /// then they are never sampled.
+    pub min_tokens: usize,
+    /// Whether the end-of-sequence token is generated like any other (without text) instead
+    /// of ending the choice, which then ends at its length or a stop.
+    pub ignore_eos: bool,
 }
 
 impl GenerationRequest {
@@ -71,6 +95,7 @@ impl GenerationRequest {
             max_tokens: None,
             sampling: SamplingParams::default(),
             stop: Vec::new(),
+            ending: Ending::default(),
             tenant: None,
         }
     }

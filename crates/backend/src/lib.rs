@@ -79,7 +79,7 @@ mod usage;
 pub use backend::{Backend, Capabilities, EmbeddingInputs, Embeddings, Figure, Health};
 pub use error::BackendError;
 pub use generation::{
-    generation_channel, ChoiceSink, FinishReason, GenerationEvent, GenerationRequest,
+    generation_channel, ChoiceSink, Ending, FinishReason, GenerationEvent, GenerationRequest,
     GenerationStream, SamplingParams, TokenLogprob, UsageHandle,
 };
 pub use prompt::{ChatTurn, Prompt};

@@ -204,6 +204,7 @@ async fn run(
             max_tokens: params.max_tokens,
             sampling: params.sampling,
             stop: params.stop.clone(),
+            ending: params.ending.clone(),
             tenant: Some(tenant.clone()),
         };
         let stream = backend

@@ -4,7 +4,7 @@
 //! [`GenerationParams`], the field that holds the prompt) or a 400 that names its parameter.
 //! Parameters this gateway does not implement are refused, never silently ignored.
 
-use gateway_backend::{ChatTurn, Prompt, SamplingParams};
+use gateway_backend::{ChatTurn, Ending, Prompt, SamplingParams};
 use gateway_core::openai::{
     ChatCompletionRequest, ChatMessage, CompletionRequest, InputItem, ResponseFormat, Role,
 };
@@ -18,6 +18,8 @@ use crate::routes::completions::CompletionFormat;
 pub const MAX_CHOICES: u32 = 8;
 /// Most stop sequences.
 pub const MAX_STOP_SEQUENCES: usize = 4;
+/// Most stop token ids (vLLM's `stop_token_ids`).
+pub const MAX_STOP_TOKEN_IDS: usize = 64;
 /// Most alternatives per position with log-probabilities (chat `top_logprobs`).
 pub const MAX_TOP_LOGPROBS: u32 = 20;
 /// Most alternatives per position of legacy `logprobs`.
@@ -53,6 +55,8 @@ pub struct GenerationParams {
     pub sampling: SamplingParams,
     /// Stop sequences.
     pub stop: Vec<String>,
+    /// Stop tokens, the minimum length and whether the end-of-sequence token ends a choice.
+    pub ending: Ending,
     /// Whether the answer carries log-probabilities.
     pub logprobs: bool,
     /// Whether the answer is streamed.
@@ -83,6 +87,11 @@ struct CommonFields<'a> {
     seed: Option<i64>,
     presence_penalty: Option<f32>,
     frequency_penalty: Option<f32>,
+    min_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    stop_token_ids: &'a [u32],
+    min_tokens: Option<u32>,
+    ignore_eos: Option<bool>,
     top_logprobs: Option<u32>,
     stream: bool,
     include_usage: bool,
@@ -102,6 +111,11 @@ macro_rules! common_fields {
             seed: $request.seed,
             presence_penalty: $request.presence_penalty,
             frequency_penalty: $request.frequency_penalty,
+            min_p: $request.min_p,
+            repetition_penalty: $request.repetition_penalty,
+            stop_token_ids: $request.stop_token_ids.as_deref().unwrap_or_default(),
+            min_tokens: $request.min_tokens,
+            ignore_eos: $request.ignore_eos,
             top_logprobs: $top_logprobs,
             stream: $request.is_stream(),
             include_usage: $request.include_usage(),
@@ -304,6 +318,7 @@ fn check(fields: CommonFields<'_>) -> Result<GenerationParams, ApiError> {
         max_tokens: fields.max_tokens.map(|m| m as usize),
         sampling: check_sampling(&fields)?,
         stop: fields.stop.to_vec(),
+        ending: check_ending(&fields)?,
         logprobs: fields.top_logprobs.is_some(),
         stream: fields.stream,
         include_usage: fields.include_usage,
@@ -315,8 +330,16 @@ fn check_sampling(fields: &CommonFields<'_>) -> Result<SamplingParams, ApiError>
     in_range("top_p", fields.top_p, 0.0, 1.0)?;
     in_range("presence_penalty", fields.presence_penalty, -2.0, 2.0)?;
     in_range("frequency_penalty", fields.frequency_penalty, -2.0, 2.0)?;
+    in_range("min_p", fields.min_p, 0.0, 1.0)?;
+    in_range("repetition_penalty", fields.repetition_penalty, 0.0, 2.0)?;
     if fields.top_p == Some(0.0) {
         return Err(invalid("top_p", "'top_p' must be greater than 0"));
+    }
+    if fields.repetition_penalty == Some(0.0) {
+        return Err(invalid(
+            "repetition_penalty",
+            "'repetition_penalty' must be greater than 0",
+        ));
     }
     if let Some(top) = fields.top_logprobs.filter(|&t| t > MAX_TOP_LOGPROBS) {
         return Err(invalid(
@@ -334,6 +357,30 @@ fn check_sampling(fields: &CommonFields<'_>) -> Result<SamplingParams, ApiError>
         presence_penalty: fields.presence_penalty.unwrap_or(0.0),
         frequency_penalty: fields.frequency_penalty.unwrap_or(0.0),
         top_logprobs: fields.top_logprobs.map(|t| t as usize),
+        min_p: fields.min_p.unwrap_or(0.0),
+        repetition_penalty: fields.repetition_penalty.unwrap_or(1.0),
+    })
+}
+
+/// Checks vLLM's `stop_token_ids`, `min_tokens` and `ignore_eos`.
+fn check_ending(fields: &CommonFields<'_>) -> Result<Ending, ApiError> {
+    if fields.stop_token_ids.len() > MAX_STOP_TOKEN_IDS {
+        return Err(invalid(
+            "stop_token_ids",
+            format!("at most {MAX_STOP_TOKEN_IDS} stop token ids are allowed"),
+        ));
+    }
+    let min_tokens = fields.min_tokens.unwrap_or(0);
+    if fields.max_tokens.is_some_and(|max| min_tokens > max) {
+        return Err(invalid(
+            "min_tokens",
+            "'min_tokens' must not be greater than 'max_tokens'",
+        ));
+    }
+    Ok(Ending {
+        stop_token_ids: fields.stop_token_ids.to_vec(),
+        min_tokens: min_tokens as usize,
+        ignore_eos: fields.ignore_eos.unwrap_or(false),
     })
 }
 

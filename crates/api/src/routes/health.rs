@@ -46,6 +46,37 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// Handles `GET /health`: [`healthz`] at the path vLLM's clients probe.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses((status = 200, description = "The process runs (as `/healthz`).", body = Health))
+)]
+pub async fn health() -> Json<Health> {
+    healthz().await
+}
+
+/// The answer of `GET /version`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Version {
+    /// The gateway's version.
+    version: &'static str,
+}
+
+/// Handles `GET /version` (as vLLM serves it): the gateway's version.
+#[utoipa::path(
+    get,
+    path = "/version",
+    tag = "operations",
+    responses((status = 200, description = "The gateway's version.", body = Version))
+)]
+pub async fn version() -> Json<Version> {
+    Json(Version {
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
 /// Handles `GET /readyz`: every model can take requests, the database took the latest write
 /// check (run in the background, see [`AppState::set_database_writable`]) and the server is not
 /// draining.

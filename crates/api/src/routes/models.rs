@@ -86,7 +86,7 @@ fn model_object(state: &AppState, entry: &CatalogEntry) -> Model {
     object
 }
 
-/// The catalog's facts as the extra fields of a model object.
+/// The catalog's facts as the extra fields of a model object, with vLLM's names for some.
 fn catalog_fields(entry: &CatalogEntry) -> Vec<(String, Value)> {
     let mut fields = vec![
         ("type", json!(entry.kind)),
@@ -102,6 +102,11 @@ fn catalog_fields(entry: &CatalogEntry) -> Vec<(String, Value)> {
         ("bits", json!(entry.bits())),
         ("tags", json!(entry.tags)),
         ("lifecycle", lifecycle(entry)),
+        // vLLM's fields, which its clients read: the context, what the model was made from
+        // (its Hugging Face name, else its id) and the model it adapts (none: no adapters).
+        ("max_model_len", json!(entry.context_length)),
+        ("root", json!(root(entry))),
+        ("parent", Value::Null),
     ];
     if let Some(dimensions) = entry.dimensions {
         fields.push(("dimensions", json!(dimensions)));
@@ -110,6 +115,15 @@ fn catalog_fields(entry: &CatalogEntry) -> Vec<(String, Value)> {
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value))
         .collect()
+}
+
+/// What the model was made from: its Hugging Face name, else its id.
+fn root(entry: &CatalogEntry) -> &str {
+    if entry.hugging_face_name.is_empty() {
+        &entry.id
+    } else {
+        &entry.hugging_face_name
+    }
 }
 
 /// `{"state", "announced", "retires", "successor"}` of an entry now.

@@ -1,6 +1,7 @@
 //! `POST /v1/tokenize` and `POST /v1/detokenize` (extensions, shaped like vLLM's): the exact
 //! tokens a chat request (`messages`, rendered with the model's chat template) or a completion
-//! request (`prompt`) runs, and the text of token ids.
+//! request (`prompt`) runs, and the text of token ids; also at vLLM's paths `/tokenize` and
+//! `/detokenize`.
 
 use std::sync::Arc;
 
@@ -132,4 +133,46 @@ fn require_tokenizer(backend: &dyn Backend) -> Result<(), ApiError> {
         };
         Err(ApiError::backend(unsupported, "model"))
     }
+}
+
+/// Handles `POST /tokenize`: [`tokenize`] at the path vLLM serves it.
+#[utoipa::path(
+    post,
+    path = "/tokenize",
+    tag = "model",
+    request_body = TokenizeRequest,
+    responses(
+        (status = 200, description = "The tokens the request runs (as `/v1/tokenize`).",
+         body = TokenizeResponse),
+        crate::openapi::ModelErrors,
+    ),
+    security(("api_key" = []))
+)]
+pub async fn tokenize_at_root(
+    state: State<Arc<AppState>>,
+    key: ApiKey,
+    request: OpenAiJson<TokenizeRequest>,
+) -> Result<Json<TokenizeResponse>, ApiError> {
+    tokenize(state, key, request).await
+}
+
+/// Handles `POST /detokenize`: [`detokenize`] at the path vLLM serves it.
+#[utoipa::path(
+    post,
+    path = "/detokenize",
+    tag = "model",
+    request_body = DetokenizeRequest,
+    responses(
+        (status = 200, description = "The text of the tokens (as `/v1/detokenize`).",
+         body = DetokenizeResponse),
+        crate::openapi::ModelErrors,
+    ),
+    security(("api_key" = []))
+)]
+pub async fn detokenize_at_root(
+    state: State<Arc<AppState>>,
+    key: ApiKey,
+    request: OpenAiJson<DetokenizeRequest>,
+) -> Result<Json<DetokenizeResponse>, ApiError> {
+    detokenize(state, key, request).await
 }

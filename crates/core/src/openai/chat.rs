@@ -77,6 +77,28 @@ pub struct ChatCompletionRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub logit_bias: Option<BTreeMap<String, f32>>,
+    /// vLLM's extension: sample only among tokens at least `min_p` times as likely as the
+    /// likeliest one, 0 to 1 (0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub min_p: Option<f32>,
+    /// vLLM's extension: divides the positive logits (multiplies the negative ones) of every
+    /// token of the prompt or the output so far, above 0 and at most 2 (1: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0.0, maximum = 2.0)]
+    pub repetition_penalty: Option<f32>,
+    /// vLLM's extension: token ids that end a choice like the end-of-sequence token (at most
+    /// 64); they are not part of the output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_token_ids: Option<Vec<u32>>,
+    /// vLLM's extension: tokens generated before the end-of-sequence token or a stop token may
+    /// end a choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tokens: Option<u32>,
+    /// vLLM's extension: the end-of-sequence token does not end a choice, which runs to its
+    /// length or a stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_eos: Option<bool>,
     /// Whether to return the log-probabilities of the output tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<bool>,

@@ -350,6 +350,11 @@ pub(crate) fn completion_case() -> impl Strategy<Value = (Map<String, Value>, Co
                 frequency_penalty: None,
                 logit_bias: None,
                 seed: seed.expected(),
+                min_p: None,
+                repetition_penalty: None,
+                stop_token_ids: None,
+                min_tokens: None,
+                ignore_eos: None,
                 user: user.expected(),
             };
             (body, expected)

@@ -254,6 +254,7 @@ impl Backend for OnnxGenerator {
             max_tokens,
             sampling,
             stop,
+            ending,
             tenant,
         } = request;
         let tenant: Arc<str> = Arc::from(tenant.unwrap_or_default());
@@ -270,6 +271,7 @@ impl Backend for OnnxGenerator {
                 max_tokens,
                 sampling,
                 stop: stop.clone(),
+                ending: ending.clone(),
                 sink,
             };
             self.jobs.push(&tenant, job)?;

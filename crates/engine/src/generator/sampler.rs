@@ -1,9 +1,10 @@
-//! Choosing the next token from a row of logits: presence and frequency penalties, greedy
-//! choice at temperature 0, otherwise temperature, top-k and top-p (nucleus) sampling with a
-//! seeded random generator, and the log-probabilities of the chosen token and the likeliest
-//! alternatives. Pure: the same parameters, seed and logits give the same tokens.
+//! Choosing the next token from a row of logits: repetition, presence and frequency
+//! penalties, tokens held back until a minimum length, greedy choice at temperature 0,
+//! otherwise temperature, top-k, top-p (nucleus) and min-p sampling with a seeded random
+//! generator, and the log-probabilities of the chosen token and the likeliest alternatives.
+//! Pure: the same parameters, seed and logits give the same tokens.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -32,13 +33,19 @@ pub(crate) struct Logprobs {
     pub(crate) top: Vec<(u32, f32)>,
 }
 
-/// The sampling state of one sequence: its parameters, random generator and the counts of
-/// the tokens it has generated (for the penalties).
+/// The sampling state of one sequence: its parameters, random generator, the counts of the
+/// tokens it has generated (for the penalties) and what it holds back until when.
 #[derive(Debug)]
 pub(crate) struct Sampler {
     params: SamplingParams,
     rng: StdRng,
     counts: HashMap<u32, u32>,
+    /// The prompt's tokens, kept only for a repetition penalty.
+    prompt_tokens: HashSet<u32>,
+    /// Tokens never sampled while fewer than `min_tokens` have been generated.
+    held_back: Vec<u32>,
+    min_tokens: usize,
+    generated: usize,
 }
 
 impl Sampler {
@@ -48,15 +55,35 @@ impl Sampler {
             params,
             rng: StdRng::seed_from_u64(params.seed),
             counts: HashMap::new(),
+            prompt_tokens: HashSet::new(),
+            held_back: Vec::new(),
+            min_tokens: 0,
+            generated: 0,
         }
+    }
+
+    /// Counts the tokens of `prompt` as seen, for the repetition penalty.
+    pub(crate) fn with_prompt(mut self, prompt: &[u32]) -> Self {
+        if self.params.repetition_penalty != 1.0 {
+            self.prompt_tokens = prompt.iter().copied().collect();
+        }
+        self
+    }
+
+    /// Never samples `tokens` (the end-of-sequence and stop tokens) before `min_tokens`
+    /// tokens have been generated.
+    pub(crate) fn holding_back(mut self, tokens: Vec<u32>, min_tokens: usize) -> Self {
+        self.held_back = tokens;
+        self.min_tokens = min_tokens;
+        self
     }
 
     /// Chooses the next token from `logits` (one score per vocabulary entry) and remembers it.
     pub(crate) fn sample(&mut self, logits: &[f32]) -> Sampled {
-        let penalized;
-        let scores = if self.has_penalties() {
-            penalized = self.penalized(logits);
-            &penalized[..]
+        let adjusted;
+        let scores = if self.adjusts() {
+            adjusted = self.adjusted(logits);
+            &adjusted[..]
         } else {
             logits
         };
@@ -66,6 +93,7 @@ impl Sampler {
             self.draw(scores)
         };
         *self.counts.entry(token as u32).or_default() += 1;
+        self.generated += 1;
         let logprobs = self.params.top_logprobs.map(|count| {
             let logprobs = log_softmax(scores);
             Logprobs {
@@ -79,17 +107,50 @@ impl Sampler {
         }
     }
 
-    fn has_penalties(&self) -> bool {
-        self.params.presence_penalty != 0.0 || self.params.frequency_penalty != 0.0
+    /// Whether `logits` need changing before the choice.
+    fn adjusts(&self) -> bool {
+        self.params.presence_penalty != 0.0
+            || self.params.frequency_penalty != 0.0
+            || self.params.repetition_penalty != 1.0
+            || self.holds_back()
     }
 
-    /// `logits` lowered by the presence and frequency penalties of the tokens generated so far.
-    fn penalized(&self, logits: &[f32]) -> Vec<f32> {
-        let (presence, frequency) = (self.params.presence_penalty, self.params.frequency_penalty);
+    fn holds_back(&self) -> bool {
+        self.generated < self.min_tokens && !self.held_back.is_empty()
+    }
+
+    /// `logits` with the repetition penalty on the tokens of the prompt and those generated
+    /// so far, the presence and frequency penalties of the generated ones, and the held-back
+    /// tokens out of reach.
+    fn adjusted(&self, logits: &[f32]) -> Vec<f32> {
         let mut scores = logits.to_vec();
+        let repetition = self.params.repetition_penalty;
+        if repetition != 1.0 {
+            let generated_only = self
+                .counts
+                .keys()
+                .filter(|token| !self.prompt_tokens.contains(token));
+            for &token in self.prompt_tokens.iter().chain(generated_only) {
+                if let Some(score) = scores.get_mut(token as usize) {
+                    *score = if *score > 0.0 {
+                        *score / repetition
+                    } else {
+                        *score * repetition
+                    };
+                }
+            }
+        }
+        let (presence, frequency) = (self.params.presence_penalty, self.params.frequency_penalty);
         for (&token, &count) in &self.counts {
             if let Some(score) = scores.get_mut(token as usize) {
                 *score -= presence + frequency * count as f32;
+            }
+        }
+        if self.holds_back() {
+            for &token in &self.held_back {
+                if let Some(score) = scores.get_mut(token as usize) {
+                    *score = f32::NEG_INFINITY;
+                }
             }
         }
         scores
@@ -113,6 +174,15 @@ impl Sampler {
             .iter()
             .map(|&i| f64::from((scores[i] - max) / temperature).exp())
             .collect();
+        if self.params.min_p > 0.0 {
+            // The likeliest candidate weighs 1: keep those at least `min_p` times as likely.
+            let min_p = f64::from(self.params.min_p);
+            let kept: Vec<usize> = (0..candidates.len())
+                .filter(|&k| weights[k] >= min_p)
+                .collect();
+            candidates = kept.iter().map(|&k| candidates[k]).collect();
+            weights = kept.iter().map(|&k| weights[k]).collect();
+        }
         if self.params.top_p < 1.0 {
             let mut order: Vec<usize> = (0..candidates.len()).collect();
             order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]));
@@ -263,5 +333,43 @@ mod tests {
         });
         let tokens: Vec<u32> = (0..3).map(|_| frequency.sample(&LOGITS).token).collect();
         assert_eq!(tokens, vec![1, 4, 1]);
+    }
+
+    #[test]
+    fn min_p_keeps_the_tokens_nearly_as_likely_as_the_best() {
+        // At temperature 1 token 4 is 0.90 times as likely as token 1, the others at most 0.37.
+        let mut sampler = Sampler::new(SamplingParams {
+            min_p: 0.5,
+            ..params(1.0)
+        });
+        let drawn: HashSet<u32> = (0..300).map(|_| sampler.sample(&LOGITS).token).collect();
+        assert_eq!(drawn, HashSet::from([1, 4]));
+    }
+
+    #[test]
+    fn the_repetition_penalty_covers_the_prompt_and_the_output() {
+        let penalized = SamplingParams {
+            repetition_penalty: 1.5,
+            ..params(0.0)
+        };
+        let mut from_prompt = Sampler::new(penalized).with_prompt(&[1]);
+        assert_eq!(from_prompt.sample(&LOGITS).token, 4, "3.0 / 1.5 < 2.9");
+        let mut from_output = Sampler::new(penalized).with_prompt(&[]);
+        let tokens: Vec<u32> = (0..2).map(|_| from_output.sample(&LOGITS).token).collect();
+        assert_eq!(tokens, vec![1, 4]);
+        let mut negative = Sampler::new(SamplingParams {
+            repetition_penalty: 2.0,
+            ..params(0.0)
+        })
+        .with_prompt(&[1]);
+        let scores = [-1.0, -0.5, -2.0, -0.9, -3.0];
+        assert_eq!(negative.sample(&scores).token, 3, "-0.5 × 2 < -0.9");
+    }
+
+    #[test]
+    fn held_back_tokens_wait_for_the_minimum_length() {
+        let mut sampler = Sampler::new(params(0.0)).holding_back(vec![1, 4], 2);
+        let tokens: Vec<u32> = (0..3).map(|_| sampler.sample(&LOGITS).token).collect();
+        assert_eq!(tokens, vec![2, 2, 1]);
     }
 }

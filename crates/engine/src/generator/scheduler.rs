@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use gateway_backend::{ChoiceSink, FinishReason, SamplingParams, TokenLogprob};
+use gateway_backend::{ChoiceSink, Ending, FinishReason, SamplingParams, TokenLogprob};
 
 use super::detokenize::{Detokenizer, TokenDecoder};
 use super::fair_queue::FairQueue;
@@ -30,6 +30,8 @@ pub(crate) struct Job {
     pub(crate) sampling: SamplingParams,
     /// Strings that end the choice.
     pub(crate) stop: Vec<String>,
+    /// Tokens that end the choice, and from when.
+    pub(crate) ending: Ending,
     /// Where the choice's tokens go.
     pub(crate) sink: ChoiceSink,
 }
@@ -68,6 +70,9 @@ struct Sequence {
     sampler: Sampler,
     detokenizer: Detokenizer,
     stop: StopMatcher,
+    /// The tokens that end the sequence: the end-of-sequence tokens (unless ignored) and the
+    /// request's stop tokens.
+    stop_tokens: Vec<u32>,
     done: bool,
 }
 
@@ -145,6 +150,10 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
         };
         let reserve = Self::reserve(&job);
         self.reserved += reserve;
+        let mut stop_tokens = job.ending.stop_token_ids;
+        if !job.ending.ignore_eos {
+            stop_tokens.extend(&self.vocab.eos);
+        }
         self.running.push(Sequence {
             slot,
             sink: Some(job.sink),
@@ -153,9 +162,12 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
             max_tokens: job.max_tokens,
             generated: 0,
             next: None,
-            sampler: Sampler::new(job.sampling),
+            sampler: Sampler::new(job.sampling)
+                .with_prompt(&job.prompt)
+                .holding_back(stop_tokens.clone(), job.ending.min_tokens),
             detokenizer: Detokenizer::default(),
             stop: StopMatcher::new(&job.stop),
+            stop_tokens,
             done: false,
             prompt: job.prompt,
         });
@@ -298,8 +310,8 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
         let sequence = &mut self.running[index];
         let sampled = sequence.sampler.sample(logits);
         sequence.generated += 1;
-        let is_eos = self.vocab.eos.contains(&sampled.token);
-        let released = if is_eos {
+        let ends = sequence.stop_tokens.contains(&sampled.token);
+        let released = if ends || self.vocab.eos.contains(&sampled.token) {
             None
         } else {
             match sequence.detokenizer.push(decoder, sampled.token) {
@@ -319,7 +331,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
             .is_some_and(|sink| sink.token(text, logprob));
         if !sent {
             sequence.done = true;
-        } else if is_eos || stopped {
+        } else if ends || stopped {
             finish(sequence, decoder, FinishReason::Stop, stopped);
         } else if sequence.generated >= sequence.max_tokens {
             finish(sequence, decoder, FinishReason::Length, false);

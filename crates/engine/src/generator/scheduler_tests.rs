@@ -99,6 +99,7 @@ fn job(prompt: &str, max_tokens: usize, stop: &[&str]) -> (Job, GenerationStream
             ..SamplingParams::default()
         },
         stop: stop.iter().map(|s| (*s).to_owned()).collect(),
+        ending: Ending::default(),
         sink: sinks.remove(0),
     };
     (job, stream)
@@ -161,6 +162,58 @@ fn generates_until_the_end_of_turn_token() {
         ("bc".into(), Some((FinishReason::Stop, 1, 3)))
     );
     assert_eq!(s.running(), 0);
+}
+
+#[test]
+fn stop_tokens_min_tokens_and_ignore_eos_end_choices_as_asked() {
+    let mut s = scheduler(4, 16);
+    let with = |prompt: &str, max_tokens: usize, ending: Ending| {
+        let (mut job, stream) = job(prompt, max_tokens, &[]);
+        job.ending = ending;
+        (job, stream)
+    };
+    let (stop_token, mut a) = with(
+        "a",
+        10,
+        Ending {
+            stop_token_ids: vec![u32::from(b'c')],
+            ..Ending::default()
+        },
+    );
+    let (ignore_eos, mut b) = with(
+        "a",
+        5,
+        Ending {
+            ignore_eos: true,
+            ..Ending::default()
+        },
+    );
+    let (min_tokens, mut c) = with(
+        "d",
+        3,
+        Ending {
+            min_tokens: 3,
+            ..Ending::default()
+        },
+    );
+    run_all(&mut s, vec![stop_token, ignore_eos, min_tokens]);
+    assert_eq!(
+        outcome(&mut a),
+        ("b".into(), Some((FinishReason::Stop, 1, 2))),
+        "the stop token ends the choice and is not part of it"
+    );
+    assert_eq!(
+        outcome(&mut b),
+        ("bcde".into(), Some((FinishReason::Length, 1, 5))),
+        "the end-of-turn token is generated without text and does not end the choice"
+    );
+    let (text, finish) = outcome(&mut c);
+    assert!(text.starts_with('e') && text.len() == 3, "{text:?}");
+    assert_eq!(
+        finish,
+        Some((FinishReason::Length, 1, 3)),
+        "the end-of-turn token is held back for 3 tokens"
+    );
 }
 
 #[test]
