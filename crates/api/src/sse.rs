@@ -127,7 +127,9 @@ impl<F: AnswerFormat> StreamState<F> {
 
     fn send(&mut self, delta: Delta) {
         let chunk = self.format.delta(delta);
-        self.pending.push_back(chunk);
+        if !chunk.is_empty() {
+            self.pending.push_back(chunk);
+        }
     }
 
     fn finish(&mut self) {

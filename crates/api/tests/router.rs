@@ -158,6 +158,8 @@ async fn each_refused_parameter_is_named() {
             json!({"response_format": {"type": "json_object"}}),
             "response_format",
         ),
+        (json!({"guided_choice": ["a", "b"]}), "guided_choice"),
+        (json!({"tool_choice": "required"}), "tool_choice"),
         (json!({"logit_bias": {"1": 5}}), "logit_bias"),
         (json!({"min_p": 1.5}), "min_p"),
         (json!({"repetition_penalty": 0}), "repetition_penalty"),
@@ -167,8 +169,8 @@ async fn each_refused_parameter_is_named() {
         (json!({"ignore_eos": "yes"}), "ignore_eos"),
         (json!({"messages": []}), "messages"),
         (
-            json!({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}),
-            "messages[0].role",
+            json!({"messages": [{"role": "tool", "content": "x"}]}),
+            "messages[0].tool_call_id",
         ),
     ];
     for (extra, param) in cases {

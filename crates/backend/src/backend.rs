@@ -22,6 +22,10 @@ pub struct Capabilities {
     pub logprobs: bool,
     /// [`Backend::tokenize`] and [`Backend::detokenize`].
     pub tokenize: bool,
+    /// Outputs held to an [`crate::OutputConstraint`].
+    pub constrained_output: bool,
+    /// Tools shown to the model with a chat prompt ([`crate::GenerationRequest::tools`]).
+    pub tools: bool,
 }
 
 /// Whether a backend can take requests now.

@@ -20,6 +20,13 @@ pub enum BackendError {
         /// What is wrong, for the client.
         message: String,
     },
+    /// The output constraint cannot be used (a schema or pattern the backend cannot
+    /// compile); the message is safe to show the client.
+    #[error("{message}")]
+    InvalidConstraint {
+        /// What is wrong, for the client.
+        message: String,
+    },
     /// The prompt (with the tokens asked for) does not fit the model's context.
     #[error("{message}")]
     ContextLengthExceeded {
@@ -52,6 +59,7 @@ impl BackendError {
             self,
             Self::Unsupported { .. }
                 | Self::InvalidInput { .. }
+                | Self::InvalidConstraint { .. }
                 | Self::ContextLengthExceeded { .. }
         )
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::mpsc;
 
-use crate::{BackendError, Prompt, TokenCount, Usage};
+use crate::{BackendError, OutputConstraint, Prompt, TokenCount, ToolSpec, Usage};
 
 /// How the next token is chosen. Greedy when `temperature` is 0.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,6 +67,12 @@ pub struct GenerationRequest {
     pub stop: Vec<String>,
     /// How a choice may end besides its stop strings and length.
     pub ending: Ending,
+    /// What every choice's output must look like; `None`: free text.
+    pub constraint: Option<OutputConstraint>,
+    /// Functions the model may call, shown to it with a chat prompt (the chat template renders
+    /// them where it can, else the backend describes them in its own words); what the output
+    /// means is the caller's to read.
+    pub tools: Vec<ToolSpec>,
     /// Whom the request is for (the API sets the project id): a backend that serves several
     /// tenants from one queue shares it fairly between them; `None` is one shared tenant.
     pub tenant: Option<String>,
@@ -96,6 +102,8 @@ impl GenerationRequest {
             sampling: SamplingParams::default(),
             stop: Vec::new(),
             ending: Ending::default(),
+            constraint: None,
+            tools: Vec::new(),
             tenant: None,
         }
     }

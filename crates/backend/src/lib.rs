@@ -71,16 +71,18 @@
 //! ```
 
 mod backend;
+mod constraint;
 mod error;
 mod generation;
 mod prompt;
 mod usage;
 
 pub use backend::{Backend, Capabilities, EmbeddingInputs, Embeddings, Figure, Health};
+pub use constraint::OutputConstraint;
 pub use error::BackendError;
 pub use generation::{
     generation_channel, ChoiceSink, Ending, FinishReason, GenerationEvent, GenerationRequest,
     GenerationStream, SamplingParams, TokenLogprob, UsageHandle,
 };
-pub use prompt::{ChatTurn, Prompt};
+pub use prompt::{ChatTurn, FunctionSpec, Prompt, ToolSpec, TurnFunctionCall, TurnToolCall};
 pub use usage::{Accuracy, TokenCount, Usage};

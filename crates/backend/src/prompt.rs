@@ -5,13 +5,21 @@ use serde::Serialize;
 
 use crate::TokenCount;
 
-/// One turn of a conversation: `{"role", "content"}`, as a chat template sees it.
+/// One turn of a conversation as a chat template sees it: `{"role", "content"}`, with
+/// `tool_calls` on an assistant turn that called tools and `tool_call_id` on a `tool` turn
+/// that answers one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatTurn {
-    /// `system`, `user`, `assistant`, …
+    /// `system`, `user`, `assistant`, `tool`, …
     pub role: String,
     /// The turn's text.
     pub content: String,
+    /// The tools an assistant turn called.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<TurnToolCall>,
+    /// The call a `tool` turn answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatTurn {
@@ -20,8 +28,56 @@ impl ChatTurn {
         Self {
             role: role.into(),
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
+}
+
+/// A tool call of an assistant turn, in the shape chat templates read:
+/// `{"id", "type": "function", "function": {"name", "arguments"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TurnToolCall {
+    /// The call's id.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The function and its arguments.
+    pub function: TurnFunctionCall,
+}
+
+/// The function of a [`TurnToolCall`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TurnFunctionCall {
+    /// The function's name.
+    pub name: String,
+    /// The arguments: the JSON value when they parse (templates iterate over them), else the
+    /// text the model wrote.
+    pub arguments: serde_json::Value,
+}
+
+/// A function the model may call, as chat templates read it:
+/// `{"type": "function", "function": {"name", "description", "parameters"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolSpec {
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The function.
+    pub function: FunctionSpec,
+}
+
+/// The function of a [`ToolSpec`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FunctionSpec {
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Its arguments as a JSON Schema object.
+    pub parameters: serde_json::Value,
 }
 
 /// The prompt of a generation.

@@ -106,12 +106,32 @@ impl ChatTemplate {
         messages: &M,
         options: &RenderOptions,
     ) -> Result<String, ChatTemplateError> {
+        self.render_with_tools(messages, None::<&()>, options)
+    }
+
+    /// Whether the template reads a `tools` variable (the functions the model may call), as
+    /// Hugging Face's tool-calling templates do.
+    pub fn renders_tools(&self) -> bool {
+        self.env
+            .get_template(TEMPLATE_NAME)
+            .is_ok_and(|template| template.undeclared_variables(false).contains("tools"))
+    }
+
+    /// Renders `messages` with `tools` (the template's `tools` variable; `none` when absent)
+    /// and `options`.
+    pub fn render_with_tools<M: Serialize + ?Sized, T: Serialize + ?Sized>(
+        &self,
+        messages: &M,
+        tools: Option<&T>,
+        options: &RenderOptions,
+    ) -> Result<String, ChatTemplateError> {
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(render_failure)?;
         let ctx = minijinja::context! {
             messages => Value::from(minijinja::value::Serde(messages)),
+            tools => tools.map(|tools| Value::from(minijinja::value::Serde(tools))),
             add_generation_prompt => options.add_generation_prompt,
             bos_token => options.bos_token.as_str(),
             eos_token => options.eos_token.as_str(),
@@ -198,6 +218,23 @@ mod tests {
             t.render(&messages, &options).unwrap(),
             "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
+    }
+
+    #[test]
+    fn tools_reach_a_template_that_reads_them() {
+        let with_tools = ChatTemplate::new(
+            "{% if tools %}{% for t in tools %}[{{ t.function.name }}]{% endfor %}{% endif %}\
+             {% for m in messages %}{{ m.content }}{% endfor %}",
+        )
+        .unwrap();
+        assert!(with_tools.renders_tools());
+        assert!(!ChatTemplate::new(CHATML).unwrap().renders_tools());
+        let messages = json!([{"role": "user", "content": "Hi"}]);
+        let tools = json!([{"type": "function", "function": {"name": "f"}}]);
+        let options = RenderOptions::default();
+        let rendered = with_tools.render_with_tools(&messages, Some(&tools), &options);
+        assert_eq!(rendered.unwrap(), "[f]Hi");
+        assert_eq!(with_tools.render(&messages, &options).unwrap(), "Hi");
     }
 
     #[test]

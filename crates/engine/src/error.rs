@@ -70,6 +70,13 @@ pub enum EngineError {
         /// Size of the vocabulary.
         vocab_size: usize,
     },
+    /// The output constraint cannot be compiled (a schema or pattern outside what the grammar
+    /// engine accepts, or past its size limits); the message is the grammar engine's.
+    #[error("the output constraint cannot be used: {0}")]
+    InvalidConstraint(String),
+    /// The output constraint failed while generating (no token can continue the output).
+    #[error("constrained decoding failed: {0}")]
+    Constraint(String),
     /// The request queue is full; the client should retry later.
     #[error("the model is overloaded, retry later")]
     Overloaded,
@@ -154,6 +161,7 @@ impl EngineError {
                 | Self::UnknownToken { .. }
                 | Self::EmptyPrompt
                 | Self::SpecialTokenText
+                | Self::InvalidConstraint(_)
                 | Self::ChatTemplate(crate::chat_template::ChatTemplateError::Rejected(_))
                 | Self::ChatTemplate(crate::chat_template::ChatTemplateError::OutOfFuel)
         )
@@ -173,6 +181,9 @@ impl From<EngineError> for gateway_backend::BackendError {
         use gateway_backend::BackendError;
         match error {
             EngineError::Unsupported { operation } => BackendError::Unsupported { operation },
+            EngineError::InvalidConstraint(_) => BackendError::InvalidConstraint {
+                message: error.to_string(),
+            },
             EngineError::ContextLengthExceeded { .. } | EngineError::PromptTooLong { .. } => {
                 BackendError::ContextLengthExceeded {
                     message: error.to_string(),

@@ -9,6 +9,7 @@
 //! as a stream ([`crate::sse`]).
 
 mod meter;
+pub mod structured;
 pub mod validate;
 
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct AnswerMeta {
     pub model: String,
     /// Whether the answer carries log-probabilities.
     pub logprobs: bool,
+    /// How the output is read back (text or tool calls).
+    pub tool_output: structured::ToolOutput,
 }
 
 /// New text of one choice, for a stream chunk.
@@ -79,8 +82,8 @@ pub trait AnswerFormat: Send + 'static {
     fn new(answer: AnswerMeta) -> Self;
     /// The chunk that opens choice `choice`, if the format has one.
     fn opening(&self, choice: u32) -> Option<Bytes>;
-    /// A chunk with a choice's new text.
-    fn delta(&self, delta: Delta) -> Bytes;
+    /// The chunks of a choice's new text (none while the format holds it back).
+    fn delta(&mut self, delta: Delta) -> Bytes;
     /// The final usage chunk of a stream.
     fn usage_chunk(&self, usage: openai::Usage) -> Bytes;
     /// The whole answer.
@@ -133,6 +136,7 @@ pub async fn handle<R: GenerationRoute>(
         created: chrono::Utc::now().timestamp(),
         model: model.to_owned(),
         logprobs: generation.params.logprobs,
+        tool_output: generation.params.tool_output.clone(),
     });
     let meter = UsageMeter::new(Arc::clone(&state), ticket, model, request_id(&headers));
     let held = Held {
@@ -205,12 +209,24 @@ async fn run(
             sampling: params.sampling,
             stop: params.stop.clone(),
             ending: params.ending.clone(),
+            constraint: params.constraint.as_ref().map(|c| c.constraint.clone()),
+            tools: params.tools.clone(),
             tenant: Some(tenant.clone()),
         };
         let stream = backend
             .generate(request)
             .await
-            .map_err(|error| ApiError::backend(error, field.name()))?;
+            .map_err(|error| match error {
+                BackendError::InvalidConstraint { message } => ApiError::InvalidParam {
+                    message,
+                    param: params
+                        .constraint
+                        .as_ref()
+                        .map_or("response_format", |c| c.param)
+                        .to_owned(),
+                },
+                other => ApiError::backend(other, field.name()),
+            })?;
         meter.track(stream.usage_handle());
         streams.push(stream);
     }
@@ -236,11 +252,11 @@ fn refuse_unsupported(
     capabilities: Capabilities,
     generation: &ValidatedGeneration,
 ) -> Result<(), ApiError> {
-    let unsupported = |operation| {
-        Err(ApiError::backend(
-            BackendError::Unsupported { operation },
-            "model",
-        ))
+    let unsupported = |operation, param: &str| {
+        Err(ApiError::InvalidParam {
+            message: BackendError::Unsupported { operation }.to_string(),
+            param: param.to_owned(),
+        })
     };
     for prompt in &generation.prompts {
         let offered = match prompt {
@@ -249,13 +265,22 @@ fn refuse_unsupported(
             Prompt::Tokens(_) => capabilities.completion && capabilities.token_ids,
         };
         if !offered {
-            return unsupported(prompt.operation());
+            return unsupported(prompt.operation(), "model");
         }
     }
-    if generation.params.logprobs && !capabilities.logprobs {
-        return unsupported("logprobs");
+    let params = &generation.params;
+    if params.logprobs && !capabilities.logprobs {
+        return unsupported("logprobs", "model");
     }
-    Ok(())
+    if !params.tools.is_empty() && !capabilities.tools {
+        return unsupported("tools", "tools");
+    }
+    match &params.constraint {
+        Some(constraint) if !capabilities.constrained_output => {
+            unsupported("structured outputs", constraint.param)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The events of all prompts' generations as they come; choice `i` of prompt `p` becomes

@@ -4,11 +4,14 @@
 //! [`GenerationParams`], the field that holds the prompt) or a 400 that names its parameter.
 //! Parameters this gateway does not implement are refused, never silently ignored.
 
-use gateway_backend::{ChatTurn, Ending, Prompt, SamplingParams};
+use gateway_backend::{
+    ChatTurn, Ending, Prompt, SamplingParams, ToolSpec, TurnFunctionCall, TurnToolCall,
+};
 use gateway_core::openai::{
-    ChatCompletionRequest, ChatMessage, CompletionRequest, InputItem, ResponseFormat, Role,
+    ChatCompletionRequest, ChatMessage, CompletionRequest, InputItem, Role,
 };
 
+use super::structured::{self, FieldConstraint, Guided, Structure, ToolOutput};
 use super::GenerationRoute;
 use crate::error::ApiError;
 use crate::routes::chat::ChatFormat;
@@ -63,6 +66,12 @@ pub struct GenerationParams {
     pub stream: bool,
     /// Whether a streamed answer ends with a usage chunk.
     pub include_usage: bool,
+    /// What the output must look like, and the field that asked for it.
+    pub constraint: Option<FieldConstraint>,
+    /// Functions shown to the model.
+    pub tools: Vec<ToolSpec>,
+    /// How the output is read back (text or tool calls).
+    pub tool_output: ToolOutput,
 }
 
 /// A chat or completion request that passed every check.
@@ -95,6 +104,17 @@ struct CommonFields<'a> {
     top_logprobs: Option<u32>,
     stream: bool,
     include_usage: bool,
+}
+
+/// vLLM's guided decoding fields of a chat or completion request.
+macro_rules! guided_fields {
+    ($request:expr) => {
+        Guided {
+            json: $request.guided_json.as_ref(),
+            choice: $request.guided_choice.as_deref(),
+            regex: $request.guided_regex.as_deref(),
+        }
+    };
 }
 
 /// The [`CommonFields`] of a chat or completion request (two wire types with the same field
@@ -149,7 +169,19 @@ impl GenerationRoute for CompletionRequest {
 
 /// Checks a chat request.
 fn chat(request: &ChatCompletionRequest) -> Result<ValidatedGeneration, ApiError> {
-    refuse_unsupported_chat(request)?;
+    if request
+        .logit_bias
+        .as_ref()
+        .is_some_and(|bias| !bias.is_empty())
+    {
+        return Err(invalid("logit_bias", "logit_bias is not supported"));
+    }
+    let structure = structured::chat_structure(
+        request.tools.as_deref(),
+        request.tool_choice.as_ref(),
+        request.response_format.as_ref(),
+        &guided_fields!(request),
+    )?;
     let turns = chat_turns(&request.messages)?;
     let logprobs = request.logprobs.unwrap_or(false);
     if request.top_logprobs.is_some() && !logprobs {
@@ -159,11 +191,18 @@ fn chat(request: &ChatCompletionRequest) -> Result<ValidatedGeneration, ApiError
         ));
     }
     let top_logprobs = logprobs.then(|| request.top_logprobs.unwrap_or(0));
+    if logprobs && structure.output != ToolOutput::Text {
+        return Err(invalid(
+            "logprobs",
+            "'logprobs' cannot be combined with tool calls",
+        ));
+    }
     let params = check(common_fields!(
         request,
         request.effective_max_tokens(),
         top_logprobs
     ))?;
+    let params = structured_params(params, structure)?;
     Ok(ValidatedGeneration {
         prompts: vec![Prompt::Chat(turns)],
         prompt_field: PromptField::Messages,
@@ -207,10 +246,40 @@ fn completion(request: &CompletionRequest) -> Result<ValidatedGeneration, ApiErr
         Some(request.max_tokens()),
         request.logprobs
     ))?;
+    let structure = Structure {
+        constraint: structured::guided(&guided_fields!(request))?,
+        ..Structure::default()
+    };
+    let params = structured_params(params, structure)?;
     Ok(ValidatedGeneration {
         prompts,
         prompt_field: PromptField::Prompt,
         params,
+    })
+}
+
+/// `params` with the output's `structure`; a minimum length cannot be combined with a
+/// constraint (a complete output may have to end before it).
+fn structured_params(
+    params: GenerationParams,
+    structure: Structure,
+) -> Result<GenerationParams, ApiError> {
+    if let Some(constraint) = &structure.constraint {
+        if params.ending.min_tokens > 0 {
+            return Err(invalid(
+                "min_tokens",
+                format!(
+                    "'min_tokens' cannot be combined with '{}'",
+                    constraint.param
+                ),
+            ));
+        }
+    }
+    Ok(GenerationParams {
+        constraint: structure.constraint,
+        tools: structure.tools,
+        tool_output: structure.output,
+        ..params
     })
 }
 
@@ -243,54 +312,38 @@ pub fn chat_turns(messages: &[ChatMessage]) -> Result<Vec<ChatTurn>, ApiError> {
                 Role::System | Role::Developer => "system",
                 Role::User => "user",
                 Role::Assistant => "assistant",
-                Role::Tool => {
-                    return Err(invalid(
-                        format!("messages[{i}].role"),
-                        "tool messages are not supported by this model",
-                    ))
-                }
+                Role::Tool => "tool",
             };
-            Ok(ChatTurn::new(role, message.text()))
+            if message.role == Role::Tool && message.tool_call_id.is_none() {
+                return Err(invalid(
+                    format!("messages[{i}].tool_call_id"),
+                    "a tool message needs the 'tool_call_id' of the call it answers",
+                ));
+            }
+            let mut turn = ChatTurn::new(role, message.text());
+            turn.tool_call_id = message.tool_call_id.clone();
+            turn.tool_calls = turn_tool_calls(message);
+            Ok(turn)
         })
         .collect()
 }
 
-/// Chat parameters this gateway does not implement.
-fn refuse_unsupported_chat(request: &ChatCompletionRequest) -> Result<(), ApiError> {
-    if request
-        .tools
-        .as_ref()
-        .is_some_and(|tools| !tools.is_empty())
-    {
-        return Err(invalid(
-            "tools",
-            "this model's chat template does not support tools",
-        ));
-    }
-    if request.tool_choice.is_some() {
-        return Err(invalid(
-            "tool_choice",
-            "this model's chat template does not support tools",
-        ));
-    }
-    match &request.response_format {
-        Some(ResponseFormat::JsonSchema { .. }) => Err(invalid(
-            "response_format",
-            "response_format json_schema is not supported",
-        )),
-        Some(ResponseFormat::JsonObject) => Err(invalid(
-            "response_format",
-            "response_format json_object is not supported",
-        )),
-        _ if request
-            .logit_bias
-            .as_ref()
-            .is_some_and(|bias| !bias.is_empty()) =>
-        {
-            Err(invalid("logit_bias", "logit_bias is not supported"))
-        }
-        _ => Ok(()),
-    }
+/// The tool calls of an assistant message as a template reads them (the arguments as JSON
+/// where they parse).
+fn turn_tool_calls(message: &ChatMessage) -> Vec<TurnToolCall> {
+    let calls = message.tool_calls.as_deref().unwrap_or_default();
+    calls
+        .iter()
+        .map(|call| TurnToolCall {
+            id: call.id.clone(),
+            kind: "function",
+            function: TurnFunctionCall {
+                name: call.function.name.clone(),
+                arguments: serde_json::from_str(&call.function.arguments)
+                    .unwrap_or_else(|_| serde_json::Value::String(call.function.arguments.clone())),
+            },
+        })
+        .collect()
 }
 
 /// Checks the fields chat and completions share; a missing seed is drawn at random.
@@ -322,6 +375,9 @@ fn check(fields: CommonFields<'_>) -> Result<GenerationParams, ApiError> {
         logprobs: fields.top_logprobs.is_some(),
         stream: fields.stream,
         include_usage: fields.include_usage,
+        constraint: None,
+        tools: Vec::new(),
+        tool_output: ToolOutput::Text,
     })
 }
 

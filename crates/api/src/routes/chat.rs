@@ -9,17 +9,19 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gateway_backend::TokenLogprob;
+use gateway_backend::{FinishReason, TokenLogprob};
 use gateway_core::openai::{
     ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
-    ChatDelta, ChoiceLogprobs, ResponseMessage, Role, TokenLogprob as WireLogprob, TopLogprob,
-    Usage,
+    ChatDelta, ChoiceLogprobs, FinishReason as WireFinish, FunctionCall, FunctionCallDelta,
+    ResponseMessage, Role, TokenLogprob as WireLogprob, ToolCall, ToolCallDelta, ToolType,
+    TopLogprob, Usage,
 };
 
 use super::finish_reason;
 use crate::accounting::MeterSlot;
 use crate::error::ApiError;
 use crate::extract::{ApiKey, OpenAiJson};
+use crate::generation::structured::{read_tool_calls, ToolOutput, TOOL_CALL_OPEN};
 use crate::generation::{self, AnswerFormat, AnswerMeta, Collected, Delta};
 use crate::sse;
 use crate::state::AppState;
@@ -77,37 +79,45 @@ fn wire_logprobs(logprobs: Vec<TokenLogprob>) -> ChoiceLogprobs {
     }
 }
 
-/// Chat completions and their chunks.
-pub struct ChatFormat(AnswerMeta);
-
-impl ChatFormat {
-    fn chunk(&self, choice: ChatChunkChoice) -> ChatCompletionChunk {
-        let answer = &self.0;
-        ChatCompletionChunk::new(&answer.id, answer.created, &answer.model, vec![choice])
-    }
+/// Chat completions and their chunks; an answer read as tool calls is held back while it may
+/// be one ([`ToolStream`]).
+pub struct ChatFormat {
+    answer: AnswerMeta,
+    streams: Vec<ToolStream>,
 }
 
-impl AnswerFormat for ChatFormat {
-    const ID_PREFIX: &'static str = "chatcmpl";
+/// What a streamed choice of an answer that may call tools has shown so far.
+#[derive(Debug, Default)]
+struct ToolStream {
+    /// Text held back while it may be (or is) a tool call.
+    held: String,
+    /// Whether the choice turned out to be text, now streamed as it comes.
+    text: bool,
+}
 
-    fn new(answer: AnswerMeta) -> Self {
-        Self(answer)
+impl ChatFormat {
+    fn chunk(&self, choice: ChatChunkChoice) -> Bytes {
+        let answer = &self.answer;
+        sse::event(&ChatCompletionChunk::new(
+            &answer.id,
+            answer.created,
+            &answer.model,
+            vec![choice],
+        ))
     }
 
-    fn opening(&self, choice: u32) -> Option<Bytes> {
-        let delta = ChatDelta {
-            role: Some(Role::Assistant),
-            content: Some(String::new()),
-            ..ChatDelta::default()
-        };
-        Some(sse::event(&self.chunk(ChatChunkChoice {
-            index: choice,
+    /// A chunk of choice `index` with `delta` and, on its last, why it ended.
+    fn delta_chunk(&self, index: u32, delta: ChatDelta, finish: Option<WireFinish>) -> Bytes {
+        self.chunk(ChatChunkChoice {
+            index,
             delta,
+            finish_reason: finish,
             ..ChatChunkChoice::default()
-        })))
+        })
     }
 
-    fn delta(&self, delta: Delta) -> Bytes {
+    /// The chunk of a text delta, as every answer without tools streams it.
+    fn text_chunk(&self, delta: Delta) -> Bytes {
         let Delta {
             choice,
             text,
@@ -118,16 +128,184 @@ impl AnswerFormat for ChatFormat {
             content: (!text.is_empty() || finish.is_none()).then_some(text),
             ..ChatDelta::default()
         };
-        sse::event(&self.chunk(ChatChunkChoice {
+        self.chunk(ChatChunkChoice {
             index: choice,
             delta,
             logprobs: (!logprobs.is_empty()).then(|| wire_logprobs(logprobs)),
             finish_reason: finish.map(finish_reason),
-        }))
+        })
+    }
+
+    /// A new id for a tool call.
+    fn call_id() -> String {
+        format!("call_{}", uuid::Uuid::new_v4().simple())
+    }
+
+    /// The arguments of a forced function, streamed as they come in its one call.
+    fn arguments_chunk(&self, delta: Delta) -> Bytes {
+        let mut chunks = Vec::new();
+        if !delta.text.is_empty() {
+            let call = ToolCallDelta {
+                index: 0,
+                function: Some(FunctionCallDelta {
+                    name: None,
+                    arguments: Some(delta.text),
+                }),
+                ..ToolCallDelta::default()
+            };
+            let tool_calls = ChatDelta {
+                tool_calls: Some(vec![call]),
+                ..ChatDelta::default()
+            };
+            chunks.push(self.delta_chunk(delta.choice, tool_calls, None));
+        }
+        if let Some(reason) = delta.finish {
+            let finish = tool_finish(reason, true);
+            chunks.push(self.delta_chunk(delta.choice, ChatDelta::default(), Some(finish)));
+        }
+        chunks.concat().into()
+    }
+
+    /// A delta of an answer that may call tools: held back while it may be a call, streamed
+    /// as text once it cannot, read into calls at its end.
+    fn held_chunk(&mut self, delta: Delta) -> Bytes {
+        let index = delta.choice as usize;
+        if self.streams.len() <= index {
+            self.streams.resize_with(index + 1, ToolStream::default);
+        }
+        let stream = &mut self.streams[index];
+        if stream.text {
+            return self.text_chunk(delta);
+        }
+        stream.held.push_str(&delta.text);
+        let auto = matches!(self.answer.tool_output, ToolOutput::Auto { .. });
+        let opening = stream.held.trim_start();
+        let may_be_call =
+            TOOL_CALL_OPEN.starts_with(opening) || opening.starts_with(TOOL_CALL_OPEN);
+        if auto && !may_be_call {
+            stream.text = true;
+            let text = std::mem::take(&mut stream.held);
+            return self.text_chunk(Delta { text, ..delta });
+        }
+        let Some(reason) = delta.finish else {
+            return Bytes::new();
+        };
+        let held = std::mem::take(&mut stream.held);
+        match read_tool_calls(&self.answer.tool_output, &held) {
+            Some(calls) => {
+                let calls = calls
+                    .into_iter()
+                    .zip(0u32..)
+                    .map(|(call, index)| ToolCallDelta {
+                        index,
+                        id: Some(Self::call_id()),
+                        kind: Some(ToolType::Function),
+                        function: Some(FunctionCallDelta {
+                            name: Some(call.name),
+                            arguments: Some(call.arguments),
+                        }),
+                    })
+                    .collect();
+                let tool_calls = ChatDelta {
+                    tool_calls: Some(calls),
+                    ..ChatDelta::default()
+                };
+                let finish = tool_finish(reason, true);
+                let calls = self.delta_chunk(delta.choice, tool_calls, None);
+                let end = self.delta_chunk(delta.choice, ChatDelta::default(), Some(finish));
+                [calls, end].concat().into()
+            }
+            None => self.text_chunk(Delta {
+                text: held,
+                ..delta
+            }),
+        }
+    }
+
+    /// A choice's whole message: its tool calls when it made some, else its text.
+    fn message(&self, choice: &Collected) -> (ResponseMessage, Option<WireFinish>) {
+        let calls = match choice.finish {
+            Some(FinishReason::Stop) => read_tool_calls(&self.answer.tool_output, &choice.text),
+            _ => None,
+        };
+        match calls {
+            Some(calls) => {
+                let calls = calls
+                    .into_iter()
+                    .map(|call| ToolCall {
+                        id: Self::call_id(),
+                        kind: ToolType::Function,
+                        function: FunctionCall {
+                            name: call.name,
+                            arguments: call.arguments,
+                        },
+                    })
+                    .collect();
+                (
+                    ResponseMessage::tool_calls(calls),
+                    Some(WireFinish::ToolCalls),
+                )
+            }
+            None => (
+                ResponseMessage::text(choice.text.clone()),
+                choice.finish.map(finish_reason),
+            ),
+        }
+    }
+}
+
+/// The finish reason of a choice that may have called tools.
+fn tool_finish(reason: FinishReason, called: bool) -> WireFinish {
+    match reason {
+        FinishReason::Stop if called => WireFinish::ToolCalls,
+        other => finish_reason(other),
+    }
+}
+
+impl AnswerFormat for ChatFormat {
+    const ID_PREFIX: &'static str = "chatcmpl";
+
+    fn new(answer: AnswerMeta) -> Self {
+        Self {
+            answer,
+            streams: Vec::new(),
+        }
+    }
+
+    fn opening(&self, choice: u32) -> Option<Bytes> {
+        let delta = match &self.answer.tool_output {
+            ToolOutput::Arguments { name } => ChatDelta {
+                role: Some(Role::Assistant),
+                tool_calls: Some(vec![ToolCallDelta {
+                    index: 0,
+                    id: Some(Self::call_id()),
+                    kind: Some(ToolType::Function),
+                    function: Some(FunctionCallDelta {
+                        name: Some(name.clone()),
+                        arguments: Some(String::new()),
+                    }),
+                }]),
+                ..ChatDelta::default()
+            },
+            _ => ChatDelta {
+                role: Some(Role::Assistant),
+                content: Some(String::new()),
+                ..ChatDelta::default()
+            },
+        };
+        Some(self.delta_chunk(choice, delta, None))
+    }
+
+    fn delta(&mut self, delta: Delta) -> Bytes {
+        match self.answer.tool_output {
+            ToolOutput::Text => self.text_chunk(delta),
+            ToolOutput::Arguments { .. } => self.arguments_chunk(delta),
+            ToolOutput::AnyCall | ToolOutput::Auto { .. } => self.held_chunk(delta),
+        }
     }
 
     fn usage_chunk(&self, usage: Usage) -> Bytes {
-        let answer = &self.0;
+        let answer = &self.answer;
         let chunk =
             ChatCompletionChunk::usage_chunk(&answer.id, answer.created, &answer.model, usage);
         sse::event(&chunk)
@@ -137,14 +315,17 @@ impl AnswerFormat for ChatFormat {
         let choices = choices
             .into_iter()
             .zip(0u32..)
-            .map(|(choice, index)| ChatChoice {
-                index,
-                message: ResponseMessage::text(choice.text),
-                logprobs: self.0.logprobs.then(|| wire_logprobs(choice.logprobs)),
-                finish_reason: choice.finish.map(finish_reason),
+            .map(|(choice, index)| {
+                let (message, finish_reason) = self.message(&choice);
+                ChatChoice {
+                    index,
+                    message,
+                    logprobs: self.answer.logprobs.then(|| wire_logprobs(choice.logprobs)),
+                    finish_reason,
+                }
             })
             .collect();
-        let answer = &self.0;
+        let answer = &self.answer;
         let completion =
             ChatCompletion::new(&answer.id, answer.created, &answer.model, choices, usage);
         Json(completion).into_response()

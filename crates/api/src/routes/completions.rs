@@ -90,7 +90,7 @@ impl AnswerFormat for CompletionFormat {
         None
     }
 
-    fn delta(&self, delta: Delta) -> Bytes {
+    fn delta(&mut self, delta: Delta) -> Bytes {
         let choice = CompletionChoice {
             text: delta.text,
             index: delta.choice,

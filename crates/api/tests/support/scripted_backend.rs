@@ -123,6 +123,8 @@ impl Backend for ScriptedBackend {
                 logprobs: false,
                 tokenize: false,
                 embeddings: false,
+                constrained_output: false,
+                tools: false,
             },
             ModelKind::Embedding => Capabilities {
                 embeddings: true,

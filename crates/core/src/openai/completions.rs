@@ -104,6 +104,16 @@ pub struct CompletionRequest {
     /// length or a stop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_eos: Option<bool>,
+    /// vLLM's extension: the output is JSON following this JSON Schema (an object, or its
+    /// JSON text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guided_json: Option<serde_json::Value>,
+    /// vLLM's extension: the output is exactly one of these strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guided_choice: Option<Vec<String>>,
+    /// vLLM's extension: the output matches this regular expression as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guided_regex: Option<String>,
     /// An end-user identifier chosen by the client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,

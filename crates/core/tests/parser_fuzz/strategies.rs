@@ -355,6 +355,9 @@ pub(crate) fn completion_case() -> impl Strategy<Value = (Map<String, Value>, Co
                 stop_token_ids: None,
                 min_tokens: None,
                 ignore_eos: None,
+                guided_json: None,
+                guided_choice: None,
+                guided_regex: None,
                 user: user.expected(),
             };
             (body, expected)

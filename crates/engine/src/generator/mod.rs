@@ -5,6 +5,7 @@
 //! per choice; each choice's tokens go to its [`gateway_backend::ChoiceSink`], all choices of
 //! a request onto one stream.
 
+mod constraint;
 mod detokenize;
 mod fair_queue;
 mod kv_cache;
@@ -15,6 +16,7 @@ mod sampler;
 mod scheduler;
 mod stats;
 mod stop;
+mod tool_prompt;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,11 +24,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use gateway_backend::{
     generation_channel, Backend, BackendError, Capabilities, Figure, GenerationRequest,
-    GenerationStream, Health, Prompt, SamplingParams, TokenCount,
+    GenerationStream, Health, OutputConstraint, Prompt, SamplingParams, TokenCount, ToolSpec,
 };
 use gateway_core::model_dir::{CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG_FILE};
 use gateway_core::{ModelCard, ModelKind};
 
+use self::constraint::{GrammarCompiler, TokenGrammar};
 use self::fair_queue::{CloseOnDrop, FairQueue};
 use self::kv_cache::KvShape;
 use self::model::OnnxDecoder;
@@ -88,6 +91,8 @@ impl Default for GeneratorConfig {
 pub struct OnnxGenerator {
     card: ModelCard,
     prompts: Arc<PromptEncoder>,
+    /// Compiles output constraints; `None` when the vocabulary cannot be read as bytes.
+    grammars: Option<Arc<GrammarCompiler>>,
     jobs: Arc<FairQueue<Job>>,
     thread: String,
     counters: Arc<StepCounters>,
@@ -132,12 +137,18 @@ impl OnnxGenerator {
         let manifest = read_manifest_of_kind(dir, ModelKind::Chat)?;
         let mut card = manifest.catalog_card();
         card.context_length = card.context_length.min(config.max_context.max(1));
-        let tokenizer = Arc::new(read_tokenizer(&dir.join(&manifest.tokenizer_file))?);
+        let tokenizer_path = dir.join(&manifest.tokenizer_file);
+        let tokenizer = Arc::new(read_tokenizer(&tokenizer_path)?);
         let special = read_special_tokens(&dir.join(TOKENIZER_CONFIG_FILE))?;
         let token_id =
             |token: &Option<String>| token.as_deref().and_then(|t| tokenizer.token_to_id(t));
         let eos: Vec<u32> = token_id(&special.eos_token).into_iter().collect();
         let add_bos = token_id(&special.bos_token).filter(|_| special.add_bos_token);
+        let grammars = GrammarCompiler::for_tokenizer_file(
+            &tokenizer_path,
+            manifest.vocab_size,
+            eos.first().copied(),
+        );
         let render = RenderOptions {
             add_generation_prompt: true,
             bos_token: special.bos_token.unwrap_or_default(),
@@ -205,6 +216,7 @@ impl OnnxGenerator {
         Ok(Self {
             card,
             prompts: Arc::new(prompts),
+            grammars: grammars.map(Arc::new),
             jobs,
             thread,
             counters,
@@ -225,6 +237,8 @@ impl Backend for OnnxGenerator {
             token_ids: true,
             logprobs: true,
             tokenize: true,
+            constrained_output: self.grammars.is_some(),
+            tools: self.prompts.has_template(),
             ..Capabilities::default()
         }
     }
@@ -243,7 +257,7 @@ impl Backend for OnnxGenerator {
     }
 
     async fn count_prompt_tokens(&self, prompt: &Prompt) -> Result<TokenCount, BackendError> {
-        let tokens = self.encode(prompt.clone()).await?;
+        let tokens = self.encode(prompt.clone(), Vec::new()).await?;
         Ok(TokenCount::exact(tokens.len()))
     }
 
@@ -255,10 +269,16 @@ impl Backend for OnnxGenerator {
             sampling,
             stop,
             ending,
+            constraint,
+            tools,
             tenant,
         } = request;
         let tenant: Arc<str> = Arc::from(tenant.unwrap_or_default());
-        let prompt = self.encode(prompt).await?;
+        let grammar = match constraint {
+            Some(constraint) => Some(self.compile(constraint).await?),
+            None => None,
+        };
+        let prompt = self.encode(prompt, tools).await?;
         let max_tokens = self.max_tokens(prompt.len(), max_tokens)?;
         let (sinks, stream) = generation_channel(choices, TokenCount::exact(prompt.len()));
         for sink in sinks {
@@ -272,6 +292,7 @@ impl Backend for OnnxGenerator {
                 sampling,
                 stop: stop.clone(),
                 ending: ending.clone(),
+                grammar: grammar.as_ref().map(TokenGrammar::fork),
                 sink,
             };
             self.jobs.push(&tenant, job)?;
@@ -280,7 +301,7 @@ impl Backend for OnnxGenerator {
     }
 
     async fn tokenize(&self, prompt: &Prompt) -> Result<Vec<u32>, BackendError> {
-        Ok(self.encode(prompt.clone()).await?)
+        Ok(self.encode(prompt.clone(), Vec::new()).await?)
     }
 
     async fn detokenize(&self, tokens: &[u32]) -> Result<String, BackendError> {
@@ -291,10 +312,18 @@ impl Backend for OnnxGenerator {
 }
 
 impl OnnxGenerator {
-    /// The token ids of `prompt`, rendered and tokenized on a blocking thread.
-    async fn encode(&self, prompt: Prompt) -> Result<Vec<u32>, EngineError> {
+    /// The token ids of `prompt` with `tools`, rendered and tokenized on a blocking thread.
+    async fn encode(&self, prompt: Prompt, tools: Vec<ToolSpec>) -> Result<Vec<u32>, EngineError> {
         let prompts = Arc::clone(&self.prompts);
-        off_async_workers(move || prompts.encode(&prompt)).await
+        off_async_workers(move || prompts.encode(&prompt, &tools)).await
+    }
+
+    /// The grammar of `constraint`, compiled on a blocking thread.
+    async fn compile(&self, constraint: OutputConstraint) -> Result<TokenGrammar, EngineError> {
+        let grammars = self.grammars.clone().ok_or(EngineError::Unsupported {
+            operation: "structured outputs (the model's vocabulary cannot be read as bytes)",
+        })?;
+        off_async_workers(move || grammars.compile(&constraint)).await
     }
 
     /// The tokens to generate per choice after a prompt of `prompt_tokens`: the requested

@@ -6,10 +6,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use gateway_backend::{ChatTurn, Prompt};
+use gateway_backend::{ChatTurn, Prompt, ToolSpec};
 use tokenizers::Tokenizer;
 
 use super::detokenize;
+use super::tool_prompt::generic_tool_turns;
 use crate::chat_template::{ChatTemplate, ChatTemplateError, RenderOptions};
 use crate::EngineError;
 
@@ -40,6 +41,9 @@ pub(super) struct PromptEncoder {
     special_ids: HashSet<u32>,
     /// What each content marker starts with: a noncharacter and the random number.
     marker: String,
+    /// The text of the tokenizer's special tokens, which tool definitions and calls (rendered
+    /// by the template as they are) must not hold unless contents may.
+    special_texts: Vec<String>,
 }
 
 /// Ends each content marker, after the message's index.
@@ -56,12 +60,14 @@ impl PromptEncoder {
         vocab_size: usize,
         special_tokens_in_content: bool,
     ) -> Self {
-        let special_ids = tokenizer
+        let specials: Vec<(u32, String)> = tokenizer
             .get_added_tokens_decoder()
             .into_iter()
             .filter(|(_, token)| token.special)
-            .map(|(id, _)| id)
+            .map(|(id, token)| (id, token.content))
             .collect();
+        let special_ids = specials.iter().map(|(id, _)| *id).collect();
+        let special_texts = specials.into_iter().map(|(_, text)| text).collect();
         let content_tokenizer = (!special_tokens_in_content).then(|| {
             let mut content = Tokenizer::clone(&tokenizer);
             content.set_encode_special_tokens(true);
@@ -76,6 +82,7 @@ impl PromptEncoder {
             content_tokenizer,
             special_ids,
             marker: format!("\u{FDD0}{}:", rand::random::<u64>()),
+            special_texts,
         }
     }
 
@@ -88,9 +95,15 @@ impl PromptEncoder {
     /// tokens in message contents encoded as text), text after the BOS token the tokenizer
     /// asks for (special tokens written in it recognised, as raw completions prompts are the
     /// client's own), token ids checked against the vocabulary.
-    pub(super) fn encode(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
+    /// `tools` are shown with a conversation: through the template where it renders them,
+    /// else described in a system turn ([`generic_tool_turns`]).
+    pub(super) fn encode(
+        &self,
+        prompt: &Prompt,
+        tools: &[ToolSpec],
+    ) -> Result<Vec<u32>, EngineError> {
         match prompt {
-            Prompt::Chat(turns) => self.encode_chat(turns),
+            Prompt::Chat(turns) => self.encode_chat(turns, tools),
             Prompt::Text(text) => self.tokenize(text, self.add_bos),
             Prompt::Tokens(tokens) => {
                 self.check_vocabulary(tokens)?;
@@ -99,12 +112,51 @@ impl PromptEncoder {
         }
     }
 
-    /// The token ids of a conversation (see [`PromptEncoder`]).
-    fn encode_chat(&self, turns: &[ChatTurn]) -> Result<Vec<u32>, EngineError> {
+    /// The token ids of a conversation with `tools` (see [`PromptEncoder`]).
+    fn encode_chat(&self, turns: &[ChatTurn], tools: &[ToolSpec]) -> Result<Vec<u32>, EngineError> {
         let template = self.template.as_ref().ok_or(EngineError::Unsupported {
             operation: "chat (the model has no chat template)",
         })?;
-        let tokens = self.tokenize(&render(template, turns, &self.render)?, None)?;
+        let uses_tools = !tools.is_empty() || turns.iter().any(has_tool_fields);
+        if uses_tools && !template.renders_tools() {
+            return self.encode_turns(template, &generic_tool_turns(turns, tools), None);
+        }
+        if uses_tools {
+            self.refuse_special_text(tools, turns)?;
+        }
+        self.encode_turns(template, turns, (!tools.is_empty()).then_some(tools))
+    }
+
+    /// Refuses tool definitions and calls that hold special-token text, unless message
+    /// contents may: the template writes them into the prompt as they are.
+    fn refuse_special_text(
+        &self,
+        tools: &[ToolSpec],
+        turns: &[ChatTurn],
+    ) -> Result<(), EngineError> {
+        if self.content_tokenizer.is_none() {
+            return Ok(());
+        }
+        let calls: Vec<_> = turns.iter().map(|turn| &turn.tool_calls).collect();
+        let text = serde_json::to_string(&(tools, calls)).unwrap_or_default();
+        if self
+            .special_texts
+            .iter()
+            .any(|special| text.contains(special.as_str()))
+        {
+            return Err(EngineError::SpecialTokenText);
+        }
+        Ok(())
+    }
+
+    /// The token ids of `turns` rendered with `tools` (see [`PromptEncoder`]).
+    fn encode_turns(
+        &self,
+        template: &ChatTemplate,
+        turns: &[ChatTurn],
+        tools: Option<&[ToolSpec]>,
+    ) -> Result<Vec<u32>, EngineError> {
+        let tokens = self.tokenize(&render(template, turns, tools, &self.render)?, None)?;
         let Some(content_tokenizer) = &self.content_tokenizer else {
             return Ok(tokens);
         };
@@ -113,10 +165,13 @@ impl PromptEncoder {
             .enumerate()
             .map(|(index, turn)| {
                 let marker = format!("{}{index}{MARKER_END}", self.marker);
-                ChatTurn::new(turn.role.clone(), marker)
+                ChatTurn {
+                    content: marker,
+                    ..turn.clone()
+                }
             })
             .collect();
-        let marked = template.render(&marked_turns, &self.render)?;
+        let marked = template.render_with_tools(&marked_turns, tools, &self.render)?;
         let marked_tokens = self.tokenize(&marked, None)?;
         let specials = |tokens: &[u32]| {
             tokens
@@ -199,16 +254,22 @@ const WITHHELD_REASON: &str = "its reason is left out, as it may quote the conve
 fn render(
     template: &ChatTemplate,
     turns: &[ChatTurn],
+    tools: Option<&[ToolSpec]>,
     options: &RenderOptions,
 ) -> Result<String, ChatTemplateError> {
     template
-        .render(turns, options)
+        .render_with_tools(turns, tools, options)
         .map_err(|error| match error {
             ChatTemplateError::Rejected(reason) if quotes_content(&reason, turns) => {
                 ChatTemplateError::Rejected(WITHHELD_REASON.to_owned())
             }
             other => other,
         })
+}
+
+/// Whether `turn` calls tools or answers a call.
+fn has_tool_fields(turn: &ChatTurn) -> bool {
+    turn.role == "tool" || !turn.tool_calls.is_empty()
 }
 
 /// Whether `reason` is too long to be a rule or holds the content of one of `turns`.
@@ -285,7 +346,7 @@ mod tests {
     #[test]
     fn special_tokens_in_a_message_are_text() {
         let encoder = encoder(chatml("m['content']"), false);
-        let tokens = encoder.encode(&chat(ATTACK)).unwrap();
+        let tokens = encoder.encode(&chat(ATTACK), &[]).unwrap();
         // The template's own two: the user turn and the generation prompt.
         assert_eq!(count(&tokens, IM_START), 2, "{tokens:?}");
         assert_eq!(tokens[..3], [IM_START, 3, 6]);
@@ -295,7 +356,7 @@ mod tests {
     #[test]
     fn ordinary_messages_tokenize_as_the_whole_rendering() {
         let encoder = encoder(chatml("m['content']"), false);
-        let tokens = encoder.encode(&chat("Hi You are")).unwrap();
+        let tokens = encoder.encode(&chat("Hi You are"), &[]).unwrap();
         let text = "<|im_start|>user\nHi You are<|im_end|>\n<|im_start|>assistant\n";
         assert_eq!(tokens, encoder.tokenize(text, None).unwrap());
     }
@@ -303,7 +364,7 @@ mod tests {
     #[test]
     fn an_operator_may_let_messages_carry_special_tokens() {
         let tokens = encoder(chatml("m['content']"), true)
-            .encode(&chat(ATTACK))
+            .encode(&chat(ATTACK), &[])
             .unwrap();
         assert_eq!(count(&tokens, IM_START), 3, "{tokens:?}");
     }
@@ -311,7 +372,7 @@ mod tests {
     #[test]
     fn raw_text_prompts_keep_their_special_tokens() {
         let tokens = encoder(chatml("m['content']"), false)
-            .encode(&Prompt::Text(ATTACK.to_owned()))
+            .encode(&Prompt::Text(ATTACK.to_owned()), &[])
             .unwrap();
         assert_eq!(count(&tokens, IM_START), 1, "{tokens:?}");
     }
@@ -319,9 +380,9 @@ mod tests {
     #[test]
     fn a_template_that_strips_content_still_keeps_it_text() {
         let encoder = encoder(chatml("m['content'].strip()"), false);
-        let tokens = encoder.encode(&chat(&format!("  {ATTACK} "))).unwrap();
+        let tokens = encoder.encode(&chat(&format!("  {ATTACK} ")), &[]).unwrap();
         assert_eq!(count(&tokens, IM_START), 2, "{tokens:?}");
-        let plain = encoder.encode(&chat(" Hi ")).unwrap();
+        let plain = encoder.encode(&chat(" Hi "), &[]).unwrap();
         let text = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
         assert_eq!(plain, encoder.tokenize(text, None).unwrap());
     }
@@ -333,12 +394,12 @@ mod tests {
         )
         .unwrap();
         let error = encoder(template, false)
-            .encode(&chat("Hi You are"))
+            .encode(&chat("Hi You are"), &[])
             .unwrap_err();
         assert!(!error.to_string().contains("Hi You are"), "{error}");
         assert!(error.is_client_error(), "{error}");
         let rule = ChatTemplate::new("{{ raise_exception('roles must alternate') }}").unwrap();
-        let error = encoder(rule, false).encode(&chat("Hi")).unwrap_err();
+        let error = encoder(rule, false).encode(&chat("Hi"), &[]).unwrap_err();
         assert!(
             error.to_string().ends_with("roles must alternate"),
             "{error}"
@@ -349,9 +410,9 @@ mod tests {
     fn a_template_that_breaks_content_up_refuses_special_tokens_in_it() {
         let encoder = encoder(chatml("m['content'][1:]"), false);
         assert!(matches!(
-            encoder.encode(&chat(ATTACK)),
+            encoder.encode(&chat(ATTACK), &[]),
             Err(EngineError::SpecialTokenText)
         ));
-        assert!(encoder.encode(&chat("Hi You")).is_ok());
+        assert!(encoder.encode(&chat("Hi You"), &[]).is_ok());
     }
 }

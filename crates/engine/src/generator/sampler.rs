@@ -2,7 +2,8 @@
 //! penalties, tokens held back until a minimum length, greedy choice at temperature 0,
 //! otherwise temperature, top-k, top-p (nucleus) and min-p sampling with a seeded random
 //! generator, and the log-probabilities of the chosen token and the likeliest alternatives.
-//! Pure: the same parameters, seed and logits give the same tokens.
+//! A choice held to an output constraint has the tokens its grammar does not allow masked
+//! first. Pure: the same parameters, seed and logits give the same tokens.
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,6 +11,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use gateway_backend::SamplingParams;
+
+use super::constraint::TokenGrammar;
+use crate::EngineError;
 
 /// Temperatures at or below this are greedy.
 const GREEDY_TEMPERATURE: f32 = 1e-5;
@@ -46,6 +50,8 @@ pub(crate) struct Sampler {
     held_back: Vec<u32>,
     min_tokens: usize,
     generated: usize,
+    /// The grammar the output must follow, if any.
+    grammar: Option<TokenGrammar>,
 }
 
 impl Sampler {
@@ -59,7 +65,14 @@ impl Sampler {
             held_back: Vec::new(),
             min_tokens: 0,
             generated: 0,
+            grammar: None,
         }
+    }
+
+    /// Samples only tokens that `grammar` allows, and has it follow each one.
+    pub(crate) fn following(mut self, grammar: Option<TokenGrammar>) -> Self {
+        self.grammar = grammar;
+        self
     }
 
     /// Counts the tokens of `prompt` as seen, for the repetition penalty.
@@ -78,20 +91,26 @@ impl Sampler {
         self
     }
 
-    /// Chooses the next token from `logits` (one score per vocabulary entry) and remembers it.
-    pub(crate) fn sample(&mut self, logits: &[f32]) -> Sampled {
-        let adjusted;
-        let scores = if self.adjusts() {
-            adjusted = self.adjusted(logits);
-            &adjusted[..]
-        } else {
-            logits
-        };
+    /// Chooses the next token from `logits` (one score per vocabulary entry) and remembers it;
+    /// fails only when the grammar allows no token.
+    pub(crate) fn sample(&mut self, logits: &[f32]) -> Result<Sampled, EngineError> {
+        let mut adjusted = None;
+        if self.adjusts() {
+            adjusted = Some(self.adjusted(logits));
+        }
+        if let Some(grammar) = &mut self.grammar {
+            let masked = adjusted.get_or_insert_with(|| logits.to_vec());
+            grammar.mask(masked)?;
+        }
+        let scores = adjusted.as_deref().unwrap_or(logits);
         let token = if self.params.temperature <= GREEDY_TEMPERATURE {
             argmax(scores)
         } else {
             self.draw(scores)
         };
+        if let Some(grammar) = &mut self.grammar {
+            grammar.accept(token as u32)?;
+        }
         *self.counts.entry(token as u32).or_default() += 1;
         self.generated += 1;
         let logprobs = self.params.top_logprobs.map(|count| {
@@ -101,10 +120,10 @@ impl Sampler {
                 top: top_entries(&logprobs, count),
             }
         });
-        Sampled {
+        Ok(Sampled {
             token: token as u32,
             logprobs,
-        }
+        })
     }
 
     /// Whether `logits` need changing before the choice.
@@ -262,13 +281,19 @@ mod tests {
 
     const LOGITS: [f32; 5] = [1.0, 3.0, 2.0, 0.5, 2.9];
 
+    fn pick(sampler: &mut Sampler, logits: &[f32]) -> Sampled {
+        sampler
+            .sample(logits)
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
     #[test]
     fn temperature_zero_is_greedy_with_logprobs() {
         let mut sampler = Sampler::new(SamplingParams {
             top_logprobs: Some(2),
             ..params(0.0)
         });
-        let sampled = sampler.sample(&LOGITS);
+        let sampled = pick(&mut sampler, &LOGITS);
         assert_eq!(sampled.token, 1);
         let expected = log_softmax(&LOGITS);
         let logprobs = sampled.logprobs.unwrap_or_else(|| panic!("no logprobs"));
@@ -282,7 +307,7 @@ mod tests {
     fn logprobs_are_computed_only_when_asked_for() {
         let mut sampler = Sampler::new(params(0.0));
         assert_eq!(
-            sampler.sample(&LOGITS),
+            pick(&mut sampler, &LOGITS),
             Sampled {
                 token: 1,
                 logprobs: None
@@ -298,7 +323,7 @@ mod tests {
                 ..params(1.5)
             });
             (0..32)
-                .map(|_| sampler.sample(&LOGITS).token)
+                .map(|_| pick(&mut sampler, &LOGITS).token)
                 .collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
@@ -311,12 +336,12 @@ mod tests {
             top_k: 2,
             ..params(5.0)
         });
-        assert!((0..200).all(|_| [1, 4].contains(&top_k.sample(&LOGITS).token)));
+        assert!((0..200).all(|_| [1, 4].contains(&pick(&mut top_k, &LOGITS).token)));
         let mut top_p = Sampler::new(SamplingParams {
             top_p: 0.01,
             ..params(1.0)
         });
-        assert!((0..50).all(|_| top_p.sample(&LOGITS).token == 1));
+        assert!((0..50).all(|_| pick(&mut top_p, &LOGITS).token == 1));
     }
 
     #[test]
@@ -325,13 +350,15 @@ mod tests {
             presence_penalty: 2.0,
             ..params(0.0)
         });
-        let tokens: Vec<u32> = (0..3).map(|_| presence.sample(&LOGITS).token).collect();
+        let tokens: Vec<u32> = (0..3).map(|_| pick(&mut presence, &LOGITS).token).collect();
         assert_eq!(tokens, vec![1, 4, 2]);
         let mut frequency = Sampler::new(SamplingParams {
             frequency_penalty: 0.15,
             ..params(0.0)
         });
-        let tokens: Vec<u32> = (0..3).map(|_| frequency.sample(&LOGITS).token).collect();
+        let tokens: Vec<u32> = (0..3)
+            .map(|_| pick(&mut frequency, &LOGITS).token)
+            .collect();
         assert_eq!(tokens, vec![1, 4, 1]);
     }
 
@@ -342,7 +369,9 @@ mod tests {
             min_p: 0.5,
             ..params(1.0)
         });
-        let drawn: HashSet<u32> = (0..300).map(|_| sampler.sample(&LOGITS).token).collect();
+        let drawn: HashSet<u32> = (0..300)
+            .map(|_| pick(&mut sampler, &LOGITS).token)
+            .collect();
         assert_eq!(drawn, HashSet::from([1, 4]));
     }
 
@@ -353,9 +382,11 @@ mod tests {
             ..params(0.0)
         };
         let mut from_prompt = Sampler::new(penalized).with_prompt(&[1]);
-        assert_eq!(from_prompt.sample(&LOGITS).token, 4, "3.0 / 1.5 < 2.9");
+        assert_eq!(pick(&mut from_prompt, &LOGITS).token, 4, "3.0 / 1.5 < 2.9");
         let mut from_output = Sampler::new(penalized).with_prompt(&[]);
-        let tokens: Vec<u32> = (0..2).map(|_| from_output.sample(&LOGITS).token).collect();
+        let tokens: Vec<u32> = (0..2)
+            .map(|_| pick(&mut from_output, &LOGITS).token)
+            .collect();
         assert_eq!(tokens, vec![1, 4]);
         let mut negative = Sampler::new(SamplingParams {
             repetition_penalty: 2.0,
@@ -363,13 +394,13 @@ mod tests {
         })
         .with_prompt(&[1]);
         let scores = [-1.0, -0.5, -2.0, -0.9, -3.0];
-        assert_eq!(negative.sample(&scores).token, 3, "-0.5 × 2 < -0.9");
+        assert_eq!(pick(&mut negative, &scores).token, 3, "-0.5 × 2 < -0.9");
     }
 
     #[test]
     fn held_back_tokens_wait_for_the_minimum_length() {
         let mut sampler = Sampler::new(params(0.0)).holding_back(vec![1, 4], 2);
-        let tokens: Vec<u32> = (0..3).map(|_| sampler.sample(&LOGITS).token).collect();
+        let tokens: Vec<u32> = (0..3).map(|_| pick(&mut sampler, &LOGITS).token).collect();
         assert_eq!(tokens, vec![2, 2, 1]);
     }
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use gateway_backend::{ChoiceSink, Ending, FinishReason, SamplingParams, TokenLogprob};
 
+use super::constraint::TokenGrammar;
 use super::detokenize::{Detokenizer, TokenDecoder};
 use super::fair_queue::FairQueue;
 use super::model::StepModel;
@@ -32,6 +33,8 @@ pub(crate) struct Job {
     pub(crate) stop: Vec<String>,
     /// Tokens that end the choice, and from when.
     pub(crate) ending: Ending,
+    /// The grammar the choice's output follows, if any.
+    pub(crate) grammar: Option<TokenGrammar>,
     /// Where the choice's tokens go.
     pub(crate) sink: ChoiceSink,
 }
@@ -164,7 +167,8 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
             next: None,
             sampler: Sampler::new(job.sampling)
                 .with_prompt(&job.prompt)
-                .holding_back(stop_tokens.clone(), job.ending.min_tokens),
+                .holding_back(stop_tokens.clone(), job.ending.min_tokens)
+                .following(job.grammar),
             detokenizer: Detokenizer::default(),
             stop: StopMatcher::new(&job.stop),
             stop_tokens,
@@ -308,7 +312,10 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
     fn emit(&mut self, index: usize, logits: &[f32]) {
         let decoder = &self.vocab.decoder;
         let sequence = &mut self.running[index];
-        let sampled = sequence.sampler.sample(logits);
+        let sampled = match sequence.sampler.sample(logits) {
+            Ok(sampled) => sampled,
+            Err(error) => return fail(sequence, error),
+        };
         sequence.generated += 1;
         let ends = sequence.stop_tokens.contains(&sampled.token);
         let released = if ends || self.vocab.eos.contains(&sampled.token) {

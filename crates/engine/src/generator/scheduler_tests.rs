@@ -100,6 +100,7 @@ fn job(prompt: &str, max_tokens: usize, stop: &[&str]) -> (Job, GenerationStream
         },
         stop: stop.iter().map(|s| (*s).to_owned()).collect(),
         ending: Ending::default(),
+        grammar: None,
         sink: sinks.remove(0),
     };
     (job, stream)
