@@ -73,6 +73,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/completions",
             post(routes::completions::create_completion),
         )
+        .route("/v1/responses", post(routes::responses::create_response))
         .route("/v1/tokenize", post(routes::tokenize::tokenize))
         .route("/v1/detokenize", post(routes::tokenize::detokenize))
         .route("/tokenize", post(routes::tokenize::tokenize_at_root))

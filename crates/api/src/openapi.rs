@@ -38,6 +38,7 @@ pub const MANAGEMENT_TOKEN: &str = "management_token";
     paths(
         routes::chat::create_chat_completion,
         routes::completions::create_completion,
+        routes::responses::create_response,
         routes::embeddings::create_embeddings,
         routes::tokenize::tokenize,
         routes::tokenize::detokenize,

@@ -28,6 +28,16 @@ pub fn event<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(format!("data: {json}\n\n"))
 }
 
+/// The end of a chat or completion stream: the usage chunk when asked for, then
+/// `data: [DONE]`.
+pub fn closing(usage_chunk: Option<Bytes>) -> Bytes {
+    let done = Bytes::from_static(b"data: [DONE]\n\n");
+    match usage_chunk {
+        Some(chunk) => [chunk, done].concat().into(),
+        None => done,
+    }
+}
+
 /// What a stream holds besides its events.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamOptions {
@@ -50,7 +60,7 @@ struct StreamState<F> {
 
 /// The streamed answer of a request's merged generations.
 pub fn stream_response<F: AnswerFormat>(
-    format: F,
+    mut format: F,
     events: BoxStream<'static, GenerationEvent>,
     meter: UsageMeter,
     options: StreamOptions,
@@ -134,12 +144,9 @@ impl<F: AnswerFormat> StreamState<F> {
 
     fn finish(&mut self) {
         self.meter.record(Outcome::Complete);
-        if self.options.include_usage {
-            let chunk = self.format.usage_chunk(self.meter.wire_usage());
-            self.pending.push_back(chunk);
-        }
-        self.pending
-            .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+        let usage = self.meter.wire_usage();
+        let closing = self.format.closing(usage, self.options.include_usage);
+        self.pending.push_back(closing);
         self.done = true;
     }
 

@@ -247,6 +247,7 @@ async fn request_bodies_and_every_reference_are_components() {
     let expected = [
         ("POST /v1/chat/completions", "ChatCompletionRequest"),
         ("POST /v1/completions", "CompletionRequest"),
+        ("POST /v1/responses", "ResponseRequest"),
         ("POST /v1/embeddings", "EmbeddingRequest"),
         ("POST /v1/tokenize", "TokenizeRequest"),
         ("POST /v1/detokenize", "DetokenizeRequest"),

@@ -44,6 +44,8 @@ pub trait GenerationRoute: DeserializeOwned + Send + 'static {
     fn model(&self) -> &str;
     /// Checks every parameter into prompts and generation parameters.
     fn validate(&self) -> Result<ValidatedGeneration, ApiError>;
+    /// What the answer echoes of the request.
+    fn settings(&self) -> <Self::Format as AnswerFormat>::Settings;
 }
 
 /// What every answer of one request says about itself.
@@ -76,16 +78,19 @@ pub struct Delta {
 
 /// How one kind of answer (chat or legacy completion) is written, whole or as chunks.
 pub trait AnswerFormat: Send + 'static {
-    /// What its answers' ids start with (`chatcmpl`, `cmpl`).
+    /// What its answers' ids start with (`chatcmpl-`, `cmpl-`, `resp_`).
     const ID_PREFIX: &'static str;
-    /// The format of the answer described by `answer`.
-    fn new(answer: AnswerMeta) -> Self;
+    /// What the answers echo of their request (nothing for chat and completions).
+    type Settings: Send;
+    /// The format of the answer described by `answer`, echoing `settings`.
+    fn new(answer: AnswerMeta, settings: Self::Settings) -> Self;
     /// The chunk that opens choice `choice`, if the format has one.
-    fn opening(&self, choice: u32) -> Option<Bytes>;
+    fn opening(&mut self, choice: u32) -> Option<Bytes>;
     /// The chunks of a choice's new text (none while the format holds it back).
     fn delta(&mut self, delta: Delta) -> Bytes;
-    /// The final usage chunk of a stream.
-    fn usage_chunk(&self, usage: openai::Usage) -> Bytes;
+    /// The end of a complete stream, with the usage (shown when the client asked for it,
+    /// or always where the format carries it).
+    fn closing(&mut self, usage: openai::Usage, include_usage: bool) -> Bytes;
     /// The whole answer.
     fn whole(&self, choices: Vec<Collected>, usage: openai::Usage) -> Response;
 }
@@ -131,13 +136,17 @@ pub async fn handle<R: GenerationRoute>(
         .accounting
         .admit(&slot, budget, requester, plan, reserve)
         .await?;
-    let format = R::Format::new(AnswerMeta {
-        id: format!("{}-{}", R::Format::ID_PREFIX, uuid::Uuid::new_v4().simple()),
-        created: chrono::Utc::now().timestamp(),
-        model: model.to_owned(),
-        logprobs: generation.params.logprobs,
-        tool_output: generation.params.tool_output.clone(),
-    });
+    let settings = request.settings();
+    let format = R::Format::new(
+        AnswerMeta {
+            id: format!("{}{}", R::Format::ID_PREFIX, uuid::Uuid::new_v4().simple()),
+            created: chrono::Utc::now().timestamp(),
+            model: model.to_owned(),
+            logprobs: generation.params.logprobs,
+            tool_output: generation.params.tool_output.clone(),
+        },
+        settings,
+    );
     let meter = UsageMeter::new(Arc::clone(&state), ticket, model, request_id(&headers));
     let held = Held {
         meter,

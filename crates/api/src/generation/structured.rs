@@ -6,7 +6,7 @@
 //! functions' schemas; with `auto` the model may answer in text or with `<tool_call>` blocks
 //! (the convention the engine describes to models whose template does not render tools).
 
-use gateway_backend::{FunctionSpec, OutputConstraint, ToolSpec};
+use gateway_backend::{FinishReason, FunctionSpec, OutputConstraint, ToolSpec};
 use gateway_core::openai::{ResponseFormat, Tool, ToolChoice, ToolChoiceMode};
 use serde_json::{json, Value};
 
@@ -317,6 +317,52 @@ fn read_tagged_calls(text: &str, names: &[String]) -> Option<Vec<ReadCall>> {
     (!calls.is_empty()).then_some(calls)
 }
 
+/// What a streamed answer that may call tools shows next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// Nothing yet: the output so far may be a call.
+    Nothing,
+    /// Text, streamed as it comes from here on.
+    Text(String),
+    /// The calls of the whole answer, read at its end.
+    Calls(Vec<ReadCall>),
+}
+
+/// The output of a streamed choice that may call tools: held back while it may be a call,
+/// text once it cannot be, read into calls at its end.
+#[derive(Debug, Default)]
+pub struct HeldOutput {
+    held: String,
+    text: bool,
+}
+
+impl HeldOutput {
+    /// Takes the next `piece` of output, read as `output` says; `end` is why the choice ended,
+    /// on its last piece. Only a choice that stopped by itself can be a call.
+    pub fn push(&mut self, output: &ToolOutput, piece: &str, end: Option<FinishReason>) -> Release {
+        if self.text {
+            return Release::Text(piece.to_owned());
+        }
+        self.held.push_str(piece);
+        let opening = self.held.trim_start();
+        let may_be_call =
+            TOOL_CALL_OPEN.starts_with(opening) || opening.starts_with(TOOL_CALL_OPEN);
+        if matches!(output, ToolOutput::Auto { .. }) && !may_be_call {
+            self.text = true;
+            return Release::Text(std::mem::take(&mut self.held));
+        }
+        let Some(end) = end else {
+            return Release::Nothing;
+        };
+        let held = std::mem::take(&mut self.held);
+        let calls = match end {
+            FinishReason::Stop => read_tool_calls(output, &held),
+            FinishReason::Length => None,
+        };
+        calls.map_or(Release::Text(held), Release::Calls)
+    }
+}
+
 fn invalid(param: &str, message: impl Into<String>) -> ApiError {
     ApiError::InvalidParam {
         message: message.into(),
@@ -418,6 +464,44 @@ mod tests {
             structure.constraint.map(|c| c.param),
             Some("response_format")
         );
+    }
+
+    #[test]
+    fn streamed_output_is_held_while_it_may_be_a_call() {
+        let auto = ToolOutput::Auto {
+            names: vec!["f".to_owned()],
+        };
+        let mut text = HeldOutput::default();
+        assert_eq!(text.push(&auto, " <tool", None), Release::Nothing);
+        assert_eq!(
+            text.push(&auto, "box>", None),
+            Release::Text(" <toolbox>".to_owned())
+        );
+        assert_eq!(
+            text.push(&auto, " more", None),
+            Release::Text(" more".to_owned())
+        );
+        let mut call = HeldOutput::default();
+        assert_eq!(
+            call.push(&auto, "<tool_call>{\"name\": \"f\", ", None),
+            Release::Nothing
+        );
+        let end = call.push(
+            &auto,
+            "\"arguments\": {}}</tool_call>",
+            Some(FinishReason::Stop),
+        );
+        assert!(
+            matches!(end, Release::Calls(ref calls) if calls[0].name == "f"),
+            "{end:?}"
+        );
+        let mut cut = HeldOutput::default();
+        let end = cut.push(
+            &ToolOutput::AnyCall,
+            "{\"name\": \"f\"}",
+            Some(FinishReason::Length),
+        );
+        assert_eq!(end, Release::Text("{\"name\": \"f\"}".to_owned()));
     }
 
     #[test]

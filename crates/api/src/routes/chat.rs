@@ -21,7 +21,7 @@ use super::finish_reason;
 use crate::accounting::MeterSlot;
 use crate::error::ApiError;
 use crate::extract::{ApiKey, OpenAiJson};
-use crate::generation::structured::{read_tool_calls, ToolOutput, TOOL_CALL_OPEN};
+use crate::generation::structured::{read_tool_calls, HeldOutput, Release, ToolOutput};
 use crate::generation::{self, AnswerFormat, AnswerMeta, Collected, Delta};
 use crate::sse;
 use crate::state::AppState;
@@ -80,19 +80,10 @@ fn wire_logprobs(logprobs: Vec<TokenLogprob>) -> ChoiceLogprobs {
 }
 
 /// Chat completions and their chunks; an answer read as tool calls is held back while it may
-/// be one ([`ToolStream`]).
+/// be one ([`HeldOutput`]).
 pub struct ChatFormat {
     answer: AnswerMeta,
-    streams: Vec<ToolStream>,
-}
-
-/// What a streamed choice of an answer that may call tools has shown so far.
-#[derive(Debug, Default)]
-struct ToolStream {
-    /// Text held back while it may be (or is) a tool call.
-    held: String,
-    /// Whether the choice turned out to be text, now streamed as it comes.
-    text: bool,
+    held: Vec<HeldOutput>,
 }
 
 impl ChatFormat {
@@ -160,7 +151,10 @@ impl ChatFormat {
             chunks.push(self.delta_chunk(delta.choice, tool_calls, None));
         }
         if let Some(reason) = delta.finish {
-            let finish = tool_finish(reason, true);
+            let finish = match reason {
+                FinishReason::Stop => WireFinish::ToolCalls,
+                other => finish_reason(other),
+            };
             chunks.push(self.delta_chunk(delta.choice, ChatDelta::default(), Some(finish)));
         }
         chunks.concat().into()
@@ -170,29 +164,14 @@ impl ChatFormat {
     /// as text once it cannot, read into calls at its end.
     fn held_chunk(&mut self, delta: Delta) -> Bytes {
         let index = delta.choice as usize;
-        if self.streams.len() <= index {
-            self.streams.resize_with(index + 1, ToolStream::default);
+        if self.held.len() <= index {
+            self.held.resize_with(index + 1, HeldOutput::default);
         }
-        let stream = &mut self.streams[index];
-        if stream.text {
-            return self.text_chunk(delta);
-        }
-        stream.held.push_str(&delta.text);
-        let auto = matches!(self.answer.tool_output, ToolOutput::Auto { .. });
-        let opening = stream.held.trim_start();
-        let may_be_call =
-            TOOL_CALL_OPEN.starts_with(opening) || opening.starts_with(TOOL_CALL_OPEN);
-        if auto && !may_be_call {
-            stream.text = true;
-            let text = std::mem::take(&mut stream.held);
-            return self.text_chunk(Delta { text, ..delta });
-        }
-        let Some(reason) = delta.finish else {
-            return Bytes::new();
-        };
-        let held = std::mem::take(&mut stream.held);
-        match read_tool_calls(&self.answer.tool_output, &held) {
-            Some(calls) => {
+        let release = self.held[index].push(&self.answer.tool_output, &delta.text, delta.finish);
+        match release {
+            Release::Nothing => Bytes::new(),
+            Release::Text(text) => self.text_chunk(Delta { text, ..delta }),
+            Release::Calls(calls) => {
                 let calls = calls
                     .into_iter()
                     .zip(0u32..)
@@ -210,15 +189,11 @@ impl ChatFormat {
                     tool_calls: Some(calls),
                     ..ChatDelta::default()
                 };
-                let finish = tool_finish(reason, true);
                 let calls = self.delta_chunk(delta.choice, tool_calls, None);
-                let end = self.delta_chunk(delta.choice, ChatDelta::default(), Some(finish));
+                let finish = Some(WireFinish::ToolCalls);
+                let end = self.delta_chunk(delta.choice, ChatDelta::default(), finish);
                 [calls, end].concat().into()
             }
-            None => self.text_chunk(Delta {
-                text: held,
-                ..delta
-            }),
         }
     }
 
@@ -254,25 +229,19 @@ impl ChatFormat {
     }
 }
 
-/// The finish reason of a choice that may have called tools.
-fn tool_finish(reason: FinishReason, called: bool) -> WireFinish {
-    match reason {
-        FinishReason::Stop if called => WireFinish::ToolCalls,
-        other => finish_reason(other),
-    }
-}
-
 impl AnswerFormat for ChatFormat {
-    const ID_PREFIX: &'static str = "chatcmpl";
+    const ID_PREFIX: &'static str = "chatcmpl-";
 
-    fn new(answer: AnswerMeta) -> Self {
+    type Settings = ();
+
+    fn new(answer: AnswerMeta, (): ()) -> Self {
         Self {
             answer,
-            streams: Vec::new(),
+            held: Vec::new(),
         }
     }
 
-    fn opening(&self, choice: u32) -> Option<Bytes> {
+    fn opening(&mut self, choice: u32) -> Option<Bytes> {
         let delta = match &self.answer.tool_output {
             ToolOutput::Arguments { name } => ChatDelta {
                 role: Some(Role::Assistant),
@@ -304,11 +273,11 @@ impl AnswerFormat for ChatFormat {
         }
     }
 
-    fn usage_chunk(&self, usage: Usage) -> Bytes {
+    fn closing(&mut self, usage: Usage, include_usage: bool) -> Bytes {
         let answer = &self.answer;
         let chunk =
             ChatCompletionChunk::usage_chunk(&answer.id, answer.created, &answer.model, usage);
-        sse::event(&chunk)
+        sse::closing(include_usage.then(|| sse::event(&chunk)))
     }
 
     fn whole(&self, choices: Vec<Collected>, usage: Usage) -> Response {

@@ -80,13 +80,15 @@ impl CompletionFormat {
 }
 
 impl AnswerFormat for CompletionFormat {
-    const ID_PREFIX: &'static str = "cmpl";
+    const ID_PREFIX: &'static str = "cmpl-";
 
-    fn new(answer: AnswerMeta) -> Self {
+    type Settings = ();
+
+    fn new(answer: AnswerMeta, (): ()) -> Self {
         Self(answer)
     }
 
-    fn opening(&self, _choice: u32) -> Option<Bytes> {
+    fn opening(&mut self, _choice: u32) -> Option<Bytes> {
         None
     }
 
@@ -100,8 +102,8 @@ impl AnswerFormat for CompletionFormat {
         sse::event(&self.completion(vec![choice], None))
     }
 
-    fn usage_chunk(&self, usage: Usage) -> Bytes {
-        sse::event(&self.completion(Vec::new(), Some(usage)))
+    fn closing(&mut self, usage: Usage, include_usage: bool) -> Bytes {
+        sse::closing(include_usage.then(|| sse::event(&self.completion(Vec::new(), Some(usage)))))
     }
 
     fn whole(&self, choices: Vec<Collected>, usage: Usage) -> Response {

@@ -8,6 +8,7 @@ pub mod completions;
 pub mod embeddings;
 pub mod health;
 pub mod models;
+pub mod responses;
 pub mod tokenize;
 pub mod tokens;
 pub mod usage;

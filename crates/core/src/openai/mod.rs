@@ -1,5 +1,5 @@
 //! The OpenAI wire schema: request bodies, responses, stream chunks and error bodies of
-//! `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and `/v1/models`, shaped so the
+//! `/v1/chat/completions`, `/v1/completions`, `/v1/responses`, `/v1/embeddings` and `/v1/models`, shaped so the
 //! official SDKs (openai-python, openai-node) send bodies that deserialize here and accept the
 //! bodies serialized from here.
 //!
@@ -20,6 +20,7 @@ pub mod input;
 pub mod models;
 pub mod parse;
 mod reason;
+pub mod responses;
 pub mod tools;
 pub mod usage;
 
@@ -44,6 +45,12 @@ pub use error::{ErrorBody, ErrorObject, ErrorType};
 pub use input::{InputItem, TextOrTokens};
 pub use models::{Model, ModelList};
 pub use parse::{from_json_slice, WireError};
+pub use responses::{
+    IncompleteDetails, InputTokensDetails, OutputItem, OutputText, OutputTokensDetails,
+    ResponseContent, ResponseContentPart, ResponseEvent, ResponseInput, ResponseInputItem,
+    ResponseObject, ResponseRequest, ResponseStatus, ResponseTool, ResponseToolChoice,
+    ResponseUsage, TextFormat, TextOptions,
+};
 pub use tools::{
     FunctionCall, FunctionCallDelta, FunctionDefinition, JsonSchemaFormat, NamedFunction,
     NamedToolChoice, ResponseFormat, Tool, ToolCall, ToolCallDelta, ToolChoice, ToolChoiceMode,
