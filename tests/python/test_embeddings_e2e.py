@@ -258,3 +258,20 @@ def test_no_request_text_in_the_log(gateway, client):
     post_json(gateway, "/v1/embeddings", {"model": 5, "input": secret})
     assert "request" in gateway.log  # the log does carry request spans
     assert secret not in gateway.log
+
+
+def test_langchain_embeddings_with_the_readme_setting(gateway, client):
+    """LangChain's `OpenAIEmbeddings` sends OpenAI-tokenizer ids unless told not to (the
+    README's setting); with it, its vectors are the gateway's vectors of the text."""
+    from langchain_openai import OpenAIEmbeddings
+
+    texts = ["A man is eating food.", "A man is eating a piece of bread."]
+    embeddings = OpenAIEmbeddings(
+        model=MODEL, base_url=gateway.base_url + "/v1", api_key=gateway.api_key,
+        check_embedding_ctx_length=False, max_retries=0,
+    )
+    direct = client.embeddings.create(model=MODEL, input=texts, encoding_format="float")
+    via_langchain = embeddings.embed_documents(texts)
+    for ours, theirs in zip(direct.data, via_langchain):
+        assert np.allclose(ours.embedding, theirs, atol=1e-6)
+    assert np.allclose(embeddings.embed_query(texts[0]), direct.data[0].embedding, atol=1e-6)
