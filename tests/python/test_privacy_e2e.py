@@ -94,12 +94,20 @@ FAILING = [
     (CHAT, chat(stop=[MARKER] * 5), 400, "stop"),
     (CHAT, chat(temperature=9, stream=True), 400, "temperature"),
     (CHAT, chat(logit_bias={"1": 5}), 400, "logit_bias"),
-    (CHAT, chat(tools=[{"type": "function", "function": {"name": MARKER, "description": MARKER}}]),
+    (CHAT, chat(tools=[{"type": "function", "function": {"name": f"{MARKER}!", "description": MARKER}}]),
      400, "tools"),
     (CHAT, chat(messages=user_says([{"type": "image_url", "image_url": {"url": MARKER}}])), 400,
      "messages[0].content[0]"),
-    (CHAT, chat(messages=[{"role": "tool", "content": MARKER, "tool_call_id": MARKER}]), 400,
-     "messages[0].role"),
+    (CHAT, chat(messages=[{"role": "tool", "content": MARKER}]), 400,
+     "messages[0].tool_call_id"),
+    (CHAT, chat(guided_regex=f"({MARKER}"), 400, "guided_regex"),
+    (CHAT, chat(response_format={"type": "json_schema",
+                                 "json_schema": {"name": "x", "schema": {"type": MARKER}}}),
+     400, "response_format"),
+    (CHAT, chat(tool_choice={"type": "function", "function": {"name": MARKER}},
+                tools=[{"type": "function", "function": {"name": "f"}}]), 400, "tool_choice"),
+    ("/v1/responses", {"model": CHAT_MODEL, "input": MARKER, "previous_response_id": MARKER},
+     400, "previous_response_id"),
     (CHAT, chat(max_tokens=5000), 400, "messages"),
     (CHAT, chat(messages=user_says(LONG)), 400, "messages"),
     (CHAT, chat(messages=user_says(LONG), stream=True), 400, "messages"),
@@ -120,7 +128,7 @@ FAILING = [
     (COMPLETIONS, completion(max_tokens=MARKER), 400, "max_tokens"),
     (COMPLETIONS, completion(stop=[MARKER, {"x": MARKER}]), 400, "stop[1]"),
     (COMPLETIONS, completion(suffix=MARKER), 400, "suffix"),
-    (COMPLETIONS, completion(echo=True), 400, "echo"),
+    (COMPLETIONS, completion(echo=True, logprobs=9), 400, "logprobs"),
     (COMPLETIONS, completion(prompt=LONG), 400, "prompt"),
     (COMPLETIONS, completion(prompt=[MARKER, LONG], stream=True), 400, "prompt"),
     (COMPLETIONS, completion(prompt=[1, FOREIGN_TOKEN]), 400, "prompt"),
@@ -233,7 +241,8 @@ def answers_of_successful_requests(gateway, key: str) -> list[str]:
     found.append(floats[start:start + MIN_SNIPPET * 2])  # the numbers as the gateway wrote them
     tokens = json.loads(succeed(gateway, key, TOKENIZE, {"model": CHAT_MODEL, "prompt": MARKER}))
     succeed(gateway, key, TOKENIZE, {"model": CHAT_MODEL, "messages": conversation()})
-    text = json.loads(succeed(gateway, key, DETOKENIZE, {"model": CHAT_MODEL, **tokens}))
+    text = json.loads(succeed(gateway, key, DETOKENIZE,
+                              {"model": CHAT_MODEL, "tokens": tokens["tokens"]}))
     assert MARKER in text["prompt"], "detokenize answers the marker it was given as tokens"
     return found
 

@@ -312,3 +312,16 @@ def test_langchain_bind_tools(gateway):
     (call,) = message.tool_calls
     assert call["name"] == "get_weather" and isinstance(call["args"]["city"], str)
     assert get_weather.invoke(call["args"]).startswith("sunny in")
+
+
+def test_unknown_fields_are_refused_by_name(gateway, client):
+    status, _, answer = post_json(
+        gateway, "/v1/chat/completions",
+        {"model": CHAT_MODEL, "messages": ASK_WEATHER, "max_tokens": 4, "guided_grammar": "x"},
+    )
+    assert_error(status, answer, 400, "guided_grammar")
+    assert answer["error"]["message"] == "Unrecognized request argument supplied: guided_grammar"
+    status, _, answer = post_json(
+        gateway, "/v1/completions", {"model": CHAT_MODEL, "prompt": "Hi", "best_of_n": 2}
+    )
+    assert_error(status, answer, 400, "best_of_n")

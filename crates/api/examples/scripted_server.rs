@@ -61,6 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         request_timeout_secs: 30,
         body_read_timeout_secs: 10,
         failed_authentications_per_minute: 30,
+        unknown_fields: gateway_core::openai::UnknownFields::Refuse,
     };
     let accounting = accounting(&url, dir.path(), test_policy(GENEROUS)).await?;
     let state = Arc::new(AppState::new(models, limits, store, accounting));

@@ -4,7 +4,9 @@
 //! - [`OpenAiJson`] and [`ManagementJson`], the JSON body. Unlike axum's `Json`, every rejection
 //!   (malformed JSON, a wrong type, a missing field, a body over the limit) names the field at
 //!   fault. The content type is not checked: the body is parsed as JSON whatever it says, as
-//!   `curl -d` sends a form content type by default. A body over [`PARSE_ON_WORKER_BYTES`] is
+//!   `curl -d` sends a form content type by default. On the model API a field the request
+//!   type does not know is refused by name unless the operator chose to ignore them
+//!   (`Limits::unknown_fields`); the management API ignores them. A body over [`PARSE_ON_WORKER_BYTES`] is
 //!   parsed on the blocking pool: parsing megabytes takes milliseconds to seconds, which on the
 //!   async worker would stall every other request (and the token streams of running chats).
 //! - [`ApiKey`] and [`Caller`], what the authentication layer proved about the request.
@@ -15,6 +17,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use gateway_auth::{parse_id, Actor, AuthError, RequestContext, VerifiedKey};
+use gateway_core::openai::{from_json_slice_with, UnknownFields};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -35,7 +38,9 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<std::sync::Arc<AppState>>
         request: Request,
         state: &std::sync::Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        json_body(request, state).await.map(Self)
+        json_body(request, state, state.limits.unknown_fields)
+            .await
+            .map(Self)
     }
 }
 
@@ -52,23 +57,26 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<std::sync::Arc<AppState>>
         request: Request,
         state: &std::sync::Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Self(json_body(request, state).await?))
+        Ok(Self(
+            json_body(request, state, UnknownFields::Ignore).await?,
+        ))
     }
 }
 
-/// Reads the body (within the configured limit) and parses it as `T`, a large body on the
-/// blocking pool.
+/// Reads the body (within the configured limit) and parses it as `T` with fields `T` does not
+/// know handled as `unknown` says, a large body on the blocking pool.
 async fn json_body<T: DeserializeOwned + Send + 'static>(
     request: Request,
     state: &std::sync::Arc<AppState>,
+    unknown: UnknownFields,
 ) -> Result<T, ApiError> {
     let bytes = Bytes::from_request(request, state)
         .await
         .map_err(|rejection| body_error(&rejection, &state.limits))?;
     if bytes.len() <= PARSE_ON_WORKER_BYTES {
-        return Ok(gateway_core::openai::from_json_slice(&bytes)?);
+        return Ok(from_json_slice_with(&bytes, unknown)?);
     }
-    tokio::task::spawn_blocking(move || gateway_core::openai::from_json_slice(&bytes))
+    tokio::task::spawn_blocking(move || from_json_slice_with(&bytes, unknown))
         .await
         .map_err(|_| ApiError::Internal("parsing the request body"))?
         .map_err(ApiError::from)

@@ -128,6 +128,12 @@ impl<F: AnswerFormat> StreamState<F> {
                         finish,
                     });
                 }
+                Some(GenerationEvent::Prompt { choice, prompt }) => {
+                    let chunk = self.format.prompt(choice, prompt);
+                    if !chunk.is_empty() {
+                        self.pending.push_back(chunk);
+                    }
+                }
                 Some(GenerationEvent::Done { .. }) => {}
                 Some(GenerationEvent::Failed { error, .. }) => self.fail(error),
                 None => self.finish(),

@@ -24,6 +24,9 @@ pub struct Limits {
     /// Failed management authentications one client address may make per minute before its
     /// management requests get 429; 0: no limit.
     pub failed_authentications_per_minute: u64,
+    /// What model API bodies with fields the API does not know get: a 400 naming the field
+    /// (OpenAI's answer, the default), or nothing (for legacy clients).
+    pub unknown_fields: gateway_core::openai::UnknownFields,
 }
 
 /// Everything the handlers share.

@@ -49,6 +49,7 @@ async fn app() -> App {
         request_timeout_secs: 10,
         body_read_timeout_secs: 10,
         failed_authentications_per_minute: 5,
+        unknown_fields: gateway_core::openai::UnknownFields::Refuse,
     };
     let accounting = accounting(&url, dir.path(), test_policy(GENEROUS))
         .await

@@ -159,6 +159,11 @@ async fn each_refused_parameter_is_named() {
             "response_format",
         ),
         (json!({"guided_choice": ["a", "b"]}), "guided_choice"),
+        (json!({"frequency": 1}), "frequency"),
+        (
+            json!({"messages": [{"role": "user", "content": "x", "mood": "y"}]}),
+            "messages[0].mood",
+        ),
         (json!({"tool_choice": "required"}), "tool_choice"),
         (json!({"logit_bias": {"1": 5}}), "logit_bias"),
         (json!({"min_p": 1.5}), "min_p"),

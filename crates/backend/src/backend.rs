@@ -22,6 +22,8 @@ pub struct Capabilities {
     pub logprobs: bool,
     /// [`Backend::tokenize`] and [`Backend::detokenize`].
     pub tokenize: bool,
+    /// The prompt echoed before each choice ([`crate::GenerationRequest::echo`]).
+    pub echo: bool,
     /// Outputs held to an [`crate::OutputConstraint`].
     pub constrained_output: bool,
     /// Tools shown to the model with a chat prompt ([`crate::GenerationRequest::tools`]).

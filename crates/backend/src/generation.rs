@@ -69,6 +69,9 @@ pub struct GenerationRequest {
     pub ending: Ending,
     /// What every choice's output must look like; `None`: free text.
     pub constraint: Option<OutputConstraint>,
+    /// Whether each choice's prompt comes back before its output (legacy `echo`), with the
+    /// log-probabilities of its tokens when asked for; `None`: no echo.
+    pub echo: Option<Echo>,
     /// Functions the model may call, shown to it with a chat prompt (the chat template renders
     /// them where it can, else the backend describes them in its own words); what the output
     /// means is the caller's to read.
@@ -76,6 +79,26 @@ pub struct GenerationRequest {
     /// Whom the request is for (the API sets the project id): a backend that serves several
     /// tenants from one queue shares it fairly between them; `None` is one shared tenant.
     pub tenant: Option<String>,
+}
+
+/// The prompt sent back before a choice's output (legacy completions' `echo`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Echo {
+    /// Alternatives per prompt position with the log-probabilities of the prompt's tokens;
+    /// `None`: the prompt's text only.
+    pub logprobs: Option<usize>,
+}
+
+/// The prompt of a choice as it comes back ([`GenerationEvent::Prompt`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EchoedPrompt {
+    /// The prompt's text (its tokens decoded, special tokens left out).
+    pub text: String,
+    /// With log-probabilities: the text of the prompt's first token, which has none.
+    pub first_token: Option<String>,
+    /// With log-probabilities: each later token of the prompt, its log-probability given the
+    /// tokens before it and the likeliest alternatives.
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 /// The tokens that end a choice (vLLM's `stop_token_ids`, `min_tokens`, `ignore_eos`).
@@ -103,6 +126,7 @@ impl GenerationRequest {
             stop: Vec::new(),
             ending: Ending::default(),
             constraint: None,
+            echo: None,
             tools: Vec::new(),
             tenant: None,
         }
@@ -134,6 +158,14 @@ pub struct TokenLogprob {
 /// What a running generation reports.
 #[derive(Debug)]
 pub enum GenerationEvent {
+    /// Choice `choice`'s prompt, echoed before its first token (only with
+    /// [`GenerationRequest::echo`]).
+    Prompt {
+        /// The choice, from 0.
+        choice: u32,
+        /// The prompt.
+        prompt: EchoedPrompt,
+    },
     /// Choice `choice` generated output. `text` may be empty (an incomplete character, or
     /// text held back while it may start a stop string).
     Token {
@@ -300,6 +332,17 @@ impl ChoiceSink {
             let usage = state.usage;
             let _ = self.events.send(GenerationEvent::Failed { error, usage });
         }
+    }
+
+    /// Sends the choice's prompt back before its first token (for [`GenerationRequest::echo`]);
+    /// false when nobody listens any more.
+    pub fn prompt(&self, prompt: EchoedPrompt) -> bool {
+        let state = self.tally.lock();
+        let event = GenerationEvent::Prompt {
+            choice: self.choice,
+            prompt,
+        };
+        !state.ended && self.events.send(event).is_ok()
     }
 
     fn release(&self, text: String, logprob: Option<TokenLogprob>, tokens: TokenCount) -> bool {

@@ -81,8 +81,8 @@ pub use backend::{Backend, Capabilities, EmbeddingInputs, Embeddings, Figure, He
 pub use constraint::OutputConstraint;
 pub use error::BackendError;
 pub use generation::{
-    generation_channel, ChoiceSink, Ending, FinishReason, GenerationEvent, GenerationRequest,
-    GenerationStream, SamplingParams, TokenLogprob, UsageHandle,
+    generation_channel, ChoiceSink, Echo, EchoedPrompt, Ending, FinishReason, GenerationEvent,
+    GenerationRequest, GenerationStream, SamplingParams, TokenLogprob, UsageHandle,
 };
 pub use prompt::{ChatTurn, FunctionSpec, Prompt, ToolSpec, TurnFunctionCall, TurnToolCall};
 pub use usage::{Accuracy, TokenCount, Usage};

@@ -70,6 +70,8 @@ async fn stream_answer(
                 eprintln!("{summary}");
             }
             GenerationEvent::Failed { error, .. } => return Err(error.into()),
+            // The request asks for no echo.
+            GenerationEvent::Prompt { .. } => {}
         }
     }
     Ok(())

@@ -71,9 +71,10 @@ pub enum EngineError {
         vocab_size: usize,
     },
     /// The output constraint cannot be compiled (a schema or pattern outside what the grammar
-    /// engine accepts, or past its size limits); the message is the grammar engine's.
-    #[error("the output constraint cannot be used: {0}")]
-    InvalidConstraint(String),
+    /// engine accepts, or past its size limits). The grammar engine's reason is left out: it
+    /// may quote the schema or pattern the client sent.
+    #[error("the grammar engine cannot compile {0} (an unsupported or invalid construct, or one past its size limits)")]
+    InvalidConstraint(&'static str),
     /// The output constraint failed while generating (no token can continue the output).
     #[error("constrained decoding failed: {0}")]
     Constraint(String),

@@ -114,6 +114,9 @@ pub struct ServerConfig {
     /// Most chat, completion and embedding requests of one project in flight at once on this
     /// replica; more are answered 429. 0: no limit.
     pub max_concurrent_requests_per_project: usize,
+    /// What a model API body with a field the API does not know gets: `refuse` (a 400 naming
+    /// it, as OpenAI's API answers) or `ignore` (for legacy clients).
+    pub unknown_request_fields: gateway_core::openai::UnknownFields,
 }
 
 impl ServerConfig {
@@ -145,6 +148,7 @@ impl Default for ServerConfig {
             max_choices_per_request: gateway_api::Fairness::default().max_choices_per_request,
             max_concurrent_requests_per_project: gateway_api::Fairness::default()
                 .max_concurrent_requests_per_project,
+            unknown_request_fields: gateway_core::openai::UnknownFields::Refuse,
         }
     }
 }
@@ -464,6 +468,7 @@ mod tests {
             shutdown_grace_secs = 2
             max_choices_per_request = 16
             max_concurrent_requests_per_project = 0
+            unknown_request_fields = "ignore"
 
             [runtime]
             library = "/opt/ort/libonnxruntime.so"
@@ -489,6 +494,10 @@ mod tests {
         let fairness = config.server.fairness().unwrap();
         assert_eq!(fairness.max_choices_per_request, 16);
         assert_eq!(fairness.max_concurrent_requests_per_project, 0);
+        assert_eq!(
+            config.server.unknown_request_fields,
+            gateway_core::openai::UnknownFields::Ignore
+        );
         assert_eq!(config.runtime.intra_threads, 4);
         assert_eq!(config.database_url(), "postgres://gateway@db/gateway");
         let model = &config.models[0];

@@ -53,6 +53,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         failed_authentications_per_minute: config
             .server
             .failed_management_authentications_per_minute,
+        unknown_fields: config.server.unknown_request_fields,
     };
     let connections = ConnectionLimits {
         header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),

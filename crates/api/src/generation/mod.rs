@@ -20,8 +20,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::stream::{self, BoxStream, StreamExt};
 use gateway_backend::{
-    Backend, BackendError, Capabilities, FinishReason, GenerationEvent, GenerationRequest,
-    GenerationStream, Prompt, TokenLogprob,
+    Backend, BackendError, Capabilities, EchoedPrompt, FinishReason, GenerationEvent,
+    GenerationRequest, GenerationStream, Prompt, TokenLogprob,
 };
 use gateway_core::openai;
 use gateway_metering::{Outcome, Requester};
@@ -88,6 +88,10 @@ pub trait AnswerFormat: Send + 'static {
     fn opening(&mut self, choice: u32) -> Option<Bytes>;
     /// The chunks of a choice's new text (none while the format holds it back).
     fn delta(&mut self, delta: Delta) -> Bytes;
+    /// The chunk of choice `choice`'s echoed prompt (only formats that echo have one).
+    fn prompt(&mut self, _choice: u32, _prompt: EchoedPrompt) -> Bytes {
+        Bytes::new()
+    }
     /// The end of a complete stream, with the usage (shown when the client asked for it,
     /// or always where the format carries it).
     fn closing(&mut self, usage: openai::Usage, include_usage: bool) -> Bytes;
@@ -98,6 +102,8 @@ pub trait AnswerFormat: Send + 'static {
 /// One choice, collected.
 #[derive(Debug, Default)]
 pub struct Collected {
+    /// Its prompt, when it is echoed.
+    pub prompt: Option<EchoedPrompt>,
     /// The whole output text.
     pub text: String,
     /// Log-probabilities of each token, when asked for.
@@ -219,6 +225,7 @@ async fn run(
             stop: params.stop.clone(),
             ending: params.ending.clone(),
             constraint: params.constraint.as_ref().map(|c| c.constraint.clone()),
+            echo: params.echo,
             tools: params.tools.clone(),
             tenant: Some(tenant.clone()),
         };
@@ -284,6 +291,9 @@ fn refuse_unsupported(
     if !params.tools.is_empty() && !capabilities.tools {
         return unsupported("tools", "tools");
     }
+    if params.echo.is_some() && !capabilities.echo {
+        return unsupported("echo", "echo");
+    }
     match &params.constraint {
         Some(constraint) if !capabilities.constrained_output => {
             unsupported("structured outputs", constraint.param)
@@ -323,6 +333,10 @@ fn merge(
                     choice: offset + choice,
                     reason,
                     tail,
+                },
+                Some(GenerationEvent::Prompt { choice, prompt }) => GenerationEvent::Prompt {
+                    choice: offset + choice,
+                    prompt,
                 },
                 Some(last @ (GenerationEvent::Done { .. } | GenerationEvent::Failed { .. })) => {
                     return Some((last, None))
@@ -388,6 +402,11 @@ async fn collect(
                 if let Some(choice) = collected.get_mut(choice as usize) {
                     choice.text.push_str(&tail);
                     choice.finish = Some(reason);
+                }
+            }
+            GenerationEvent::Prompt { choice, prompt } => {
+                if let Some(choice) = collected.get_mut(choice as usize) {
+                    choice.prompt = Some(prompt);
                 }
             }
             GenerationEvent::Done { .. } => {}

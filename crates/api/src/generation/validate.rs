@@ -5,7 +5,7 @@
 //! Parameters this gateway does not implement are refused, never silently ignored.
 
 use gateway_backend::{
-    ChatTurn, Ending, Prompt, SamplingParams, ToolSpec, TurnFunctionCall, TurnToolCall,
+    ChatTurn, Echo, Ending, Prompt, SamplingParams, ToolSpec, TurnFunctionCall, TurnToolCall,
 };
 use gateway_core::openai::{
     ChatCompletionRequest, ChatMessage, CompletionRequest, FunctionCall, FunctionDefinition,
@@ -79,6 +79,8 @@ pub struct GenerationParams {
     pub tools: Vec<ToolSpec>,
     /// How the output is read back (text or tool calls).
     pub tool_output: ToolOutput,
+    /// Whether each choice's prompt comes back before its output (legacy `echo`).
+    pub echo: Option<Echo>,
 }
 
 /// A chat or completion request that passed every check.
@@ -96,6 +98,8 @@ pub struct ValidatedGeneration {
 struct CommonFields<'a> {
     n: u32,
     max_tokens: Option<u32>,
+    /// Whether `max_tokens` may be 0 (an echoed prompt scored without a completion).
+    zero_max_tokens: bool,
     stop: &'a [String],
     temperature: Option<f32>,
     top_p: Option<f32>,
@@ -131,6 +135,7 @@ macro_rules! common_fields {
         CommonFields {
             n: $request.n(),
             max_tokens: $max_tokens,
+            zero_max_tokens: false,
             stop: $request.stop_sequences(),
             temperature: $request.temperature,
             top_p: $request.top_p,
@@ -253,6 +258,7 @@ fn response(request: &ResponseRequest) -> Result<ValidatedGeneration, ApiError> 
     let params = check(CommonFields {
         n: 1,
         max_tokens: request.max_output_tokens,
+        zero_max_tokens: false,
         stop: &[],
         temperature: request.temperature,
         top_p: request.top_p,
@@ -485,9 +491,6 @@ fn completion(request: &CompletionRequest) -> Result<ValidatedGeneration, ApiErr
     if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(invalid("suffix", "suffix is not supported"));
     }
-    if request.echo == Some(true) {
-        return Err(invalid("echo", "echo is not supported"));
-    }
     if request.best_of.is_some_and(|b| b != request.n()) {
         return Err(invalid("best_of", "best_of other than n is not supported"));
     }
@@ -511,11 +514,17 @@ fn completion(request: &CompletionRequest) -> Result<ValidatedGeneration, ApiErr
             InputItem::Tokens(tokens) => Prompt::Tokens(tokens.to_vec()),
         })
         .collect();
-    let params = check(common_fields!(
-        request,
-        Some(request.max_tokens()),
-        request.logprobs
-    ))?;
+    let echo = request.echo.unwrap_or(false);
+    let params = check(CommonFields {
+        zero_max_tokens: echo,
+        ..common_fields!(request, Some(request.max_tokens()), request.logprobs)
+    })?;
+    let params = GenerationParams {
+        echo: echo.then(|| Echo {
+            logprobs: request.logprobs.map(|top| top as usize),
+        }),
+        ..params
+    };
     let structure = Structure {
         constraint: structured::guided(&guided_fields!(request))?,
         ..Structure::default()
@@ -633,8 +642,11 @@ fn check(fields: CommonFields<'_>) -> Result<GenerationParams, ApiError> {
             format!("at most {MAX_STOP_SEQUENCES} stop sequences are allowed"),
         ));
     }
-    if fields.max_tokens == Some(0) {
-        return Err(invalid("max_tokens", "'max_tokens' must be at least 1"));
+    if fields.max_tokens == Some(0) && !fields.zero_max_tokens {
+        return Err(invalid(
+            "max_tokens",
+            "'max_tokens' must be at least 1 (0 only with 'echo')",
+        ));
     }
     Ok(GenerationParams {
         choices: fields.n,
@@ -648,6 +660,7 @@ fn check(fields: CommonFields<'_>) -> Result<GenerationParams, ApiError> {
         constraint: None,
         tools: Vec::new(),
         tool_output: ToolOutput::Text,
+        echo: None,
     })
 }
 

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gateway_backend::TokenLogprob;
+use gateway_backend::{EchoedPrompt, TokenLogprob};
 use gateway_core::openai::{
     Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Usage,
 };
@@ -50,11 +50,25 @@ pub async fn create_completion(
     generation::handle(state, key, slot, headers, body).await
 }
 
-/// The backend's log-probabilities as legacy parallel arrays.
-fn legacy_logprobs(logprobs: Vec<TokenLogprob>) -> CompletionLogprobs {
+/// The backend's log-probabilities as legacy parallel arrays, after those of the echoed
+/// `prompt` (its first token without a log-probability) when there is one.
+fn legacy_logprobs(
+    prompt: Option<&EchoedPrompt>,
+    logprobs: Vec<TokenLogprob>,
+) -> CompletionLogprobs {
     let mut out = CompletionLogprobs::default();
     let mut offset = 0u32;
-    for lp in logprobs {
+    if let Some(first) = prompt.and_then(|prompt| prompt.first_token.as_ref()) {
+        out.tokens.push(first.clone());
+        out.token_logprobs.push(None);
+        out.top_logprobs.push(None);
+        out.text_offset.push(offset);
+        offset += u32::try_from(first.len()).unwrap_or(0);
+    }
+    let echoed = prompt
+        .map(|prompt| prompt.logprobs.clone())
+        .unwrap_or_default();
+    for lp in echoed.into_iter().chain(logprobs) {
         out.text_offset.push(offset);
         offset += u32::try_from(lp.text.len()).unwrap_or(0);
         out.token_logprobs.push(Some(lp.logprob));
@@ -96,7 +110,7 @@ impl AnswerFormat for CompletionFormat {
         let choice = CompletionChoice {
             text: delta.text,
             index: delta.choice,
-            logprobs: (!delta.logprobs.is_empty()).then(|| legacy_logprobs(delta.logprobs)),
+            logprobs: (!delta.logprobs.is_empty()).then(|| legacy_logprobs(None, delta.logprobs)),
             finish_reason: delta.finish.map(finish_reason),
         };
         sse::event(&self.completion(vec![choice], None))
@@ -106,15 +120,39 @@ impl AnswerFormat for CompletionFormat {
         sse::closing(include_usage.then(|| sse::event(&self.completion(Vec::new(), Some(usage)))))
     }
 
+    fn prompt(&mut self, choice: u32, prompt: EchoedPrompt) -> Bytes {
+        let logprobs = self
+            .0
+            .logprobs
+            .then(|| legacy_logprobs(Some(&prompt), Vec::new()));
+        let choice = CompletionChoice {
+            text: prompt.text,
+            index: choice,
+            logprobs,
+            finish_reason: None,
+        };
+        sse::event(&self.completion(vec![choice], None))
+    }
+
     fn whole(&self, choices: Vec<Collected>, usage: Usage) -> Response {
         let choices = choices
             .into_iter()
             .zip(0u32..)
-            .map(|(choice, index)| CompletionChoice {
-                text: choice.text,
-                index,
-                logprobs: self.0.logprobs.then(|| legacy_logprobs(choice.logprobs)),
-                finish_reason: choice.finish.map(finish_reason),
+            .map(|(choice, index)| {
+                let logprobs = self
+                    .0
+                    .logprobs
+                    .then(|| legacy_logprobs(choice.prompt.as_ref(), choice.logprobs));
+                let text = match choice.prompt {
+                    Some(prompt) => prompt.text + &choice.text,
+                    None => choice.text,
+                };
+                CompletionChoice {
+                    text,
+                    index,
+                    logprobs,
+                    finish_reason: choice.finish.map(finish_reason),
+                }
             })
             .collect();
         Json(self.completion(choices, Some(usage))).into_response()

@@ -80,6 +80,7 @@ pub async fn app_with_fairness(
         request_timeout_secs: 10,
         body_read_timeout_secs: 10,
         failed_authentications_per_minute: 5,
+        unknown_fields: gateway_core::openai::UnknownFields::Refuse,
     };
     let state =
         Arc::new(AppState::new(registry, limits, store, accounting).with_fairness(fairness));

@@ -125,6 +125,7 @@ impl Backend for ScriptedBackend {
                 embeddings: false,
                 constrained_output: false,
                 tools: false,
+                echo: false,
             },
             ModelKind::Embedding => Capabilities {
                 embeddings: true,

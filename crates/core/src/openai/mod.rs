@@ -4,7 +4,8 @@
 //! bodies serialized from here.
 //!
 //! Conventions shared by every type:
-//! - unknown fields are ignored (no `deny_unknown_fields`), so newer SDKs keep working;
+//! - unknown fields are not an error of the types (no `deny_unknown_fields`): the parser
+//!   refuses or ignores them ([`UnknownFields`]);
 //! - optional request fields are `Option`s that accept both an absent key and `null`, and are
 //!   left out again when a request is serialized (for forwarding to an upstream backend);
 //! - bodies are parsed with [`from_json_slice`], which reports the JSON path of a bad field
@@ -44,7 +45,7 @@ pub use embeddings::{
 pub use error::{ErrorBody, ErrorObject, ErrorType};
 pub use input::{InputItem, TextOrTokens};
 pub use models::{Model, ModelList};
-pub use parse::{from_json_slice, WireError};
+pub use parse::{from_json_slice, from_json_slice_with, UnknownFields, WireError};
 pub use responses::{
     IncompleteDetails, InputTokensDetails, OutputItem, OutputText, OutputTokensDetails,
     ResponseContent, ResponseContentPart, ResponseEvent, ResponseInput, ResponseInputItem,

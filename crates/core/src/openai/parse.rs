@@ -1,6 +1,7 @@
 //! Parsing request bodies into wire types with errors that say where the body is wrong: the
 //! JSON path of a bad field becomes the OpenAI error's `param`. A message names the field and
-//! the rule it breaks, never the value the client sent (`reason.rs`).
+//! the rule it breaks, never the value the client sent (`reason.rs`). A field the wire type
+//! does not know is refused as OpenAI's API refuses it, or ignored ([`UnknownFields`]).
 
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_path_to_error::Segment;
@@ -63,11 +64,90 @@ impl From<WireError> for ErrorBody {
     }
 }
 
+/// What a parser does with a field the wire type does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownFields {
+    /// A 400 naming the first such field (`Unrecognized request argument supplied: …`), as
+    /// OpenAI's API answers.
+    #[default]
+    Refuse,
+    /// Ignored, for legacy clients that send fields of other servers' APIs.
+    Ignore,
+}
+
+/// Longest unknown field path named in an error; a longer one (or one of other characters
+/// than a field name's) is refused without its name.
+const MAX_NAMED_FIELD_LEN: usize = 64;
+
 /// Parses a JSON request body (an object), reporting the path of a field of the wrong type,
-/// the name of a missing required field, or the line and column of a syntax error.
+/// the name of a missing required field, or the line and column of a syntax error. Fields the
+/// type does not know are ignored.
 pub fn from_json_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    from_json_slice_with(bytes, UnknownFields::Ignore)
+}
+
+/// [`from_json_slice`], with fields the type does not know handled as `unknown` says.
+pub fn from_json_slice_with<T: DeserializeOwned>(
+    bytes: &[u8],
+    unknown: UnknownFields,
+) -> Result<T, WireError> {
+    let mut first_unknown = None;
+    let value = parse_tracking(bytes, |path| {
+        first_unknown.get_or_insert_with(|| field_path(&path));
+    })?;
+    match first_unknown {
+        Some(path) if unknown == UnknownFields::Refuse => Err(unrecognized(path)),
+        _ => Ok(value),
+    }
+}
+
+/// The error of an unknown field at `path`.
+fn unrecognized(path: String) -> WireError {
+    let plain = path.len() <= MAX_NAMED_FIELD_LEN
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '[' | ']'));
+    if !plain {
+        return WireError::Invalid {
+            param: None,
+            message: "Unrecognized request argument supplied.".to_owned(),
+        };
+    }
+    WireError::Invalid {
+        message: format!("Unrecognized request argument supplied: {path}"),
+        param: Some(path),
+    }
+}
+
+/// The path of an ignored field as `messages[0].name`.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = field_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+/// Parses `bytes`, telling `on_unknown` the path of every field the type does not know.
+fn parse_tracking<T: DeserializeOwned>(
+    bytes: &[u8],
+    mut on_unknown: impl FnMut(serde_ignored::Path<'_>),
+) -> Result<T, WireError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let tracking = serde_ignored::Deserializer::new(&mut deserializer, &mut on_unknown);
+    let value = serde_path_to_error::deserialize(tracking).map_err(|error| {
         let param = format_path(error.path());
         let error = error.into_inner();
         if error.is_data() && root_is_array(bytes) {

@@ -265,3 +265,32 @@ fn messages_say_what_was_expected() {
     let error = chat_error(r#"{"model":"m","messages":[],"logit_bias":{"1":"x"}}"#);
     assert_eq!(error.param(), Some("logit_bias"));
 }
+
+#[test]
+fn unknown_fields_are_refused_by_name_or_ignored() {
+    let refuse = |body: &str| {
+        from_json_slice_with::<ChatCompletionRequest>(body.as_bytes(), UnknownFields::Refuse)
+    };
+    let top = refuse(r#"{"model":"m","messages":[],"frequency":1}"#).unwrap_err();
+    assert_eq!(top.param(), Some("frequency"));
+    assert_eq!(
+        top.message(),
+        "Unrecognized request argument supplied: frequency"
+    );
+    let nested = refuse(r#"{"model":"m","messages":[{"role":"user","content":"a","mood":"x"}]}"#)
+        .unwrap_err();
+    assert_eq!(nested.param(), Some("messages[0].mood"));
+    let odd = refuse(r#"{"model":"m","messages":[],"what is the secret? tell me":1}"#).unwrap_err();
+    assert_eq!(odd.param(), None);
+    assert!(!odd.message().contains("secret"), "{odd}");
+    let known = r#"{"model":"m","messages":[],"tools":[{"type":"function","function":{"name":"f","parameters":{"x-anything":1}}}],"guided_json":{"any":1}}"#;
+    assert!(refuse(known).is_ok(), "free-form JSON fields hold anything");
+    let lenient = from_json_slice_with::<ChatCompletionRequest>(
+        br#"{"model":"m","messages":[],"frequency":1}"#,
+        UnknownFields::Ignore,
+    );
+    assert!(lenient.is_ok());
+    assert!(
+        from_json_slice::<ChatCompletionRequest>(br#"{"model":"m","messages":[],"x":1}"#).is_ok()
+    );
+}

@@ -85,13 +85,11 @@ impl GrammarCompiler {
                 TopLevelGrammar::from_regex(&choice_pattern(choices))
             }
         };
-        let parser = self
-            .factory
-            .create_parser(grammar)
-            .map_err(|error| EngineError::InvalidConstraint(error.to_string()))?;
+        let refused = || EngineError::InvalidConstraint(constraint.kind());
+        let parser = self.factory.create_parser(grammar).map_err(|_| refused())?;
         let matcher = Matcher::new(Ok(parser));
         match matcher.get_error() {
-            Some(error) => Err(EngineError::InvalidConstraint(error)),
+            Some(_) => Err(refused()),
             None => Ok(TokenGrammar { matcher }),
         }
     }

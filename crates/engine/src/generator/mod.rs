@@ -238,6 +238,7 @@ impl Backend for OnnxGenerator {
             logprobs: true,
             tokenize: true,
             constrained_output: self.grammars.is_some(),
+            echo: true,
             tools: self.prompts.has_template(),
             ..Capabilities::default()
         }
@@ -270,6 +271,7 @@ impl Backend for OnnxGenerator {
             stop,
             ending,
             constraint,
+            echo,
             tools,
             tenant,
         } = request;
@@ -293,6 +295,7 @@ impl Backend for OnnxGenerator {
                 stop: stop.clone(),
                 ending: ending.clone(),
                 grammar: grammar.as_ref().map(TokenGrammar::fork),
+                echo,
                 sink,
             };
             self.jobs.push(&tenant, job)?;

@@ -21,6 +21,14 @@ pub(crate) trait StepModel {
     /// together only when each starts its sequence (nothing cached yet).
     fn prefill(&mut self, chunks: &[(usize, &[u32])]) -> Result<Logits, EngineError>;
 
+    /// Runs one prompt chunk of `slot` like [`Self::prefill`] and returns the logits of every
+    /// one of its positions, one row per token (for the log-probabilities of a prompt).
+    fn prefill_every_position(
+        &mut self,
+        slot: usize,
+        tokens: &[u32],
+    ) -> Result<Logits, EngineError>;
+
     /// Runs one token for each `(slot, token)` (every slot already prefilled) and returns the
     /// logits of each, in the order given.
     fn decode(&mut self, rows: &[(usize, u32)]) -> Result<Logits, EngineError>;
@@ -101,13 +109,15 @@ impl OnnxDecoder {
     }
 
     /// Runs `new[r]` tokens for each cache row `first + r` (`ids` row-major, `width` per row,
-    /// right-padded) and returns each row's last-token logits, `[rows, vocab]`.
+    /// right-padded) and returns each row's last-token logits, `[rows, vocab]`, or with
+    /// `every_position` (one row only) the logits of each of its positions, `[width, vocab]`.
     fn forward(
         &mut self,
         first: usize,
         ids: Vec<i64>,
         width: usize,
         new: &[usize],
+        every_position: bool,
     ) -> Result<Vec<f32>, EngineError> {
         let rows = new.len();
         let lengths: Vec<usize> = (first..first + rows)
@@ -125,6 +135,12 @@ impl OnnxDecoder {
             mask[row * total..row * total + len + count].fill(1);
         }
         let last: Vec<i64> = new.iter().map(|&count| count as i64 - 1).collect();
+        let wanted: Vec<i64> = if every_position {
+            (0..width as i64).collect()
+        } else {
+            last.clone()
+        };
+        let per_row = wanted.len() / rows.max(1);
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
             (
                 "input_ids".into(),
@@ -138,7 +154,7 @@ impl OnnxDecoder {
         if self.selects_positions {
             inputs.push((
                 LOGITS_POSITIONS.into(),
-                Tensor::from_array(([rows, 1], last.clone()))?.into(),
+                Tensor::from_array(([rows, per_row], wanted))?.into(),
             ));
         }
         let dims = self.cache.view_dims(rows);
@@ -160,11 +176,15 @@ impl OnnxDecoder {
             .get("logits")
             .ok_or_else(shape_error)?
             .try_extract_tensor::<f32>()?;
-        let positions = if self.selects_positions { 1 } else { width };
+        let positions = if self.selects_positions {
+            per_row
+        } else {
+            width
+        };
         if logit_dims[..] != [rows as i64, positions as i64, self.vocab as i64] {
             return Err(shape_error());
         }
-        if positions == 1 {
+        if positions == per_row {
             return Ok(logits.to_vec());
         }
         let vocab = self.vocab;
@@ -205,11 +225,26 @@ impl StepModel for OnnxDecoder {
                 *id = i64::from(token);
             }
         }
-        let data = self.forward(first, ids, width, &new)?;
+        let data = self.forward(first, ids, width, &new, false)?;
         for &(slot, tokens) in chunks {
             self.cache.advance(slot, tokens.len());
         }
         Ok(Logits::new(data, self.vocab, (0..chunks.len()).collect()))
+    }
+
+    fn prefill_every_position(
+        &mut self,
+        slot: usize,
+        tokens: &[u32],
+    ) -> Result<Logits, EngineError> {
+        let row = self
+            .cache
+            .row(slot)
+            .ok_or_else(|| EngineError::KvCache(format!("no free row for slot {slot}")))?;
+        let ids = tokens.iter().map(|&token| i64::from(token)).collect();
+        let data = self.forward(row, ids, tokens.len(), &[tokens.len()], true)?;
+        self.cache.advance(slot, tokens.len());
+        Ok(Logits::new(data, self.vocab, (0..tokens.len()).collect()))
     }
 
     fn decode(&mut self, rows: &[(usize, u32)]) -> Result<Logits, EngineError> {
@@ -227,7 +262,7 @@ impl StepModel for OnnxDecoder {
             ids[row] = i64::from(token);
             picks.push(row);
         }
-        let data = self.forward(0, ids, 1, &vec![1; batch])?;
+        let data = self.forward(0, ids, 1, &vec![1; batch], false)?;
         for &(slot, _) in rows {
             self.cache.advance(slot, 1);
         }

@@ -231,6 +231,22 @@ impl Sampler {
     }
 }
 
+/// The log-probability of `token` under the model's own distribution `logits` (temperature 1,
+/// no penalty) and the `top` likeliest tokens, as a prompt token's is reported.
+pub(crate) fn scored(logits: &[f32], token: u32, top: usize) -> Sampled {
+    let logprobs = log_softmax(logits);
+    Sampled {
+        token,
+        logprobs: Some(Logprobs {
+            logprob: logprobs
+                .get(token as usize)
+                .copied()
+                .unwrap_or(f32::NEG_INFINITY),
+            top: top_entries(&logprobs, top),
+        }),
+    }
+}
+
 /// Index of the largest score (the first one on ties).
 fn argmax(scores: &[f32]) -> usize {
     let mut best = 0;
@@ -395,6 +411,15 @@ mod tests {
         .with_prompt(&[1]);
         let scores = [-1.0, -0.5, -2.0, -0.9, -3.0];
         assert_eq!(pick(&mut negative, &scores).token, 3, "-0.5 × 2 < -0.9");
+    }
+
+    #[test]
+    fn a_prompt_token_is_scored_under_the_plain_distribution() {
+        let scored = scored(&LOGITS, 2, 1);
+        let expected = log_softmax(&LOGITS);
+        let logprobs = scored.logprobs.unwrap_or_else(|| panic!("no logprobs"));
+        assert_eq!((scored.token, logprobs.logprob), (2, expected[2]));
+        assert_eq!(logprobs.top, vec![(1, expected[1])]);
     }
 
     #[test]

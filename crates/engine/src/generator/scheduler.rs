@@ -10,13 +10,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use gateway_backend::{ChoiceSink, Ending, FinishReason, SamplingParams, TokenLogprob};
+use gateway_backend::{
+    ChoiceSink, Echo, EchoedPrompt, Ending, FinishReason, SamplingParams, TokenLogprob,
+};
 
 use super::constraint::TokenGrammar;
 use super::detokenize::{Detokenizer, TokenDecoder};
 use super::fair_queue::FairQueue;
 use super::model::StepModel;
-use super::sampler::{Sampled, Sampler};
+use super::sampler::{scored, Sampled, Sampler};
 use super::stats::{StepCounters, StepRecord};
 use super::stop::StopMatcher;
 use crate::EngineError;
@@ -35,6 +37,8 @@ pub(crate) struct Job {
     pub(crate) ending: Ending,
     /// The grammar the choice's output follows, if any.
     pub(crate) grammar: Option<TokenGrammar>,
+    /// Whether the prompt is sent back before the output, and with which log-probabilities.
+    pub(crate) echo: Option<Echo>,
     /// Where the choice's tokens go.
     pub(crate) sink: ChoiceSink,
 }
@@ -76,7 +80,18 @@ struct Sequence {
     /// The tokens that end the sequence: the end-of-sequence tokens (unless ignored) and the
     /// request's stop tokens.
     stop_tokens: Vec<u32>,
+    /// The prompt to send back before the output, and its log-probabilities so far.
+    echo: Option<(Echo, Vec<TokenLogprob>)>,
     done: bool,
+}
+
+impl Sequence {
+    /// Whether its prompt's every position is scored (echo with log-probabilities).
+    fn scores_prompt(&self) -> bool {
+        self.echo
+            .as_ref()
+            .is_some_and(|(echo, _)| echo.logprobs.is_some())
+    }
 }
 
 /// The running batch of one model.
@@ -172,6 +187,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
             detokenizer: Detokenizer::default(),
             stop: StopMatcher::new(&job.stop),
             stop_tokens,
+            echo: job.echo.map(|echo| (echo, Vec::new())),
             done: false,
             prompt: job.prompt,
         });
@@ -219,6 +235,9 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
             self.limits.prefill_chunk
         }
         .max(1);
+        if self.running[first].scores_prompt() {
+            return self.prefill_scored(first, budget);
+        }
         let indices = self.prefill_batch(first, budget);
         let chunks: Vec<(usize, &[u32])> = indices
             .iter()
@@ -254,9 +273,50 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
         count
     }
 
+    /// Runs the next prompt chunk of sequence `index` with every position's logits, and
+    /// scores each prompt token after the first under the logits before it; returns the
+    /// prompt tokens run.
+    fn prefill_scored(&mut self, index: usize, budget: usize) -> usize {
+        let sequence = &self.running[index];
+        let (start, slot) = (sequence.prefilled, sequence.slot);
+        let end = (start + budget).min(sequence.prompt.len());
+        let chunk = sequence.prompt[start..end].to_vec();
+        let logits = match self.model.prefill_every_position(slot, &chunk) {
+            Ok(logits) => logits,
+            Err(error) => {
+                fail(&mut self.running[index], error);
+                return chunk.len();
+            }
+        };
+        let decoder = &self.vocab.decoder;
+        let sequence = &mut self.running[index];
+        for position in start..end {
+            let row = logits.row(position - start);
+            let (Some(&next), Some((echo, scored_tokens))) =
+                (sequence.prompt.get(position + 1), sequence.echo.as_mut())
+            else {
+                continue;
+            };
+            let top = echo.logprobs.unwrap_or(0);
+            match token_logprob(decoder, &scored(row, next, top)) {
+                Ok(logprob) => scored_tokens.extend(logprob),
+                Err(error) => {
+                    fail(sequence, error);
+                    return chunk.len();
+                }
+            }
+        }
+        sequence.prefilled = end;
+        if end == sequence.prompt.len() {
+            let last = logits.row(end - start - 1).to_vec();
+            self.emit(index, &last);
+        }
+        chunk.len()
+    }
+
     /// The sequences to prefill in one run, starting at `first`: only it, unless it starts
-    /// its prompt and that fits `budget`; then also the following sequences (all new) while
-    /// rows × longest prompt stays within `budget`.
+    /// its prompt and that fits `budget`; then also the following sequences (all new, none
+    /// scoring its prompt) while rows × longest prompt stays within `budget`.
     fn prefill_batch(&self, first: usize, budget: usize) -> Vec<usize> {
         let mut batch = vec![first];
         let head = &self.running[first];
@@ -266,7 +326,10 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
         let mut longest = head.prompt.len();
         for (index, sequence) in self.running.iter().enumerate().skip(first + 1) {
             let widest = longest.max(sequence.prompt.len());
-            if sequence.prefilled > 0 || widest * (batch.len() + 1) > budget {
+            if sequence.prefilled > 0
+                || sequence.scores_prompt()
+                || widest * (batch.len() + 1) > budget
+            {
                 break;
             }
             batch.push(index);
@@ -308,10 +371,19 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
         indices.len()
     }
 
-    /// Samples the next token of sequence `index` from `logits` and reports it.
+    /// Samples the next token of sequence `index` from `logits` and reports it; the first
+    /// time, sends the prompt back first when asked to, and ends a choice of no tokens.
     fn emit(&mut self, index: usize, logits: &[f32]) {
         let decoder = &self.vocab.decoder;
         let sequence = &mut self.running[index];
+        if let Some((echo, logprobs)) = sequence.echo.take() {
+            if let Err(error) = send_prompt(sequence, decoder, echo, logprobs) {
+                return fail(sequence, error);
+            }
+        }
+        if sequence.max_tokens == 0 {
+            return finish(sequence, decoder, FinishReason::Length, false);
+        }
         let sampled = match sequence.sampler.sample(logits) {
             Ok(sampled) => sampled,
             Err(error) => return fail(sequence, error),
@@ -359,6 +431,30 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
             self.reserved -= sequence.reserved;
         }
     }
+}
+
+/// Sends `sequence`'s prompt back: its text and, when asked for, its tokens' `logprobs`.
+fn send_prompt(
+    sequence: &mut Sequence,
+    decoder: &dyn TokenDecoder,
+    echo: Echo,
+    logprobs: Vec<TokenLogprob>,
+) -> Result<(), EngineError> {
+    let first_token = match (echo.logprobs, sequence.prompt.first()) {
+        (Some(_), Some(&first)) => Some(decoder.decode(&[first])?),
+        _ => None,
+    };
+    let prompt = EchoedPrompt {
+        text: decoder.decode(&sequence.prompt)?,
+        first_token,
+        logprobs,
+    };
+    let listening = sequence
+        .sink
+        .as_ref()
+        .is_some_and(|sink| sink.prompt(prompt));
+    sequence.done |= !listening;
+    Ok(())
 }
 
 /// Ends `sequence` normally with the text still held back (none after a stop string).

@@ -46,6 +46,20 @@ impl StepModel for FakeModel {
         Ok(Logits::new(data, VOCAB, (0..chunks.len()).collect()))
     }
 
+    fn prefill_every_position(
+        &mut self,
+        slot: usize,
+        tokens: &[u32],
+    ) -> Result<Logits, EngineError> {
+        self.runs.push(vec![(slot, tokens.len())]);
+        let mut data = Vec::with_capacity(tokens.len() * VOCAB);
+        for &token in tokens {
+            data.extend(Self::logits_after(token));
+        }
+        self.last.insert(slot, *tokens.last().unwrap());
+        Ok(Logits::new(data, VOCAB, (0..tokens.len()).collect()))
+    }
+
     fn decode(&mut self, rows: &[(usize, u32)]) -> Result<Logits, EngineError> {
         self.runs
             .push(rows.iter().map(|&(slot, _)| (slot, 1)).collect());
@@ -101,6 +115,7 @@ fn job(prompt: &str, max_tokens: usize, stop: &[&str]) -> (Job, GenerationStream
         stop: stop.iter().map(|s| (*s).to_owned()).collect(),
         ending: Ending::default(),
         grammar: None,
+        echo: None,
         sink: sinks.remove(0),
     };
     (job, stream)
@@ -122,9 +137,22 @@ fn outcome(stream: &mut GenerationStream) -> (String, Option<(FinishReason, usiz
                 end = finish.map(|reason| (reason, usage.prompt_tokens, usage.completion_tokens));
             }
             GenerationEvent::Failed { error, .. } => panic!("{error}"),
+            GenerationEvent::Prompt { .. } => {}
         }
     }
     (text, end)
+}
+
+/// The prompt a stream got back, if any, and the rest of its outcome.
+fn echoed(stream: &mut GenerationStream) -> Option<gateway_backend::EchoedPrompt> {
+    let mut echoed = None;
+    while let Some(event) = stream.try_next() {
+        if let GenerationEvent::Prompt { prompt, .. } = event {
+            echoed = Some(prompt);
+            break;
+        }
+    }
+    echoed
 }
 
 /// A queue of 64 jobs and the one tenant of most tests.
@@ -365,4 +393,40 @@ fn a_job_waiting_for_budget_is_not_overtaken() {
     s.admit(&jobs);
     assert_eq!(s.running(), 1);
     assert_eq!(jobs.len(), 2);
+}
+
+#[test]
+fn echoed_prompts_are_scored_position_by_position_across_chunks() {
+    let mut s = scheduler(4, 2);
+    let (mut scored, mut scored_events) = job("abc", 2, &[]);
+    scored.echo = Some(Echo { logprobs: Some(1) });
+    let (mut text_only, mut text_events) = job("ab", 0, &[]);
+    text_only.echo = Some(Echo { logprobs: None });
+    let (plain, _plain_events) = job("a", 1, &[]);
+    run_all(&mut s, vec![scored, text_only, plain]);
+    // The scored prompt runs alone, in chunks of 2, every position's logits asked for.
+    assert_eq!(&s.model.runs[0], &[(0, 2)]);
+    assert_eq!(&s.model.runs[1], &[(0, 1)]);
+    let prompt = echoed(&mut scored_events).unwrap_or_else(|| panic!("no prompt"));
+    assert_eq!(prompt.text, "abc");
+    assert_eq!(prompt.first_token.as_deref(), Some("a"));
+    let texts: Vec<&str> = prompt.logprobs.iter().map(|lp| lp.text.as_str()).collect();
+    assert_eq!(texts, ["b", "c"]);
+    // Each token was the fake model's peak (10 over 300 zeros): log(e^10 / (e^10 + 300)).
+    let expected = 10.0 - (10f32.exp() + 300.0).ln();
+    for logprob in &prompt.logprobs {
+        assert!((logprob.logprob - expected).abs() < 1e-4, "{logprob:?}");
+        assert_eq!(logprob.top.len(), 1);
+    }
+    assert_eq!(
+        outcome(&mut scored_events),
+        ("de".into(), Some((FinishReason::Length, 3, 2)))
+    );
+    let prompt = echoed(&mut text_events).unwrap_or_else(|| panic!("no prompt"));
+    assert_eq!((prompt.text.as_str(), prompt.first_token), ("ab", None));
+    assert!(prompt.logprobs.is_empty());
+    assert_eq!(
+        outcome(&mut text_events),
+        (String::new(), Some((FinishReason::Length, 2, 0)))
+    );
 }
