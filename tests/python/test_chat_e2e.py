@@ -191,8 +191,8 @@ def test_logprobs_and_top_logprobs(client):
     "extra, param",
     [
         ({"max_tokens": 5000}, "messages"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+        ({"tools": [{"type": "function", "function": {"name": "no spaces"}}]}, "tools"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": [1]}}},
          "response_format"),
         ({"n": 0}, "n"),
         ({"temperature": 3}, "temperature"),
