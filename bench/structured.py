@@ -12,8 +12,8 @@ in one process, one after the other, `BENCH_ROUNDS` (3) rounds each:
 Each run's figures come from the engine's own counters on /metrics (`gateway_engine_steps`,
 `step_seconds`, `onnx_seconds`, `decode_rows`): the mean time of a scheduler step, its time
 outside ONNX Runtime (sampling, masks, detokenizing, stop strings), and the mask's cost per
-sequence and step (the extra time outside ONNX Runtime over the free run, divided by the
-decode rows of a step). Prints a Markdown table; the median round per cell.
+sequence and step: the time outside ONNX Runtime per decode row of a step, over the free
+run's. Prints a Markdown table; the median round per cell.
 
 Usage: bench/structured.sh (builds the release binary, prepares data, runs this) or
        .venv/bin/python bench/structured.py DATA_DIR BINARY
@@ -121,7 +121,7 @@ def run(address: str, key: str, streams: int, extra: dict) -> dict:
 def main() -> None:
     data_dir, binary = Path(sys.argv[1]), Path(sys.argv[2])
     gateway_process.BINARY = binary
-    server = gateway_process.Gateway(data_dir, CONFIG, {"RUST_LOG": "warn"})
+    server = gateway_process.Gateway(data_dir, CONFIG, {"RUST_LOG": "warn,gateway=info"})
     try:
         key = gateway_process.create_api_key(data_dir, "bench-structured")
         run(server.address, key, 2, MODES["json_schema"])  # warm-up
@@ -132,11 +132,13 @@ def main() -> None:
         for streams in STREAMS:
             cells = {mode: [run(server.address, key, streams, extra) for _ in range(ROUNDS)]
                      for mode, extra in MODES.items()}
-            free_outside = statistics.median(r["outside_ms"] for r in cells["free"])
+            per_row = {mode: statistics.median(r["outside_ms"] / max(r["rows"], 1) for r in rounds)
+                       for mode, rounds in cells.items()}
             for mode, rounds in cells.items():
                 outside = statistics.median(r["outside_ms"] for r in rounds)
                 rows = statistics.median(r["rows"] for r in rounds)
-                mask = "–" if mode == "free" else f"{1000 * (outside - free_outside) / max(rows, 1):.0f}"
+                extra = 1000 * (per_row[mode] - per_row["free"])
+                mask = "–" if mode == "free" else f"{extra:.0f}"
                 failures = sum(len(r["failures"]) for r in rounds)
                 print(f"| {streams} | {mode} | {statistics.median(r['step_ms'] for r in rounds):.2f} "
                       f"| {outside:.2f} | {rows:.1f} | {mask} | {failures} |")
