@@ -78,6 +78,8 @@ pub struct RenderOptions {
 #[derive(Debug)]
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// Whether the template reads a `tools` variable, found once at compile time.
+    reads_tools: bool,
 }
 
 impl ChatTemplate {
@@ -96,7 +98,10 @@ impl ChatTemplate {
         env.set_fuel(Some(FUEL));
         env.add_template_owned(TEMPLATE_NAME, source.to_owned())
             .map_err(ChatTemplateError::Syntax)?;
-        Ok(Self { env })
+        let reads_tools = env
+            .get_template(TEMPLATE_NAME)
+            .is_ok_and(|template| template.undeclared_variables(false).contains("tools"));
+        Ok(Self { env, reads_tools })
     }
 
     /// Renders `messages` (a list of `{"role", "content", …}` objects, passed to the template
@@ -112,9 +117,7 @@ impl ChatTemplate {
     /// Whether the template reads a `tools` variable (the functions the model may call), as
     /// Hugging Face's tool-calling templates do.
     pub fn renders_tools(&self) -> bool {
-        self.env
-            .get_template(TEMPLATE_NAME)
-            .is_ok_and(|template| template.undeclared_variables(false).contains("tools"))
+        self.reads_tools
     }
 
     /// Renders `messages` with `tools` (the template's `tools` variable; `none` when absent)
