@@ -279,6 +279,12 @@ impl ChoiceSink {
         self.events.is_closed()
     }
 
+    /// Resolves once the caller has gone away (the stream was dropped), so that a backend
+    /// waiting on something else can stop at once.
+    pub async fn closed(&self) {
+        self.events.closed().await;
+    }
+
     /// Reports one generated token and the text it releases; `false` when the caller has gone
     /// away or the generation has ended (the token is counted either way: it was computed).
     pub fn token(&self, text: String, logprob: Option<TokenLogprob>) -> bool {
@@ -482,6 +488,7 @@ mod tests {
         assert!(sinks[0].token("a".into(), None));
         drop(stream);
         assert!(sinks[0].is_closed());
+        sinks[0].closed().await;
         assert!(!sinks[0].token("b".into(), None));
         assert_eq!(usage.usage().completion_tokens, 2);
     }

@@ -1,5 +1,6 @@
 //! The one factory of backends: each configured model becomes the backend its `kind` names
-//! (`onnx` today). The ONNX Runtime library is loaded once, when the first ONNX model needs it.
+//! (`onnx` or `upstream`). The ONNX Runtime library is loaded once, when the first ONNX model
+//! needs it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +11,10 @@ use gateway_engine::{
     load_backend, EmbedderConfig, GeneratorConfig, ModelSettings, OnnxRuntime, SessionConfig,
 };
 
-use crate::config::{BackendKind, Config, ModelConfig};
+use gateway_upstream::UpstreamBackend;
+
+use crate::config::{Config, ModelConfig, ModelSource};
+use crate::upstream::UpstreamConfig;
 
 /// Builds the backends of a configuration.
 pub struct BackendFactory<'a> {
@@ -29,15 +33,35 @@ impl<'a> BackendFactory<'a> {
 
     /// The backend of `model`, by its kind.
     pub async fn build(&mut self, model: &ModelConfig) -> anyhow::Result<Arc<dyn Backend>> {
-        match model.kind {
-            BackendKind::Onnx => self.onnx(model).await,
+        match model.source()? {
+            ModelSource::Onnx(path) => self.onnx(model, path).await,
+            ModelSource::Upstream { id, upstream } => self.upstream(model, id, upstream),
         }
     }
 
-    /// Loads the ONNX model directory of `model` on a blocking thread.
-    async fn onnx(&mut self, model: &ModelConfig) -> anyhow::Result<Arc<dyn Backend>> {
+    /// The upstream backend of `model`: its servers, balancing and token counter.
+    fn upstream(
+        &self,
+        model: &ModelConfig,
+        id: &str,
+        upstream: &UpstreamConfig,
+    ) -> anyhow::Result<Arc<dyn Backend>> {
+        let context = || format!("model {id}");
+        let card = upstream.card(id, model.plan.unwrap_or_default());
+        let endpoints = upstream.endpoints(id).with_context(context)?;
+        let settings = upstream.settings().with_context(context)?;
+        let counter = upstream
+            .token_counter(|path| self.config.in_data_dir(path))
+            .with_context(context)?;
+        let backend =
+            UpstreamBackend::new(card, endpoints, settings, counter).with_context(context)?;
+        Ok(Arc::new(backend))
+    }
+
+    /// Loads the ONNX model directory `path` of `model` on a blocking thread.
+    async fn onnx(&mut self, model: &ModelConfig, path: &Path) -> anyhow::Result<Arc<dyn Backend>> {
         let runtime = self.onnx_runtime()?.clone();
-        let dir = self.config.in_data_dir(&model.path);
+        let dir = self.config.in_data_dir(path);
         let settings = onnx_settings(model, self.config);
         let load_dir = dir.clone();
         tokio::task::spawn_blocking(move || load_backend(&runtime, &load_dir, &settings))

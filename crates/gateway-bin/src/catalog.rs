@@ -13,7 +13,7 @@ use gateway_core::model_dir::{OnnxManifest, MANIFEST_FILE};
 use gateway_core::{CatalogEntry, Deprecation, LifecycleState};
 use serde::Deserialize;
 
-use crate::config::{Config, ModelConfig};
+use crate::config::{Config, ModelConfig, ModelSource};
 use crate::metering::parse_time;
 
 /// `[models.deprecation]`: a model's announced retirement.
@@ -68,12 +68,20 @@ pub fn plan_models(config: &Config, now: DateTime<Utc>) -> anyhow::Result<Vec<Pl
     Ok(planned)
 }
 
-/// The entry of `model`: its card read from its directory, with the configuration on top.
+/// The entry of `model`: its card (read from its directory, or an upstream model's own), with
+/// the configuration on top.
 fn catalog_entry(config: &Config, model: &ModelConfig) -> anyhow::Result<CatalogEntry> {
-    let dir = config.in_data_dir(&model.path);
-    let card = read_card(&dir)?;
+    let (card, size) = match model.source()? {
+        ModelSource::Onnx(path) => {
+            let dir = config.in_data_dir(path);
+            (read_card(&dir)?, directory_size(&dir))
+        }
+        ModelSource::Upstream { id, upstream } => {
+            (upstream.card(id, model.plan.unwrap_or_default()), 0)
+        }
+    };
     let id = model.id.clone().unwrap_or_else(|| card.id.clone());
-    let mut entry = CatalogEntry::from_card(&id, &card, directory_size(&dir));
+    let mut entry = CatalogEntry::from_card(&id, &card, size);
     let text = |value: &Option<String>, default: &mut String| {
         if let Some(value) = value {
             default.clone_from(value);

@@ -213,18 +213,24 @@ pub enum BackendKind {
     /// Our ONNX Runtime engine, on a model directory written by `gateway models import`.
     #[default]
     Onnx,
+    /// Other OpenAI-compatible servers, as `[models.upstream]` describes them.
+    Upstream,
 }
 
 /// One served model.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// What serves the model (`onnx`, the default).
+    /// What serves the model (`onnx`, the default, or `upstream`).
     #[serde(default)]
     pub kind: BackendKind,
-    /// Model directory written by `gateway models import`; relative paths are taken from the
-    /// data directory.
-    pub path: PathBuf,
+    /// `onnx` models: the model directory written by `gateway models import`; relative paths
+    /// are taken from the data directory.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// `upstream` models: the card, servers and balancing of the model.
+    #[serde(default)]
+    pub upstream: Option<crate::upstream::UpstreamConfig>,
     /// Id clients use; default: the id in the model card.
     #[serde(default)]
     pub id: Option<String>,
@@ -293,6 +299,19 @@ pub struct ModelConfig {
     pub special_tokens_in_content: bool,
 }
 
+/// What serves a configured model, checked.
+pub enum ModelSource<'a> {
+    /// The ONNX engine on this model directory (relative to the data directory).
+    Onnx(&'a Path),
+    /// Upstream servers.
+    Upstream {
+        /// The id clients use.
+        id: &'a str,
+        /// The servers and their card.
+        upstream: &'a crate::upstream::UpstreamConfig,
+    },
+}
+
 fn default_max_batch_sequences() -> usize {
     GeneratorConfig::default().max_batch_sequences
 }
@@ -326,6 +345,23 @@ fn default_max_inputs() -> usize {
 }
 
 impl ModelConfig {
+    /// What serves the model, with what that kind needs: the directory of an `onnx` model,
+    /// the `[models.upstream]` table and the id of an `upstream` one.
+    pub fn source(&self) -> anyhow::Result<ModelSource<'_>> {
+        match (self.kind, &self.path, &self.upstream, &self.id) {
+            (BackendKind::Onnx, Some(path), None, _) => Ok(ModelSource::Onnx(path)),
+            (BackendKind::Onnx, _, _, _) => {
+                anyhow::bail!("an onnx model needs a path and no [models.upstream]")
+            }
+            (BackendKind::Upstream, None, Some(upstream), Some(id)) => {
+                Ok(ModelSource::Upstream { id, upstream })
+            }
+            (BackendKind::Upstream, _, _, _) => {
+                anyhow::bail!("an upstream model needs an id and [models.upstream], and no path")
+            }
+        }
+    }
+
     /// The bundled default embedding model, as imported by the setup script.
     pub fn bundled() -> Self {
         Self::bundled_at(DEFAULT_MODEL_ID)
@@ -339,7 +375,8 @@ impl ModelConfig {
     fn bundled_at(id: &str) -> Self {
         Self {
             kind: BackendKind::Onnx,
-            path: PathBuf::from("models").join(id),
+            path: Some(PathBuf::from("models").join(id)),
+            upstream: None,
             id: None,
             plan: None,
             displayed_name: None,
@@ -436,7 +473,7 @@ impl Config {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -448,11 +485,11 @@ mod tests {
         assert_eq!(config.models.len(), 2);
         assert_eq!(
             config.models[1].path,
-            PathBuf::from("models/smollm2-135m-instruct")
+            Some(PathBuf::from("models/smollm2-135m-instruct"))
         );
         assert_eq!(
             config.models[0].path,
-            PathBuf::from("models/all-minilm-l6-v2")
+            Some(PathBuf::from("models/all-minilm-l6-v2"))
         );
     }
 
@@ -505,10 +542,38 @@ mod tests {
         assert_eq!(model.kind, BackendKind::Onnx);
         assert_eq!(model.id.as_deref(), Some("minilm"));
         assert!(model.truncate);
-        assert_eq!(
-            config.in_data_dir(&model.path),
-            PathBuf::from("/models/minilm")
-        );
+        let Ok(ModelSource::Onnx(path)) = model.source() else {
+            panic!("an onnx model")
+        };
+        assert_eq!(config.in_data_dir(path), PathBuf::from("/models/minilm"));
+    }
+
+    #[test]
+    fn upstream_models_need_an_id_and_their_table() {
+        let config = Config::parse(
+            r#"
+            [[models]]
+            kind = "upstream"
+            id = "llama"
+            [models.upstream]
+            type = "chat"
+            context_length = 8192
+            [[models.upstream.servers]]
+            url = "http://127.0.0.1:8000/v1"
+            "#,
+        )
+        .unwrap();
+        let Ok(ModelSource::Upstream { id, upstream }) = config.models[0].source() else {
+            panic!("an upstream model")
+        };
+        assert_eq!((id, upstream.context_length), ("llama", 8192));
+        let no_id = Config::parse(
+            "[[models]]\nkind = \"upstream\"\n[models.upstream]\ntype = \"chat\"\ncontext_length = 1\nservers = []\n",
+        )
+        .unwrap();
+        assert!(no_id.models[0].source().is_err());
+        let no_path = Config::parse("[[models]]\nid = \"x\"\n").unwrap();
+        assert!(no_path.models[0].source().is_err());
     }
 
     #[test]

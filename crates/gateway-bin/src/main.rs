@@ -13,6 +13,7 @@ mod metering;
 mod retention;
 mod serve;
 mod store;
+mod upstream;
 
 use std::process::ExitCode;
 

@@ -181,10 +181,10 @@ async fn load_models(config: &Config) -> anyhow::Result<ModelRegistry> {
             continue;
         }
         let backend = factory.build(model.config).await?;
-        let dir = config.in_data_dir(&model.config.path);
         let mut entry = model.entry;
         entry.context_length = backend.card().context_length;
-        tracing::info!(model = %id, dir = %dir.display(), plan = ?entry.plan, "model loaded");
+        let kind = model.config.kind;
+        tracing::info!(model = %id, ?kind, plan = ?entry.plan, "model loaded");
         registry.insert(id, ServedModel::new(backend, entry, now.timestamp()));
     }
     Ok(registry)
