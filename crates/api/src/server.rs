@@ -72,6 +72,11 @@ pub async fn serve(
                 }
             },
         };
+        // Small writes (a stream's chunks) go out at once instead of waiting for the ACK of
+        // the previous one (Nagle's algorithm against delayed ACKs).
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, %address, "cannot set TCP_NODELAY");
+        }
         let service = router
             .clone()
             .map_request(move |mut request: hyper::Request<Incoming>| {

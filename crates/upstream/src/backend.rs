@@ -175,10 +175,14 @@ impl Backend for UpstreamBackend {
             .start(wire::generation_path(&request.prompt), &body)
             .await?;
         let (sinks, stream) = generation_channel(request.choices, prompt_tokens);
+        let estimates = relay::Estimates {
+            prompt: prompt_tokens,
+            counter: self.counter.clone(),
+        };
         tokio::spawn(relay::run(
             started,
             sinks,
-            self.counter.clone(),
+            estimates,
             self.settings.idle_timeout,
         ));
         Ok(stream)

@@ -1,24 +1,34 @@
 //! Relays a streamed generation from an upstream server to the choice sinks, chunk by chunk
-//! as it arrives: text (with its estimated tokens) or tokens with log-probabilities, the
-//! upstream's usage when it reports it, and each choice's end once the stream has ended, so
-//! that the reported usage is what the generation ends with. When the client goes away the
-//! upstream connection is dropped at once, which cancels the generation there.
+//! as it arrives: text (counted roughly, four characters a token, while it streams) or tokens
+//! with log-probabilities, and each choice's end once the stream has ended, after the usage:
+//! the upstream's when it reports it, else the prompt's estimate and the generated text
+//! counted with the model's [`TokenCounter`] (marked estimated). When the client goes away
+//! the upstream connection is dropped at once, which cancels the generation there.
 
 use std::time::Duration;
 
-use gateway_backend::{Accuracy, BackendError, ChoiceSink, FinishReason, Usage};
+use gateway_backend::{Accuracy, BackendError, ChoiceSink, FinishReason, TokenCount, Usage};
 
 use crate::exchange::{next_data, Started};
 use crate::sse::SseDecoder;
 use crate::tokens::TokenCounter;
 use crate::wire::{self, Chunk, ChunkChoice, WireUsage};
 
+/// How to count what the upstream does not report: the prompt's estimate and the counter of
+/// generated text.
+pub(crate) struct Estimates {
+    /// The prompt's tokens as counted before the request.
+    pub(crate) prompt: TokenCount,
+    /// The model's tokenizer (or `tiktoken`).
+    pub(crate) counter: TokenCounter,
+}
+
 /// Relays `started` into `sinks` (one per choice) until the upstream's stream ends, breaks
 /// off, pauses longer than `idle`, or the client goes away.
 pub(crate) async fn run(
     started: Started,
     sinks: Vec<ChoiceSink>,
-    counter: TokenCounter,
+    estimates: Estimates,
     idle: Duration,
 ) {
     let Started {
@@ -26,7 +36,7 @@ pub(crate) async fn run(
         mut body,
         first,
     } = started;
-    let mut relay = Relay::new(sinks, counter);
+    let mut relay = Relay::new(sinks, estimates);
     relay.feed(&first);
     let outcome = loop {
         if let Some(reason) = relay.broken.take() {
@@ -70,19 +80,25 @@ struct Relay {
     sinks: Vec<Option<ChoiceSink>>,
     finishes: Vec<Option<FinishReason>>,
     decoder: SseDecoder,
-    counter: TokenCounter,
+    estimates: Estimates,
+    /// Each choice's text so far, counted at the end if the upstream reports no usage.
+    texts: Vec<String>,
+    /// Whether tokens came one by one (with log-probabilities): then they are counted as such.
+    tokens_seen: bool,
     reported: Option<WireUsage>,
     done: bool,
     broken: Option<String>,
 }
 
 impl Relay {
-    fn new(sinks: Vec<ChoiceSink>, counter: TokenCounter) -> Self {
+    fn new(sinks: Vec<ChoiceSink>, estimates: Estimates) -> Self {
         Self {
             finishes: vec![None; sinks.len()],
+            texts: vec![String::new(); sinks.len()],
             sinks: sinks.into_iter().map(Some).collect(),
             decoder: SseDecoder::default(),
-            counter,
+            estimates,
+            tokens_seen: false,
             reported: None,
             done: false,
             broken: None,
@@ -126,6 +142,7 @@ impl Relay {
             return;
         };
         let text = choice.text();
+        self.texts[index].push_str(text);
         let logprobs = choice
             .logprobs
             .as_ref()
@@ -133,9 +150,10 @@ impl Relay {
             .unwrap_or_default();
         if logprobs.is_empty() {
             if !text.is_empty() {
-                sink.text(text.to_owned(), self.counter.count(text));
+                sink.text(text.to_owned(), TokenCount::estimate(text));
             }
         } else {
+            self.tokens_seen = true;
             let tokens_spell_text = logprobs
                 .iter()
                 .map(|lp| lp.text.as_str())
@@ -158,15 +176,12 @@ impl Relay {
         }
     }
 
-    /// Ends every choice, after the upstream's usage (when it reported one) replaced the
-    /// estimate.
+    /// Ends every choice, after the usage: the upstream's, else the estimate.
     fn finish(&mut self) {
-        if let (Some(usage), Some(Some(sink))) = (self.reported, self.sinks.first()) {
-            sink.report_usage(Usage {
-                prompt_tokens: usage.prompt_tokens,
-                completion_tokens: usage.completion_tokens,
-                accuracy: Accuracy::Exact,
-            });
+        if let Some(usage) = self.final_usage() {
+            if let Some(Some(sink)) = self.sinks.first() {
+                sink.report_usage(usage);
+            }
         }
         for (sink, reason) in self.sinks.iter_mut().zip(&self.finishes) {
             if let Some(sink) = sink.take() {
@@ -175,12 +190,139 @@ impl Relay {
         }
     }
 
+    /// The usage the generation ends with: the upstream's, else the prompt's estimate and the
+    /// generated text counted with the tokenizer; `None` keeps the sinks' own count (tokens
+    /// that came one by one).
+    fn final_usage(&self) -> Option<Usage> {
+        if let Some(usage) = self.reported {
+            return Some(Usage {
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+                accuracy: Accuracy::Exact,
+            });
+        }
+        if self.tokens_seen {
+            return None;
+        }
+        let counter = &self.estimates.counter;
+        let completion_tokens = self
+            .texts
+            .iter()
+            .map(|text| counter.count(text).tokens)
+            .sum();
+        Some(Usage {
+            prompt_tokens: self.estimates.prompt.tokens,
+            completion_tokens,
+            accuracy: Accuracy::Estimated,
+        })
+    }
+
     /// Fails the generation; what it produced so far stays counted.
     fn fail(&mut self) {
         if let Some(sink) = self.sinks.iter_mut().find_map(Option::take) {
             sink.fail(BackendError::Unavailable {
                 reason: "the model's server stopped answering mid-stream".to_owned(),
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use gateway_backend::{generation_channel, GenerationEvent};
+
+    use super::*;
+
+    const STREAM: &str = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":1,\"delta\":{\"content\":\"Hello there\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Paris\"},\"finish_reason\":\"length\"}]}\n\n",
+        "data: {\"choices\":[{\"index\":1,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+    );
+
+    async fn relayed(stream: &str) -> (Vec<GenerationEvent>, Usage) {
+        let counter = TokenCounter::tiktoken().unwrap();
+        let prompt = TokenCount {
+            tokens: 9,
+            accuracy: Accuracy::Estimated,
+        };
+        let (sinks, mut events) = generation_channel(2, prompt);
+        let mut relay = Relay::new(sinks, Estimates { prompt, counter });
+        for piece in stream.as_bytes().chunks(7) {
+            relay.feed(piece);
+        }
+        assert!(relay.done && relay.broken.is_none());
+        relay.finish();
+        let mut seen = Vec::new();
+        while let Some(event) = events.next().await {
+            seen.push(event);
+        }
+        let usage = events.usage();
+        (seen, usage)
+    }
+
+    #[tokio::test]
+    async fn the_upstreams_usage_is_what_the_choices_end_with() {
+        let stream = format!(
+            "{STREAM}data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":12,\"completion_tokens\":3}}}}\n\ndata: [DONE]\n\n"
+        );
+        let (events, usage) = relayed(&stream).await;
+        let texts: Vec<_> = events
+            .iter()
+            .filter_map(|event| match event {
+                GenerationEvent::Token { choice, text, .. } => Some((*choice, text.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, [(1, "Hello there"), (0, "Paris")]);
+        let ends: Vec<_> = events
+            .iter()
+            .filter_map(|event| match event {
+                GenerationEvent::Finished { choice, reason, .. } => Some((*choice, *reason)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ends, [(0, FinishReason::Length), (1, FinishReason::Stop)]);
+        assert!(matches!(events.last(), Some(GenerationEvent::Done { .. })));
+        assert_eq!(
+            usage,
+            Usage {
+                prompt_tokens: 12,
+                completion_tokens: 3,
+                accuracy: Accuracy::Exact
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn without_usage_the_text_is_counted_with_the_tokenizer_and_marked() {
+        let (_, usage) = relayed(&format!("{STREAM}data: [DONE]\n\n")).await;
+        assert_eq!(
+            usage,
+            Usage {
+                prompt_tokens: 9,
+                completion_tokens: 3,
+                accuracy: Accuracy::Estimated
+            },
+            "'Hello there' is two o200k tokens, 'Paris' one"
+        );
+    }
+
+    #[test]
+    fn an_error_inside_the_stream_or_an_unreadable_chunk_breaks_it() {
+        for bad in [
+            "data: {\"error\":{\"message\":\"boom\"}}\n",
+            "data: {not json\n",
+        ] {
+            let (sinks, _events) = generation_channel(1, TokenCount::exact(1));
+            let estimates = Estimates {
+                prompt: TokenCount::exact(1),
+                counter: TokenCounter::tiktoken().unwrap(),
+            };
+            let mut relay = Relay::new(sinks, estimates);
+            relay.feed(bad.as_bytes());
+            assert!(relay.broken.is_some(), "{bad}");
         }
     }
 }
