@@ -14,7 +14,9 @@ use std::convert::Infallible;
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
 use futures::stream::{self, BoxStream, StreamExt};
+use futures::FutureExt;
 use gateway_backend::{BackendError, GenerationEvent};
 use gateway_metering::Outcome;
 use serde::Serialize;
@@ -91,53 +93,72 @@ pub fn stream_response<F: AnswerFormat>(
 }
 
 impl<F: AnswerFormat> StreamState<F> {
+    /// The next piece of the body: the chunks of the next event, together with those of every
+    /// event already waiting (several choices' tokens of one step, an upstream's chunks that
+    /// arrived in one read), so that they go out in one write; nothing waits for later events.
     async fn next_chunk(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(chunk) = self.pending.pop_front() {
-                return Some(chunk);
+        while self.pending.is_empty() && !self.done {
+            let event = self.events.next().await;
+            self.handle(event);
+        }
+        while !self.done {
+            match self.events.next().now_or_never() {
+                Some(event) => self.handle(event),
+                None => break,
             }
-            if self.done {
-                return None;
-            }
-            match self.events.next().await {
-                Some(GenerationEvent::Token {
-                    choice,
-                    text,
-                    logprob,
-                }) => {
-                    if !text.is_empty() || logprob.is_some() {
-                        let logprobs = logprob.into_iter().collect();
-                        self.send(Delta {
-                            choice,
-                            text,
-                            logprobs,
-                            finish: None,
-                        });
-                    }
+        }
+        match self.pending.len() {
+            0 | 1 => self.pending.pop_front(),
+            _ => {
+                let mut joined = BytesMut::new();
+                for chunk in self.pending.drain(..) {
+                    joined.extend_from_slice(&chunk);
                 }
-                Some(GenerationEvent::Finished {
-                    choice,
-                    reason,
-                    tail,
-                }) => {
-                    let finish = Some(reason);
+                Some(joined.freeze())
+            }
+        }
+    }
+
+    /// Turns one event (`None`: the events ended) into pending chunks.
+    fn handle(&mut self, event: Option<GenerationEvent>) {
+        match event {
+            Some(GenerationEvent::Token {
+                choice,
+                text,
+                logprob,
+            }) => {
+                if !text.is_empty() || logprob.is_some() {
+                    let logprobs = logprob.into_iter().collect();
                     self.send(Delta {
                         choice,
-                        text: tail,
-                        logprobs: Vec::new(),
-                        finish,
+                        text,
+                        logprobs,
+                        finish: None,
                     });
                 }
-                Some(GenerationEvent::Prompt { choice, prompt }) => {
-                    let chunk = self.format.prompt(choice, prompt);
-                    if !chunk.is_empty() {
-                        self.pending.push_back(chunk);
-                    }
-                }
-                Some(GenerationEvent::Done { .. }) => {}
-                Some(GenerationEvent::Failed { error, .. }) => self.fail(error),
-                None => self.finish(),
             }
+            Some(GenerationEvent::Finished {
+                choice,
+                reason,
+                tail,
+            }) => {
+                let finish = Some(reason);
+                self.send(Delta {
+                    choice,
+                    text: tail,
+                    logprobs: Vec::new(),
+                    finish,
+                });
+            }
+            Some(GenerationEvent::Prompt { choice, prompt }) => {
+                let chunk = self.format.prompt(choice, prompt);
+                if !chunk.is_empty() {
+                    self.pending.push_back(chunk);
+                }
+            }
+            Some(GenerationEvent::Done { .. }) => {}
+            Some(GenerationEvent::Failed { error, .. }) => self.fail(error),
+            None => self.finish(),
         }
     }
 

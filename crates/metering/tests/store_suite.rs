@@ -37,6 +37,7 @@ macro_rules! suite {
 
 suite!(
     records::inserting_a_record_twice_keeps_one,
+    records::a_flush_of_thousands_of_records_is_stored_whole,
     records::ranges_include_from_and_exclude_to,
     records::prices_round_trip_exactly,
     records::migrations_ignore_other_migrators,

@@ -21,13 +21,18 @@ macro_rules! in_range {
     };
 }
 
-pub(crate) const INSERT_RECORD: &str = concat!(
+/// The head of a multi-row insert of records; the rows follow as `VALUES (…), (…)`, then
+/// [`INSERT_RECORDS_TAIL`].
+pub(crate) const INSERT_RECORDS_HEAD: &str = concat!(
     "INSERT INTO usage_records (",
     record_columns!(),
-    ", day, month) VALUES \
-     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-     ON CONFLICT (id) DO NOTHING"
+    ", day, month) "
 );
+/// Records already stored (a flush repeated after a crash) are left as they are.
+pub(crate) const INSERT_RECORDS_TAIL: &str = " ON CONFLICT (id) DO NOTHING";
+/// Records per insert statement: 17 bound values each, within SQLite's 32,766 and
+/// PostgreSQL's 65,535 parameters.
+pub(crate) const RECORDS_PER_INSERT: usize = 500;
 pub(crate) const SELECT_RECORDS: &str = concat!(
     "SELECT ",
     record_columns!(),
@@ -79,29 +84,33 @@ macro_rules! impl_usage_store {
                 }
                 let mut tx = self.pool.begin_with($begin).await?;
                 let mut new = 0;
-                for record in records {
-                    let columns = RecordColumns::of(record)?;
-                    new += sqlx::query(sql::INSERT_RECORD)
-                        .bind(record.id)
-                        .bind(record.time)
-                        .bind(record.project_id)
-                        .bind(record.key_id)
-                        .bind(&record.model)
-                        .bind(columns.plan)
-                        .bind(columns.input_tokens)
-                        .bind(columns.output_tokens)
-                        .bind(record.exact)
-                        .bind(&record.currency)
-                        .bind(columns.input_price)
-                        .bind(columns.output_price)
-                        .bind(columns.cost)
-                        .bind(&record.request_id)
-                        .bind(record.outcome.as_str())
-                        .bind(columns.day)
-                        .bind(columns.month)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
+                for chunk in records.chunks(sql::RECORDS_PER_INSERT) {
+                    let rows = chunk
+                        .iter()
+                        .map(|record| Ok((record, RecordColumns::of(record)?)))
+                        .collect::<Result<Vec<_>, StoreError>>()?;
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(sql::INSERT_RECORDS_HEAD);
+                    insert.push_values(rows, |mut row, (record, columns)| {
+                        row.push_bind(record.id)
+                            .push_bind(record.time)
+                            .push_bind(record.project_id)
+                            .push_bind(record.key_id)
+                            .push_bind(record.model.clone())
+                            .push_bind(columns.plan)
+                            .push_bind(columns.input_tokens)
+                            .push_bind(columns.output_tokens)
+                            .push_bind(record.exact)
+                            .push_bind(record.currency.clone())
+                            .push_bind(columns.input_price)
+                            .push_bind(columns.output_price)
+                            .push_bind(columns.cost)
+                            .push_bind(record.request_id.clone())
+                            .push_bind(record.outcome.as_str())
+                            .push_bind(columns.day)
+                            .push_bind(columns.month);
+                    });
+                    insert.push(sql::INSERT_RECORDS_TAIL);
+                    new += insert.build().execute(&mut *tx).await?.rows_affected();
                 }
                 tx.commit().await?;
                 Ok(new)

@@ -49,6 +49,30 @@ pub async fn inserting_a_record_twice_keeps_one(db: &TestDb) {
     assert_eq!(store.records(&everything(project)).await.unwrap(), both);
 }
 
+pub async fn a_flush_of_thousands_of_records_is_stored_whole(db: &TestDb) {
+    let project = Uuid::new_v4();
+    let base = price("0.45", "0.65");
+    let many: Vec<UsageRecord> = (0..1_201)
+        .map(|i| {
+            let time = format!("2026-11-30T10:{:02}:{:02}Z", i / 60 % 60, i % 60);
+            record(project, Uuid::new_v4(), "m", &time, &base, (i, 1))
+        })
+        .collect();
+    let store = &db.store;
+    assert_eq!(store.insert_records(&many[..700]).await.unwrap(), 700);
+    assert_eq!(
+        store.insert_records(&many).await.unwrap(),
+        501,
+        "only the new ones"
+    );
+    let stored = store.records(&everything(project)).await.unwrap();
+    assert_eq!(stored.len(), 1_201);
+    assert_eq!(
+        stored.iter().map(|r| r.input_tokens).sum::<u64>(),
+        (0..1_201).sum::<u64>()
+    );
+}
+
 pub async fn ranges_include_from_and_exclude_to(db: &TestDb) {
     let project = Uuid::new_v4();
     let base = price("1", "1");
