@@ -59,20 +59,33 @@ pub(crate) async fn run(
             Some(Ok(Ok(None))) if relay.decoder.has_partial_line() => {
                 break Err("the stream ended inside an event".to_owned())
             }
-            Some(Ok(Ok(None))) => break Ok(()),
+            Some(Ok(Ok(None))) if relay.finishes.iter().all(Option::is_some) => break Ok(()),
+            Some(Ok(Ok(None))) => break Err("the stream ended before its choices did".to_owned()),
             Some(Ok(Ok(Some(piece)))) => relay.feed(&piece),
         }
     };
     match outcome {
         Ok(()) => {
             lease.succeeded();
+            drop(lease);
             relay.finish();
+            drain(&mut body).await;
         }
         Err(reason) => {
             tracing::warn!(upstream = %lease.endpoint().url(""), %reason, "upstream stream broke off");
             relay.fail();
         }
     }
+}
+
+/// Longest time spent reading what follows `[DONE]`.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+
+/// Reads the rest of a finished stream's body (the end of its chunked encoding follows
+/// `[DONE]`), so that its connection goes back to the pool instead of being closed.
+async fn drain(body: &mut hyper::body::Incoming) {
+    let rest = async { while let Ok(Some(_)) = next_data(body).await {} };
+    let _ = tokio::time::timeout(DRAIN_LIMIT, rest).await;
 }
 
 /// The state of one relayed stream.
