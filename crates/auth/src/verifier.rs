@@ -3,7 +3,9 @@
 //! A cache entry (found or not found) lives at most [`KeyVerifier::max_age`] (default 500 ms),
 //! so a key deleted through any replica sharing the database stops working everywhere within
 //! that time. Expiry is checked against the clock on every call, so it takes effect at once.
-//! A cached call costs one SHA-256 and a hash-map lookup under a read lock.
+//! A cached call costs one SHA-256 and a hash-map lookup under a read lock. An entry used in
+//! the second half of its life is read again from the store in the background, so that a key
+//! in steady use never waits for the store on the request path.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -53,7 +55,12 @@ struct CachedKey {
 struct CacheEntry {
     fetched: Instant,
     key: Option<CachedKey>,
+    /// Whether a background read of this key is under way.
+    refreshing: bool,
 }
+
+/// The cached keys by public id, shared with background refreshes.
+type Cache = Arc<RwLock<HashMap<String, CacheEntry>>>;
 
 /// Resolves bearer keys to [`VerifiedKey`]s. Share one per process (it is `Send + Sync`).
 #[derive(Debug)]
@@ -62,7 +69,7 @@ pub struct KeyVerifier {
     clock: Arc<dyn Clock>,
     max_age: Duration,
     capacity: usize,
-    cache: RwLock<HashMap<String, CacheEntry>>,
+    cache: Cache,
 }
 
 impl std::fmt::Debug for CacheEntry {
@@ -79,7 +86,7 @@ impl KeyVerifier {
             clock: Arc::new(SystemClock),
             max_age: DEFAULT_MAX_AGE,
             capacity: DEFAULT_CAPACITY,
-            cache: RwLock::new(HashMap::new()),
+            cache: Arc::default(),
         }
     }
 
@@ -118,10 +125,18 @@ impl KeyVerifier {
             cache
                 .get(public_id)
                 .filter(|entry| entry.fetched.elapsed() < self.max_age)
-                .map(|entry| entry.key.clone())
+                .map(|entry| {
+                    let due = !entry.refreshing && entry.fetched.elapsed() >= self.max_age / 2;
+                    (entry.key.clone(), due)
+                })
         };
         let key = match cached {
-            Some(key) => key,
+            Some((key, refresh_due)) => {
+                if refresh_due {
+                    self.refresh_in_background(public_id);
+                }
+                key
+            }
             None => self.fetch(public_id).await?,
         };
         match key {
@@ -144,34 +159,81 @@ impl KeyVerifier {
     }
 
     async fn fetch(&self, public_id: &str) -> Result<Option<CachedKey>, AuthError> {
-        let fetched = Instant::now();
-        let key = self
-            .store
-            .key_by_public_id(public_id)
-            .await?
-            .map(|record| CachedKey {
-                digest: record.digest,
-                expires_at: record.expires_at,
-                verified: VerifiedKey {
-                    project_id: record.project_id,
-                    key_id: record.id,
-                    allowed_models: record.allowed_models.map(Arc::from),
-                },
-            });
-        if self.max_age > Duration::ZERO && self.capacity > 0 {
+        load(self.store.as_ref(), &self.cache, self.limits(), public_id).await
+    }
+
+    fn limits(&self) -> (Duration, usize) {
+        (self.max_age, self.capacity)
+    }
+
+    /// Reads `public_id` again on a task of its own (when a Tokio runtime runs), unless a read
+    /// is already under way; a failed read leaves the entry to expire.
+    fn refresh_in_background(&self, public_id: &str) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        {
             let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
-            if cache.len() >= self.capacity {
-                cache.retain(|_, entry| entry.fetched.elapsed() < self.max_age);
-                if cache.len() >= self.capacity {
-                    cache.clear();
+            match cache.get_mut(public_id) {
+                Some(entry) if !entry.refreshing => entry.refreshing = true,
+                _ => return,
+            }
+        }
+        let (store, cache, limits) = (
+            Arc::clone(&self.store),
+            Arc::clone(&self.cache),
+            self.limits(),
+        );
+        let public_id = public_id.to_owned();
+        runtime.spawn(async move {
+            if load(store.as_ref(), &cache, limits, &public_id)
+                .await
+                .is_err()
+            {
+                let mut cache = cache.write().unwrap_or_else(PoisonError::into_inner);
+                if let Some(entry) = cache.get_mut(&public_id) {
+                    entry.refreshing = false;
                 }
             }
-            let entry = CacheEntry {
-                fetched,
-                key: key.clone(),
-            };
-            cache.insert(public_id.to_owned(), entry);
-        }
-        Ok(key)
+        });
     }
+}
+
+/// Reads the key `public_id` from `store` and caches what was found (also "not found") with
+/// the time the read began, within `(max_age, capacity)`.
+async fn load(
+    store: &dyn Store,
+    cache: &RwLock<HashMap<String, CacheEntry>>,
+    (max_age, capacity): (Duration, usize),
+    public_id: &str,
+) -> Result<Option<CachedKey>, AuthError> {
+    let fetched = Instant::now();
+    let key = store
+        .key_by_public_id(public_id)
+        .await?
+        .map(|record| CachedKey {
+            digest: record.digest,
+            expires_at: record.expires_at,
+            verified: VerifiedKey {
+                project_id: record.project_id,
+                key_id: record.id,
+                allowed_models: record.allowed_models.map(Arc::from),
+            },
+        });
+    if max_age > Duration::ZERO && capacity > 0 {
+        let mut cache = cache.write().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= capacity {
+            cache.retain(|_, entry| entry.fetched.elapsed() < max_age);
+            if cache.len() >= capacity {
+                cache.clear();
+            }
+        }
+        let entry = CacheEntry {
+            fetched,
+            key: key.clone(),
+            refreshing: false,
+        };
+        cache.insert(public_id.to_owned(), entry);
+    }
+    Ok(key)
 }

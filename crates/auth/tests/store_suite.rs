@@ -37,6 +37,7 @@ macro_rules! suite {
 
 suite!(
     tokens::crud,
+    tokens::keys_in_use_are_read_again_ahead_and_revocation_still_holds,
     tokens::expiry_makes_tokens_inactive,
     tokens::ttl_and_validation,
     tokens::never_expiring_tokens_have_the_zero_time,

@@ -140,6 +140,49 @@ pub async fn crud(db: &TestDb) {
     assert!(key.allows_model("llama-3.1-8b") && !key.allows_model("other"));
 }
 
+/// A key used in the second half of its cache life is read again in the background: it is
+/// still served after its first read would have expired, and a deletion takes effect within
+/// the cache age of the last read.
+pub async fn keys_in_use_are_read_again_ahead_and_revocation_still_holds(db: &TestDb) {
+    let f = Fixture::new(db.store.clone(), "ahead").await;
+    let m = &f.management;
+    let created = m
+        .create_token(
+            &f.member,
+            f.project,
+            REGION,
+            create("ahead", None),
+            &ctx("a1"),
+        )
+        .await
+        .unwrap();
+    let max_age = Duration::from_secs(2);
+    let verifier = KeyVerifier::new(db.store.clone()).with_max_age(max_age);
+    let key = created.content.expose();
+    let start = tokio::time::Instant::now();
+    verifier.verify(key).await.unwrap();
+    tokio::time::sleep_until(start + Duration::from_millis(1_200)).await;
+    verifier.verify(key).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    m.delete_token(&f.member, f.project, REGION, created.token.id, &ctx("a2"))
+        .await
+        .unwrap();
+    tokio::time::sleep_until(start + Duration::from_millis(2_300)).await;
+    assert!(
+        verifier.verify(key).await.is_ok(),
+        "served from the entry read again at 1.2 s, not read at 2.3 s"
+    );
+    let deadline = start + Duration::from_millis(1_200) + max_age + Duration::from_millis(500);
+    loop {
+        match verifier.verify(key).await {
+            Err(AuthError::InvalidKey) => break,
+            Ok(_) => assert!(tokio::time::Instant::now() < deadline, "revocation late"),
+            Err(other) => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn expiry_makes_tokens_inactive(db: &TestDb) {
     let f = Fixture::new(db.store.clone(), "expiry").await;
     let m = &f.management;
