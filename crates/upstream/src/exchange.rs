@@ -35,8 +35,14 @@ pub(crate) struct Started {
 enum Attempt {
     /// The server refused the request because of its content: the client's answer.
     Refused(BackendError),
-    /// The server failed; another may serve. `busy` when it said so (429, 408).
-    Failed { reason: String, busy: bool },
+    /// The server failed; another may serve. `busy` when it said so (429, 408), `stale` when
+    /// a kept-alive connection broke under the request (the server had closed it): neither
+    /// counts against the server's circuit.
+    Failed {
+        reason: String,
+        busy: bool,
+        stale: bool,
+    },
 }
 
 /// The names a request goes by: the catalog's model id, which upstream messages are
@@ -61,8 +67,15 @@ impl Exchange<'_> {
     ) -> Result<Started, BackendError> {
         let mut tried = Vec::new();
         let mut busy_only = true;
+        let mut stale_retry = false;
         while tried.len() < self.settings.max_attempts {
-            let Some(mut lease) = self.balancer.pick(&tried) else {
+            // A connection the server had closed is retried once, on any server (also the
+            // same one, on a fresh connection).
+            let lease = match self.balancer.pick(&tried) {
+                None if std::mem::take(&mut stale_retry) => self.balancer.pick(&[]),
+                picked => picked,
+            };
+            let Some(mut lease) = lease else {
                 break;
             };
             tried.push(lease.index());
@@ -72,7 +85,11 @@ impl Exchange<'_> {
                     lease.succeeded();
                     return Err(error);
                 }
-                Err(Attempt::Failed { reason, busy }) => {
+                Err(Attempt::Failed {
+                    reason,
+                    busy,
+                    stale,
+                }) => {
                     tracing::warn!(
                         model = self.model_id,
                         upstream = %lease.endpoint().url(""),
@@ -80,7 +97,8 @@ impl Exchange<'_> {
                         "upstream attempt failed"
                     );
                     busy_only &= busy;
-                    if busy {
+                    stale_retry = stale;
+                    if busy || stale {
                         lease.succeeded();
                     } else {
                         lease.failed(self.balancer.counters());
@@ -109,6 +127,7 @@ impl Exchange<'_> {
     ) -> Result<(Incoming, Bytes), Attempt> {
         let endpoint = lease.endpoint();
         let failed = |error: TransportError| Attempt::Failed {
+            stale: matches!(&error, TransportError::Connection(e) if !e.is_connect()),
             reason: error.to_string(),
             busy: false,
         };
@@ -139,6 +158,7 @@ impl Exchange<'_> {
         let failed = |busy| Attempt::Failed {
             reason: format!("status {status}"),
             busy,
+            stale: false,
         };
         match status {
             StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => failed(true),
