@@ -172,7 +172,7 @@ impl Backend for UpstreamBackend {
         let body = wire::generation_body(&request);
         let started = self
             .exchange()
-            .start(wire::generation_path(&request.prompt), &body)
+            .start(wire::generation_path(&request.prompt), body)
             .await?;
         let (sinks, stream) = generation_channel(request.choices, prompt_tokens);
         let estimates = relay::Estimates {
@@ -190,7 +190,7 @@ impl Backend for UpstreamBackend {
 
     async fn embed(&self, inputs: EmbeddingInputs) -> Result<Embeddings, BackendError> {
         let body = wire::embedding_body(&inputs);
-        let mut started = self.exchange().start("/embeddings", &body).await?;
+        let mut started = self.exchange().start("/embeddings", body).await?;
         let broken = |reason: String| {
             tracing::warn!(model = %self.card.id, %reason, "upstream embeddings answer unusable");
             BackendError::Unavailable {

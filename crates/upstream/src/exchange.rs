@@ -59,11 +59,12 @@ pub(crate) struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
-    /// Sends `body` (with each server's model name) to `path` until a server accepts it.
+    /// Sends `body` (with each server's model name set in turn) to `path` until a server
+    /// accepts it.
     pub(crate) async fn start(
         &self,
         path: &str,
-        body: &Map<String, Value>,
+        mut body: Map<String, Value>,
     ) -> Result<Started, BackendError> {
         let mut tried = Vec::new();
         let mut busy_only = true;
@@ -79,7 +80,7 @@ impl Exchange<'_> {
                 break;
             };
             tried.push(lease.index());
-            match self.attempt(&lease, path, body).await {
+            match self.attempt(&lease, path, &mut body).await {
                 Ok((body, first)) => return Ok(Started { lease, body, first }),
                 Err(Attempt::Refused(error)) => {
                     lease.succeeded();
@@ -123,7 +124,7 @@ impl Exchange<'_> {
         &self,
         lease: &Lease,
         path: &str,
-        body: &Map<String, Value>,
+        body: &mut Map<String, Value>,
     ) -> Result<(Incoming, Bytes), Attempt> {
         let endpoint = lease.endpoint();
         let failed = |error: TransportError| Attempt::Failed {

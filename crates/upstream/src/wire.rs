@@ -149,11 +149,11 @@ pub(crate) fn embedding_body(inputs: &EmbeddingInputs) -> Map<String, Value> {
     body
 }
 
-/// `body` with `model`, as bytes to send.
-pub(crate) fn with_model(body: &Map<String, Value>, model: &str) -> bytes::Bytes {
-    let mut body = body.clone();
+/// `body` with its `model` set to `model` (replacing another server's), as bytes to send.
+pub(crate) fn with_model(body: &mut Map<String, Value>, model: &str) -> bytes::Bytes {
     body.insert("model".into(), json!(model));
-    bytes::Bytes::from(Value::Object(body).to_string())
+    let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());
+    bytes::Bytes::from(text)
 }
 
 /// One chunk of a streamed chat completion or completion.
@@ -371,7 +371,7 @@ mod tests {
             assert!(body.get(absent).is_none(), "{absent}");
         }
         let sent: Value =
-            serde_json::from_slice(&with_model(&generation_body(&request), "up")).unwrap();
+            serde_json::from_slice(&with_model(&mut generation_body(&request), "up")).unwrap();
         assert_eq!(sent["model"], "up");
     }
 
