@@ -51,17 +51,24 @@ class Gateway:
     """A running `gateway serve` whose log is collected in memory. `api_key` is the model API
     key tests send (set by the fixtures)."""
 
-    def __init__(self, data_dir: Path, config_text: str = "", extra_env: dict | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        config_text: str = "",
+        extra_env: dict | None = None,
+        listen: str = "127.0.0.1:0",
+        config_name: str = "gateway-test.toml",
+    ):
         self.data_dir = data_dir
         self.api_key: str | None = None
-        config = data_dir / "gateway-test.toml"
+        config = data_dir / config_name
         config.write_text(config_text)
         env = dict(os.environ, GATEWAY_DATA_DIR=str(data_dir), RUST_LOG="info,gateway=debug")
         env.pop("ORT_DYLIB_PATH", None)
         env.pop("GATEWAY_DATABASE_URL", None)
         env.update(extra_env or {})
         self.process = subprocess.Popen(
-            [str(BINARY), "serve", "--config", str(config), "--listen", "127.0.0.1:0"],
+            [str(BINARY), "serve", "--config", str(config), "--listen", listen],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -38,6 +38,7 @@ def test_a_database_that_takes_no_writes_is_not_ready(data_dir, tmp_path):
 [database]
 write_check_interval_secs = 1
 write_check_timeout_secs = 1
+outage_grace_secs = 0
 
 [metering]
 journal_dir = "{tmp_path / 'journal'}"

@@ -22,8 +22,8 @@ use gateway_core::ServicePlan;
 use gateway_metering::journal::UsageJournal;
 use gateway_metering::limit::bucket_key;
 use gateway_metering::{
-    BucketStatus, Granularity, LimitPolicy, Outcome, Price, PriceSheet, Quota, RateLimiter,
-    Requester, TokenCounts, UsageRecord, UsageStore,
+    BucketStatus, Granularity, LimitError, LimitPolicy, Outcome, Price, PriceSheet, Quota,
+    RateLimiter, Requester, TokenCounts, UsageRecord, UsageStore,
 };
 use rust_decimal::Decimal;
 
@@ -136,9 +136,12 @@ impl Accounting {
             .limiter
             .admit(&budget.key, budget.quota, reserve)
             .await
-            .map_err(|error| {
-                tracing::error!(%error, "rate limiter unavailable");
-                ApiError::Internal("the rate limiter")
+            .map_err(|error| match error {
+                LimitError::Unavailable => ApiError::LimitsUnavailable,
+                LimitError::Store(_) => {
+                    tracing::error!(%error, "rate limiter failed");
+                    ApiError::Internal("the rate limiter")
+                }
             })?;
         slot.update(|state| state.status = Some((admission.requests, admission.tokens)));
         if !admission.admitted {

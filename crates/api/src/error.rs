@@ -80,6 +80,9 @@ pub enum ApiError {
     /// The server is shutting down and takes no new work.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The shared rate limit store cannot be reached and limits fail closed.
+    #[error("the rate limits cannot be checked")]
+    LimitsUnavailable,
     /// The backend failed or rejected the request.
     #[error("{error}")]
     Backend {
@@ -269,7 +272,7 @@ impl ApiError {
             | Self::ConcurrencyLimited { .. }
             | Self::TooManyFailedAuthentications { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ShuttingDown | Self::LimitsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Backend { error, .. } => backend_status(error),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Auth(error) => {
@@ -291,7 +294,7 @@ impl ApiError {
             Self::ConcurrencyLimited { .. } => "concurrency_limit_exceeded",
             Self::TooManyFailedAuthentications { .. } => "too_many_requests",
             Self::Timeout { .. } => "timeout",
-            Self::ShuttingDown => "unavailable",
+            Self::ShuttingDown | Self::LimitsUnavailable => "unavailable",
             Self::Backend { error, .. } => match backend_status(error) {
                 StatusCode::BAD_REQUEST => "invalid_request",
                 StatusCode::SERVICE_UNAVAILABLE => "unavailable",
@@ -346,6 +349,7 @@ impl ApiError {
                 error: BackendError::Overloaded | BackendError::Unavailable { .. },
                 ..
             } | Self::ShuttingDown
+                | Self::LimitsUnavailable
                 | Self::ConcurrencyLimited { .. }
         ) {
             response.headers_mut().insert(
@@ -412,6 +416,11 @@ impl ApiError {
                 ErrorType::Server,
                 "The server is shutting down and takes no new requests. Retry after the seconds \
                  in Retry-After; another replica or the restarted server will answer.",
+            ),
+            Self::LimitsUnavailable => ErrorBody::new(
+                ErrorType::Server,
+                "Rate limits cannot be checked right now, and this service refuses requests \
+                 until they can. Retry after the seconds in Retry-After.",
             ),
             Self::Timeout { seconds } => ErrorBody::new(
                 ErrorType::Server,
@@ -646,6 +655,11 @@ mod tests {
             (busy, 503, "queue is full"),
             (unavailable, 503, "unavailable right now"),
             (ApiError::ShuttingDown, 503, "shutting down"),
+            (
+                ApiError::LimitsUnavailable,
+                503,
+                "Rate limits cannot be checked",
+            ),
             (ApiError::Timeout { seconds: 7 }, 504, "limit of 7 s"),
         ];
         for (error, status, says) in cases {

@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError};
 
 use gateway_backend::Figure;
+use gateway_metering::LimiterState;
 
 /// Labels of a finished HTTP request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -48,6 +49,13 @@ pub struct ModelLabels {
     pub model: String,
 }
 
+/// Labels of the rate limiter's state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LimiterLabels {
+    /// `available`, `failing_open` or `failing_closed`.
+    pub state: &'static str,
+}
+
 /// A backend's own figure per model (`gateway_engine_<name>`), copied when scraped.
 type EngineFigure = Family<ModelLabels, Gauge<f64, AtomicU64>>;
 
@@ -58,6 +66,9 @@ pub struct Metrics {
     durations: Family<RouteLabels, Histogram>,
     tokens: Family<TokenLabels, Counter>,
     engine: Mutex<HashMap<&'static str, EngineFigure>>,
+    database_writable: Gauge,
+    limiter_state: Family<LimiterLabels, Gauge>,
+    usage_records_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -75,12 +86,33 @@ impl Default for Metrics {
         );
         let tokens = Family::<TokenLabels, Counter>::default();
         registry.register("tokens", "Tokens metered", tokens.clone());
+        let database_writable = Gauge::default();
+        registry.register(
+            "database_writable",
+            "1 while the database takes writes, 0 while its write checks fail",
+            database_writable.clone(),
+        );
+        let limiter_state = Family::<LimiterLabels, Gauge>::default();
+        registry.register(
+            "rate_limiter_state",
+            "1 for the rate limiter's current state (available, failing_open, failing_closed)",
+            limiter_state.clone(),
+        );
+        let usage_records_pending = Gauge::default();
+        registry.register(
+            "usage_records_pending",
+            "Usage records in this replica's journal that are not in the database yet",
+            usage_records_pending.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
             durations,
             tokens,
             engine: Mutex::new(HashMap::new()),
+            database_writable,
+            limiter_state,
+            usage_records_pending,
         }
     }
 }
@@ -145,6 +177,26 @@ impl Metrics {
         }
     }
 
+    /// Sets the state of what the replica depends on: the database, the rate limits' store
+    /// and the usage records waiting for the database.
+    pub fn set_dependencies(&self, database_writable: bool, limiter: LimiterState, pending: u64) {
+        self.database_writable.set(i64::from(database_writable));
+        for state in [
+            LimiterState::Available,
+            LimiterState::FailingOpen,
+            LimiterState::FailingClosed,
+        ] {
+            let labels = LimiterLabels {
+                state: state.name(),
+            };
+            self.limiter_state
+                .get_or_create(&labels)
+                .set(i64::from(state == limiter));
+        }
+        self.usage_records_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -176,6 +228,21 @@ mod tests {
             r#"gateway_tokens_total{model="smollm2-135m-instruct",kind="completion"} 3"#
         ));
         assert!(text.contains("gateway_request_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn renders_the_state_of_the_dependencies() {
+        let metrics = Metrics::default();
+        metrics.set_dependencies(false, LimiterState::FailingOpen, 12);
+        let text = metrics.render();
+        assert!(text.contains("gateway_database_writable 0"), "{text}");
+        assert!(text.contains(r#"gateway_rate_limiter_state{state="failing_open"} 1"#));
+        assert!(text.contains(r#"gateway_rate_limiter_state{state="available"} 0"#));
+        assert!(text.contains("gateway_usage_records_pending 12"));
+        metrics.set_dependencies(true, LimiterState::Available, 0);
+        let text = metrics.render();
+        assert!(text.contains("gateway_database_writable 1"));
+        assert!(text.contains(r#"gateway_rate_limiter_state{state="available"} 1"#));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The state every handler shares: the served models by id, the request limits, the metrics,
 //! the key verifier and management service of `gateway-auth`, the metering, whether the server
-//! is draining and whether the database took the last write check.
+//! is draining and since when the database has failed its write checks.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use gateway_auth::{KeyVerifier, Management, Store};
 
@@ -50,7 +51,10 @@ pub struct AppState {
     /// Failed management authentications per source address, in the last minute.
     pub(crate) failed_authentications: gateway_metering::LocalLimiter,
     draining: AtomicBool,
-    database_writable: AtomicBool,
+    /// Since when the database's write checks have failed; `None` while it takes writes.
+    database_unwritable_since: Mutex<Option<Instant>>,
+    /// How long the server stays ready while the database takes no writes.
+    database_outage_grace: Duration,
 }
 
 impl AppState {
@@ -75,8 +79,18 @@ impl AppState {
             ),
             failed_authentications: gateway_metering::LocalLimiter::new(),
             draining: AtomicBool::new(false),
-            database_writable: AtomicBool::new(true),
+            database_unwritable_since: Mutex::new(None),
+            database_outage_grace: Duration::ZERO,
         }
+    }
+
+    /// The same state riding out a database outage for `grace`: keys verified before it keep
+    /// working that long, and `/readyz` fails only once it has lasted longer (the default is
+    /// no grace). Usage records wait in the journal meanwhile.
+    pub fn with_database_outage_grace(mut self, grace: Duration) -> Self {
+        self.verifier = self.verifier.with_outage_grace(grace);
+        self.database_outage_grace = grace;
+        self
     }
 
     /// The same state with `fairness` instead of the default ([`Fairness::default`]).
@@ -97,14 +111,33 @@ impl AppState {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Records the result of the latest database write check (`/readyz` fails while it is
-    /// `false`); returns the previous result.
+    /// Records the result of the latest database write check; returns the previous result.
     pub fn set_database_writable(&self, writable: bool) -> bool {
-        self.database_writable.swap(writable, Ordering::SeqCst)
+        let mut since = self.unwritable_since();
+        let was_writable = since.is_none();
+        match (writable, was_writable) {
+            (true, _) => *since = None,
+            (false, true) => *since = Some(Instant::now()),
+            (false, false) => {}
+        }
+        was_writable
     }
 
     /// Whether the database took the latest write check (`true` until one fails).
     pub fn is_database_writable(&self) -> bool {
-        self.database_writable.load(Ordering::SeqCst)
+        self.unwritable_since().is_none()
+    }
+
+    /// Whether the database takes writes or has failed its checks for no longer than the
+    /// outage grace.
+    pub fn is_database_outage_tolerable(&self) -> bool {
+        self.unwritable_since()
+            .is_none_or(|since| since.elapsed() <= self.database_outage_grace)
+    }
+
+    fn unwritable_since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.database_unwritable_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -6,8 +6,16 @@
 //! A cached call costs one SHA-256 and a hash-map lookup under a read lock. An entry used in
 //! the second half of its life is read again from the store in the background, so that a key
 //! in steady use never waits for the store on the request path.
+//!
+//! While the store cannot be read (its database is down), a key found by a read less than
+//! [`KeyVerifier::with_outage_grace`] ago (default: none) is still accepted. Every read is
+//! bounded by [`STORE_TIMEOUT`]; once one has failed, such keys are accepted at once and read
+//! again in the background, so requests do not queue behind an unreachable database, and the
+//! first read that succeeds ends the outage. Keys never read are not accepted, and expiry
+//! still holds.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -15,7 +23,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::AuthError;
+use crate::error::{AuthError, StoreError};
 use crate::key::{CredentialKind, KeyDigest};
 use crate::store::Store;
 
@@ -23,6 +31,8 @@ use crate::store::Store;
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_millis(500);
 /// Default number of cached keys.
 pub const DEFAULT_CAPACITY: usize = 100_000;
+/// Longest wait for one read of a key from the store before it counts as failed.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A verified key: what the request may do and whom to bill.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,7 +79,10 @@ pub struct KeyVerifier {
     clock: Arc<dyn Clock>,
     max_age: Duration,
     capacity: usize,
+    outage_grace: Duration,
     cache: Cache,
+    /// Whether the latest read of the store failed.
+    store_failing: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for CacheEntry {
@@ -86,8 +99,16 @@ impl KeyVerifier {
             clock: Arc::new(SystemClock),
             max_age: DEFAULT_MAX_AGE,
             capacity: DEFAULT_CAPACITY,
+            outage_grace: Duration::ZERO,
             cache: Arc::default(),
+            store_failing: Arc::default(),
         }
+    }
+
+    /// Accepts a key found by a read up to `grace` ago while the store cannot be read.
+    pub fn with_outage_grace(mut self, grace: Duration) -> Self {
+        self.outage_grace = grace;
+        self
     }
 
     /// Uses `clock` for expiry checks.
@@ -120,24 +141,23 @@ impl KeyVerifier {
             .public_id(presented)
             .ok_or(AuthError::InvalidKey)?;
         let digest = KeyDigest::of(presented);
-        let cached = {
-            let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
-            cache
-                .get(public_id)
-                .filter(|entry| entry.fetched.elapsed() < self.max_age)
-                .map(|entry| {
-                    let due = !entry.refreshing && entry.fetched.elapsed() >= self.max_age / 2;
-                    (entry.key.clone(), due)
-                })
-        };
-        let key = match cached {
+        let (fresh, in_grace) = self.cached(public_id);
+        let key = match fresh {
             Some((key, refresh_due)) => {
                 if refresh_due {
                     self.refresh_in_background(public_id);
                 }
                 key
             }
-            None => self.fetch(public_id).await?,
+            None if in_grace.is_some() && self.store_failing.load(Ordering::Relaxed) => {
+                self.refresh_in_background(public_id);
+                in_grace
+            }
+            None => match self.fetch(public_id).await {
+                Ok(key) => key,
+                Err(_) if in_grace.is_some() => in_grace,
+                Err(error) => return Err(error),
+            },
         };
         match key {
             Some(key)
@@ -158,16 +178,41 @@ impl KeyVerifier {
             .clear();
     }
 
-    async fn fetch(&self, public_id: &str) -> Result<Option<CachedKey>, AuthError> {
-        load(self.store.as_ref(), &self.cache, self.limits(), public_id).await
+    /// The cached entry of `public_id`: its key while the entry is fresh, with whether a
+    /// background read is due; else a key it found within the outage grace.
+    #[allow(clippy::type_complexity)]
+    fn cached(&self, public_id: &str) -> (Option<(Option<CachedKey>, bool)>, Option<CachedKey>) {
+        let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(entry) = cache.get(public_id) else {
+            return (None, None);
+        };
+        let age = entry.fetched.elapsed();
+        if age < self.max_age {
+            let due = !entry.refreshing && age >= self.max_age / 2;
+            (Some((entry.key.clone(), due)), None)
+        } else if age < self.max_age + self.outage_grace {
+            (None, entry.key.clone())
+        } else {
+            (None, None)
+        }
     }
 
-    fn limits(&self) -> (Duration, usize) {
-        (self.max_age, self.capacity)
+    async fn fetch(&self, public_id: &str) -> Result<Option<CachedKey>, AuthError> {
+        self.reader().read(public_id).await
+    }
+
+    fn reader(&self) -> Reader {
+        Reader {
+            store: Arc::clone(&self.store),
+            cache: Arc::clone(&self.cache),
+            max_age: self.max_age,
+            capacity: self.capacity,
+            failing: Arc::clone(&self.store_failing),
+        }
     }
 
     /// Reads `public_id` again on a task of its own (when a Tokio runtime runs), unless a read
-    /// is already under way; a failed read leaves the entry to expire.
+    /// is already under way; a failed read leaves the entry as it was.
     fn refresh_in_background(&self, public_id: &str) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -179,18 +224,11 @@ impl KeyVerifier {
                 _ => return,
             }
         }
-        let (store, cache, limits) = (
-            Arc::clone(&self.store),
-            Arc::clone(&self.cache),
-            self.limits(),
-        );
+        let reader = self.reader();
         let public_id = public_id.to_owned();
         runtime.spawn(async move {
-            if load(store.as_ref(), &cache, limits, &public_id)
-                .await
-                .is_err()
-            {
-                let mut cache = cache.write().unwrap_or_else(PoisonError::into_inner);
+            if reader.read(&public_id).await.is_err() {
+                let mut cache = reader.cache.write().unwrap_or_else(PoisonError::into_inner);
                 if let Some(entry) = cache.get_mut(&public_id) {
                     entry.refreshing = false;
                 }
@@ -199,19 +237,32 @@ impl KeyVerifier {
     }
 }
 
-/// Reads the key `public_id` from `store` and caches what was found (also "not found") with
-/// the time the read began, within `(max_age, capacity)`.
-async fn load(
-    store: &dyn Store,
-    cache: &RwLock<HashMap<String, CacheEntry>>,
-    (max_age, capacity): (Duration, usize),
-    public_id: &str,
-) -> Result<Option<CachedKey>, AuthError> {
-    let fetched = Instant::now();
-    let key = store
-        .key_by_public_id(public_id)
-        .await?
-        .map(|record| CachedKey {
+/// What a read of a key needs: the store, the cache it fills and where it records whether the
+/// store answered.
+struct Reader {
+    store: Arc<dyn Store>,
+    cache: Cache,
+    max_age: Duration,
+    capacity: usize,
+    failing: Arc<AtomicBool>,
+}
+
+impl Reader {
+    /// Reads the key `public_id` within [`STORE_TIMEOUT`], records whether the store answered,
+    /// and caches what was found (also "not found") with the time the read began.
+    async fn read(&self, public_id: &str) -> Result<Option<CachedKey>, AuthError> {
+        let fetched = Instant::now();
+        let read = self.store.key_by_public_id(public_id);
+        let record = match tokio::time::timeout(STORE_TIMEOUT, read).await {
+            Ok(Ok(record)) => record,
+            Ok(Err(error)) => return Err(self.failed(error.into())),
+            Err(_) => {
+                let timed_out = StoreError::Database(sqlx::Error::PoolTimedOut);
+                return Err(self.failed(AuthError::Store(timed_out)));
+            }
+        };
+        self.failing.store(false, Ordering::Relaxed);
+        let key = record.map(|record| CachedKey {
             digest: record.digest,
             expires_at: record.expires_at,
             verified: VerifiedKey {
@@ -220,20 +271,31 @@ async fn load(
                 allowed_models: record.allowed_models.map(Arc::from),
             },
         });
-    if max_age > Duration::ZERO && capacity > 0 {
-        let mut cache = cache.write().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= capacity {
-            cache.retain(|_, entry| entry.fetched.elapsed() < max_age);
-            if cache.len() >= capacity {
+        self.remember(public_id, fetched, key.clone());
+        Ok(key)
+    }
+
+    fn failed(&self, error: AuthError) -> AuthError {
+        self.failing.store(true, Ordering::Relaxed);
+        error
+    }
+
+    fn remember(&self, public_id: &str, fetched: Instant, key: Option<CachedKey>) {
+        if self.max_age.is_zero() || self.capacity == 0 {
+            return;
+        }
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= self.capacity {
+            cache.retain(|_, entry| entry.fetched.elapsed() < self.max_age);
+            if cache.len() >= self.capacity {
                 cache.clear();
             }
         }
         let entry = CacheEntry {
             fetched,
-            key: key.clone(),
+            key,
             refreshing: false,
         };
         cache.insert(public_id.to_owned(), entry);
     }
-    Ok(key)
 }

@@ -52,6 +52,8 @@ suite!(
     principals::removed_principals_lose_access,
     replicas::parallel_creates_and_deletes,
     replicas::revocation_reaches_other_replicas,
+    replicas::verified_keys_outlive_a_database_outage_within_the_grace,
+    replicas::without_a_grace_an_outage_fails_verification,
     retention::retention_pseudonymizes_exactly_the_old_events,
     retention::retention_on_replicas_at_once,
     retention::the_log_accepts_no_other_change,

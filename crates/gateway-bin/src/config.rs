@@ -56,6 +56,10 @@ pub struct DatabaseConfig {
     /// How long one write check may take before the database counts as not writable, in
     /// seconds.
     pub write_check_timeout_secs: u64,
+    /// How long, in seconds, the server rides out a database that takes no writes: keys it
+    /// verified before keep working, usage records wait in the journal, and `/readyz` stays
+    /// ready; after it `/readyz` fails. 0: not ready at once.
+    pub outage_grace_secs: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -64,6 +68,7 @@ impl Default for DatabaseConfig {
             url: None,
             write_check_interval_secs: 5,
             write_check_timeout_secs: 10,
+            outage_grace_secs: 60,
         }
     }
 }
@@ -106,7 +111,10 @@ pub struct ServerConfig {
     /// them its management requests get 429 (no credential check, no audit event); 0: no
     /// limit.
     pub failed_management_authentications_per_minute: u64,
-    /// Time given to in-flight requests after SIGTERM, in seconds.
+    /// Time after SIGTERM during which `/readyz` fails but new requests are still served, so
+    /// that load balancers stop sending work before the listener closes, in seconds.
+    pub drain_delay_secs: u64,
+    /// Time given to in-flight requests after the listener closed, in seconds.
     pub shutdown_grace_secs: u64,
     /// Most choices (prompts × `n`) in one chat or completion request (at least 1); more are
     /// answered 400.
@@ -144,6 +152,7 @@ impl Default for ServerConfig {
             body_read_timeout_secs: 30,
             max_connections: ConnectionLimits::default().max_connections,
             failed_management_authentications_per_minute: 30,
+            drain_delay_secs: 0,
             shutdown_grace_secs: 30,
             max_choices_per_request: gateway_api::Fairness::default().max_choices_per_request,
             max_concurrent_requests_per_project: gateway_api::Fairness::default()

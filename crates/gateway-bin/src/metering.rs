@@ -12,9 +12,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use gateway_api::Accounting;
 use gateway_core::ServicePlan;
 use gateway_metering::journal::UsageJournal;
-use gateway_metering::limit::RedisLimiter;
 use gateway_metering::{
-    Granularity, LimitPolicy, LocalLimiter, PerMinute, Price, PriceSheet, RateLimiter, UsageStore,
+    Granularity, LimitPolicy, LocalLimiter, PerMinute, Price, PriceSheet, RateLimiter,
+    SharedLimiter, UsageStore, WhenUnavailable,
 };
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -84,6 +84,9 @@ pub struct LimitsConfig {
     pub redis_url: Option<String>,
     /// Prefix of the gateway's Redis keys.
     pub redis_prefix: String,
+    /// What admission does while Redis cannot be reached: `open` (each replica limits alone)
+    /// or `closed` (requests refused with 503).
+    pub redis_unavailable: WhenUnavailable,
     /// Limits of the Base plan.
     pub base: PlanLimitsConfig,
     /// Limits of the Plus plan.
@@ -118,6 +121,7 @@ impl Default for LimitsConfig {
             output_weight: 5,
             redis_url: None,
             redis_prefix: "gateway:rl:".to_owned(),
+            redis_unavailable: WhenUnavailable::Open,
             base: PlanLimitsConfig::new(600, 1_000_000),
             plus: PlanLimitsConfig::new(300, 600_000),
             premium: PlanLimitsConfig::new(120, 400_000),
@@ -259,11 +263,11 @@ async fn limiter(config: &Config) -> anyhow::Result<Arc<dyn RateLimiter>> {
     let Some(url) = url else {
         return Ok(Arc::new(LocalLimiter::new()));
     };
-    let redis = RedisLimiter::connect(&url, &config.limits.redis_prefix)
+    let limits = &config.limits;
+    let shared = SharedLimiter::start(&url, &limits.redis_prefix, limits.redis_unavailable)
         .await
-        .context("cannot connect to the rate limit Redis")?;
-    tracing::info!("rate limits shared through Redis");
-    Ok(Arc::new(redis))
+        .context("invalid rate limit Redis URL")?;
+    Ok(Arc::new(shared))
 }
 
 /// The usage store for the admin commands.

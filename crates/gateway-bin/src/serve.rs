@@ -68,7 +68,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
             Arc::clone(&store),
             Arc::clone(&metering.accounting),
         )
-        .with_fairness(fairness),
+        .with_fairness(fairness)
+        .with_database_outage_grace(Duration::from_secs(config.database.outage_grace_secs)),
     );
     let checker = tokio::spawn(check_database_writes(
         store,
@@ -81,12 +82,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening on http://{address}");
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let drain_delay = Duration::from_secs(config.server.drain_delay_secs);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let draining = Arc::clone(&state);
     let shutdown = async move {
         shutdown_signal().await;
-        tracing::info!("shutting down: draining in-flight requests");
         draining.start_draining();
+        if !drain_delay.is_zero() {
+            tracing::info!(
+                seconds = drain_delay.as_secs(),
+                "shutting down: not ready, still serving while load balancers notice"
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
+        tracing::info!("shutting down: draining in-flight requests");
         let _ = stop_tx.send(true);
     };
     let server = gateway_api::serve(listener, gateway_api::router(state), connections, shutdown);
@@ -149,9 +158,13 @@ fn record_writable(state: &AppState, failure: Option<String>) {
     let was_writable = state.set_database_writable(failure.is_none());
     match failure {
         Some(error) if was_writable => {
-            tracing::error!(%error, "the database takes no writes: not ready");
+            tracing::error!(
+                %error,
+                "the database takes no writes: usage records wait in the journal, not ready once \
+                 the outage grace is over"
+            );
         }
-        None if !was_writable => tracing::info!("the database takes writes again: ready"),
+        None if !was_writable => tracing::info!("the database takes writes again"),
         _ => {}
     }
 }

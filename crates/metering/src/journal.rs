@@ -14,6 +14,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -72,6 +73,8 @@ pub struct UsageJournal {
     /// Sealed segments, oldest first; one whose insert failed waits here for the next flush.
     sealed: tokio::sync::Mutex<Vec<Sealed>>,
     store: Arc<dyn UsageStore>,
+    /// Records appended and not yet in the store.
+    pending: AtomicU64,
 }
 
 impl UsageJournal {
@@ -96,6 +99,7 @@ impl UsageJournal {
             current: Mutex::new(current),
             sealed: tokio::sync::Mutex::new(Vec::new()),
             store,
+            pending: AtomicU64::new(0),
         })
     }
 
@@ -111,7 +115,14 @@ impl UsageJournal {
             .write_all(&line)
             .map_err(|source| io_error(&segment.path, source))?;
         segment.records.push(record.clone());
+        self.pending.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// How many appended records are not in the store yet (they wait here while it is
+    /// unreachable).
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// Moves every journaled record into the store; returns how many were new there. A
@@ -124,6 +135,8 @@ impl UsageJournal {
         let mut inserted = 0;
         while let Some(segment) = sealed.first() {
             inserted += self.store.insert_records(&segment.records).await?;
+            self.pending
+                .fetch_sub(segment.records.len() as u64, Ordering::Relaxed);
             remove_segment(&segment.path);
             sealed.remove(0);
         }
@@ -349,6 +362,83 @@ mod tests {
         assert_eq!(stored(store.as_ref(), project).await, ["a", "b"]);
         assert_eq!(segments(&journal_dir), 1, "only the fresh segment is left");
         assert_eq!(journal.flush().await.unwrap(), 0);
+    }
+
+    /// A store that fails every operation while `down` is set, as a database that went away.
+    #[derive(Debug)]
+    struct Unreliable {
+        inner: Arc<dyn UsageStore>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    impl Unreliable {
+        fn check(&self) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl UsageStore for Unreliable {
+        async fn insert_records(&self, records: &[UsageRecord]) -> Result<u64, StoreError> {
+            self.check()?;
+            self.inner.insert_records(records).await
+        }
+        async fn records(&self, query: &UsageQuery) -> Result<Vec<UsageRecord>, StoreError> {
+            self.check()?;
+            self.inner.records(query).await
+        }
+        async fn usage_rows(
+            &self,
+            query: &UsageQuery,
+            group_by: crate::report::GroupBy,
+        ) -> Result<Vec<crate::report::UsageRow>, StoreError> {
+            self.check()?;
+            self.inner.usage_rows(query, group_by).await
+        }
+        async fn set_limit_override(
+            &self,
+            limits: &crate::store::LimitOverride,
+        ) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.set_limit_override(limits).await
+        }
+        async fn limit_overrides(&self) -> Result<Vec<crate::store::LimitOverride>, StoreError> {
+            self.check()?;
+            self.inner.limit_overrides().await
+        }
+    }
+
+    #[tokio::test]
+    async fn records_wait_in_the_journal_while_the_store_is_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = store(dir.path()).await;
+        let unreliable = Arc::new(Unreliable {
+            inner: Arc::clone(&inner),
+            down: true.into(),
+        });
+        let journal_dir = dir.path().join("journal");
+        let journal = UsageJournal::open(&journal_dir, unreliable.clone())
+            .await
+            .unwrap();
+        let project = Uuid::new_v4();
+        for (round, id) in ["a", "b", "c"].into_iter().enumerate() {
+            journal.append(&record(project, id)).unwrap();
+            assert!(journal.flush().await.is_err());
+            assert_eq!(journal.pending(), round as u64 + 1);
+        }
+        assert_eq!(
+            segments(&journal_dir),
+            4,
+            "three sealed segments and the current one"
+        );
+        unreliable.down.store(false, Ordering::SeqCst);
+        assert_eq!(journal.flush().await.unwrap(), 3);
+        assert_eq!(journal.pending(), 0);
+        assert_eq!(stored(inner.as_ref(), project).await, ["a", "b", "c"]);
+        assert_eq!(segments(&journal_dir), 1);
     }
 
     #[tokio::test]

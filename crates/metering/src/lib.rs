@@ -20,7 +20,8 @@ pub mod report;
 pub mod store;
 
 pub use limit::{
-    Admission, BucketStatus, LimitError, LocalLimiter, Quota, Rate, RateLimiter, RedisLimiter,
+    Admission, BucketStatus, LimitError, LimiterState, LocalLimiter, Quota, Rate, RateLimiter,
+    RedisLimiter, SharedLimiter, WhenUnavailable,
 };
 pub use policy::{LimitPolicy, PerMinute};
 pub use price::{Granularity, Price, PriceError, PriceSheet};

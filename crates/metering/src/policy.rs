@@ -108,15 +108,27 @@ impl LimitPolicy {
             .unwrap_or_else(PoisonError::into_inner) = table;
     }
 
-    /// Reloads the overrides from `store` every [`OVERRIDE_REFRESH`] until dropped.
+    /// Reloads the overrides from `store` every [`OVERRIDE_REFRESH`] until dropped. While the
+    /// store fails, the overrides last read stay in force (the failure and the recovery are
+    /// logged once each).
     pub async fn refresh_from(self: Arc<Self>, store: Arc<dyn UsageStore>) {
         let mut interval = tokio::time::interval(OVERRIDE_REFRESH);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
         loop {
             interval.tick().await;
             match store.limit_overrides().await {
-                Ok(overrides) => self.set_overrides(overrides),
-                Err(error) => tracing::warn!(%error, "cannot reload rate limit overrides"),
+                Ok(overrides) => {
+                    self.set_overrides(overrides);
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("rate limit overrides read again");
+                    }
+                }
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(%error, "cannot reload rate limit overrides; keeping the last");
+                }
+                Err(_) => {}
             }
         }
     }

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use gateway_metering::LimiterState;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -31,8 +32,15 @@ pub struct Readiness {
     draining: bool,
     /// Whether every model's worker runs.
     models_ready: bool,
-    /// Whether the database took the latest write check.
+    /// Whether the database took the latest write check. While it does not, the server stays
+    /// ready for the configured outage grace, serving keys it verified before and keeping
+    /// usage records in its journal.
     database_writable: bool,
+    /// Whether the rate limits' store answers: `available`, `failing_open` (each replica
+    /// limits alone) or `failing_closed` (requests refused; not ready).
+    rate_limiter: &'static str,
+    /// Usage records in this replica's journal that are not in the database yet.
+    usage_records_pending: u64,
 }
 
 /// Handles `GET /healthz`: the process is up.
@@ -78,13 +86,15 @@ pub async fn version() -> Json<Version> {
 }
 
 /// Handles `GET /readyz`: every model can take requests, the database took the latest write
-/// check (run in the background, see [`AppState::set_database_writable`]) and the server is not
-/// draining.
+/// check (run in the background, see [`AppState::set_database_writable`]) or has failed them
+/// for no longer than the outage grace, the rate limits do not fail closed, and the server is
+/// not draining.
 #[utoipa::path(
     get,
     path = "/readyz",
-    summary = "Readiness: every model's worker runs, the database takes writes and the server \
-               is not draining.",
+    summary = "Readiness: every model's worker runs, the database takes writes (or has not for \
+               less than the outage grace), the rate limits are not failing closed and the \
+               server is not draining.",
     description = "The database's write check runs in the background; the answer is its \
                    latest result.",
     tag = "operations",
@@ -97,12 +107,18 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let draining = state.is_draining();
     let models_ready = state.models.all_ready();
     let database_writable = state.is_database_writable();
-    let ready = !draining && models_ready && database_writable;
+    let limiter = state.accounting.limiter.state();
+    let ready = !draining
+        && models_ready
+        && state.is_database_outage_tolerable()
+        && limiter != LimiterState::FailingClosed;
     let body = Readiness {
         status: if ready { "ready" } else { "not_ready" },
         draining,
         models_ready,
         database_writable,
+        rate_limiter: limiter.name(),
+        usage_records_pending: state.accounting.journal.pending(),
     };
     let status = if ready {
         StatusCode::OK
@@ -129,6 +145,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             .metrics
             .set_engine_figures(id, &model.backend.figures());
     }
+    state.metrics.set_dependencies(
+        state.is_database_writable(),
+        state.accounting.limiter.state(),
+        state.accounting.journal.pending(),
+    );
     (
         [(header::CONTENT_TYPE, OPENMETRICS)],
         state.metrics.render(),

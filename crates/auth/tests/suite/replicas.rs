@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gateway_auth::{AuditAction, AuditQuery, KeyVerifier, Management};
+use gateway_auth::{AuditAction, AuditQuery, AuthError, KeyVerifier, Management};
 use uuid::Uuid;
 
 use crate::support::{create, ctx, Fixture, TestDb, REGION};
@@ -102,4 +102,58 @@ pub async fn revocation_reaches_other_replicas(db: &TestDb) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(deleted.elapsed() < Duration::from_secs(1));
+}
+
+pub async fn verified_keys_outlive_a_database_outage_within_the_grace(db: &TestDb) {
+    let f = Fixture::new(db.store.clone(), "outage").await;
+    let (store, pool) = db.closable_replica().await;
+    let replica = KeyVerifier::new(store)
+        .with_max_age(Duration::from_millis(50))
+        .with_outage_grace(Duration::from_millis(800));
+    let mut keys = Vec::new();
+    for name in ["seen", "unseen"] {
+        let created = f
+            .management
+            .create_token(&f.owner, f.project, REGION, create(name, None), &ctx(name))
+            .await
+            .unwrap();
+        keys.push(created.content.expose().to_owned());
+    }
+    let verified = replica.verify(&keys[0]).await.unwrap();
+    pool.close().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(replica.verify(&keys[0]).await.unwrap(), verified);
+    assert_eq!(replica.verify(&keys[0]).await.unwrap(), verified);
+    assert!(
+        matches!(replica.verify(&keys[1]).await, Err(AuthError::Store(_))),
+        "a key never verified is not accepted while the database is away"
+    );
+    assert!(matches!(
+        replica.verify("sk-not-a-key").await,
+        Err(AuthError::InvalidKey)
+    ));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(
+        matches!(replica.verify(&keys[0]).await, Err(AuthError::Store(_))),
+        "past the grace the key needs the database again"
+    );
+}
+
+pub async fn without_a_grace_an_outage_fails_verification(db: &TestDb) {
+    let f = Fixture::new(db.store.clone(), "no-grace").await;
+    let (store, pool) = db.closable_replica().await;
+    let replica = KeyVerifier::new(store).with_max_age(Duration::from_millis(50));
+    let created = f
+        .management
+        .create_token(&f.owner, f.project, REGION, create("k", None), &ctx("k"))
+        .await
+        .unwrap();
+    let key = created.content.expose();
+    replica.verify(key).await.unwrap();
+    pool.close().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(matches!(
+        replica.verify(key).await,
+        Err(AuthError::Store(_))
+    ));
 }

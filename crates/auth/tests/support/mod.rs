@@ -28,6 +28,22 @@ pub struct TestDb {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// The connections of a [`TestDb::closable_replica`].
+pub enum ClosablePool {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl ClosablePool {
+    /// Closes every connection: each later operation of the store fails.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(store) => store.pool().close().await,
+            Self::Postgres(store) => store.pool().close().await,
+        }
+    }
+}
+
 enum Raw {
     Sqlite(SqliteStore),
     Postgres(PostgresStore, String),
@@ -84,6 +100,21 @@ impl TestDb {
     /// A second, independent store on the same database (another "replica").
     pub async fn replica(&self) -> Arc<dyn Store> {
         gateway_auth::store::open(&self.url).await.unwrap()
+    }
+
+    /// A second store on the same database whose connections the test can close, as if its
+    /// database had gone away.
+    pub async fn closable_replica(&self) -> (Arc<dyn Store>, ClosablePool) {
+        match &self.raw {
+            Raw::Sqlite(_) => {
+                let store = SqliteStore::open(&self.url).await.unwrap();
+                (Arc::new(store.clone()), ClosablePool::Sqlite(store))
+            }
+            Raw::Postgres(..) => {
+                let store = PostgresStore::connect(&self.url).await.unwrap();
+                (Arc::new(store.clone()), ClosablePool::Postgres(store))
+            }
+        }
     }
 
     /// Every row and column of every table, as text (blobs as lowercase hex).

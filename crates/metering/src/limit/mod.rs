@@ -6,10 +6,12 @@
 //! neither; settling gives back what a request reserved beyond its real use (or takes the
 //! excess: a bucket may go into debt, which delays later admissions). [`LocalLimiter`] keeps
 //! the buckets in this process; [`RedisLimiter`] keeps them in Redis so that replicas share
-//! them. Both use the arithmetic of [`Bucket`].
+//! them, and [`SharedLimiter`] wraps it with what happens while Redis cannot be reached. All use
+//! the arithmetic of [`Bucket`].
 
 mod local;
 mod redis;
+mod shared;
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use async_trait::async_trait;
 
 pub use local::LocalLimiter;
 pub use redis::RedisLimiter;
+pub use shared::{SharedLimiter, WhenUnavailable};
 
 /// Milliseconds in the period every rate is given per.
 pub const MINUTE_MS: f64 = 60_000.0;
@@ -188,6 +191,32 @@ pub enum LimitError {
     /// The shared store of the buckets failed.
     #[error("rate limit store: {0}")]
     Store(String),
+    /// The shared buckets cannot be reached and the operator chose to refuse meanwhile.
+    #[error("the rate limit store is unreachable and limits fail closed")]
+    Unavailable,
+}
+
+/// Whether a limiter's buckets can be reached, and if not what admission does meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimiterState {
+    /// The buckets answer (always so for buckets in process).
+    Available,
+    /// Unreachable; requests are admitted against this replica's own buckets.
+    FailingOpen,
+    /// Unreachable; requests that need a budget are refused.
+    FailingClosed,
+}
+
+impl LimiterState {
+    /// The state's name in `/readyz` and the logs: `available`, `failing_open`,
+    /// `failing_closed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Available => "available",
+            Self::FailingOpen => "failing_open",
+            Self::FailingClosed => "failing_closed",
+        }
+    }
 }
 
 /// Where the buckets live. The bucket key names the project and model (see [`bucket_key`]).
@@ -213,6 +242,11 @@ pub trait RateLimiter: Send + Sync + std::fmt::Debug {
         reserved: u64,
         used: u64,
     ) -> Result<(), LimitError>;
+
+    /// Whether the buckets can be reached now.
+    fn state(&self) -> LimiterState {
+        LimiterState::Available
+    }
 }
 
 /// The bucket key of a project's budget on a model.
