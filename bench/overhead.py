@@ -51,6 +51,13 @@ TARGET_CPUS ("0"), CLIENT_CPUS ("1"), RESULTS_DIR (target/bench-overhead), GATEW
 (the gateway's RUST_LOG; default unset: its own default, info), and the tools:
 GATEWAY_BIN, UPSTREAM_BIN, OHA_BIN, LITELLM_BIN, PORTKEY_DIR (bench/overhead.sh sets them).
 
+Two more targets measure the gateway as a fleet: `replica` is one gateway on PostgreSQL and
+Redis (keys, usage records and budgets shared as in a fleet), `fleet` three such replicas
+behind HAProxy (least connections, health checks on /readyz). Both need FLEET_POSTGRES_URL
+(scripts/postgres.sh prints one), FLEET_REDIS_URL (scripts/redis.sh) and HAPROXY_BIN
+(scripts/haproxy.sh); every replica and HAProxy run on TARGET_CPUS, PostgreSQL and Redis
+wherever the system runs them. `TARGETS="direct gateway replica fleet"` compares them.
+
 Usage: bench/overhead.sh (installs the tools, builds, runs this), or
        python3 bench/overhead.py with the environment above.
 """
@@ -91,6 +98,10 @@ UPSTREAM_BIN = os.environ.get(
 OHA_BIN = os.environ.get("OHA_BIN", "oha")
 LITELLM_BIN = os.environ.get("LITELLM_BIN", "litellm")
 PORTKEY_DIR = os.environ.get("PORTKEY_DIR", "")
+FLEET_POSTGRES_URL = os.environ.get("FLEET_POSTGRES_URL", "")
+FLEET_REDIS_URL = os.environ.get("FLEET_REDIS_URL", "")
+HAPROXY_BIN = os.environ.get("HAPROXY_BIN", "haproxy")
+FLEET_REPLICAS = 3
 # The gateway's log filter; unset, its default (info: a line per request and one per usage
 # record, written to a file here), as an operator runs it.
 GATEWAY_RUST_LOG = os.environ.get("GATEWAY_RUST_LOG", "")
@@ -241,13 +252,20 @@ class Target:
     """Where requests go: the URL of chat completions, the headers, the model, the process."""
 
     def __init__(self, name: str, base_url: str, model: str, headers: dict,
-                 process: Process | None, notes: str):
+                 process: Process | None, notes: str, others: list[Process] | None = None):
         self.name = name
         self.url = base_url + "/chat/completions"
         self.model = model
         self.headers = headers
         self.process = process
         self.notes = notes
+        # Further processes whose CPU and memory count as the target's (a fleet's replicas).
+        self.others = others or []
+
+    def pids(self) -> list[int]:
+        """Every process of the target, children included."""
+        roots = ([self.process] if self.process else []) + self.others
+        return [pid for root in roots for pid in process_tree(root.pid)]
 
     def smoke(self, mode: str) -> None:
         """One request of `mode` must answer 200 with the upstream's content."""
@@ -273,8 +291,9 @@ def start_upstream(work: Path) -> tuple[Process, str]:
     return process, json.loads(line)["base_url"]
 
 
-def gateway_config(port: int, data_dir: Path, upstream_url: str) -> str:
-    return f"""
+def gateway_config(port: int, data_dir: Path, upstream_url: str, journal: str = "") -> str:
+    journal_line = f'[metering]\njournal_dir = "{journal}"\n' if journal else ""
+    return f"""{journal_line}
 [server]
 listen = "127.0.0.1:{port}"
 data_dir = "{data_dir}"
@@ -299,10 +318,12 @@ model = "{UPSTREAM_MODEL}"
 """
 
 
-def gateway_admin(data_dir: Path, *args: str) -> dict:
+def gateway_admin(data_dir: Path, *args: str, database_url: str = "") -> dict:
     env = dict(os.environ, GATEWAY_DATA_DIR=str(data_dir))
     for name in ("GATEWAY_DATABASE_URL", "GATEWAY_CONFIG"):
         env.pop(name, None)
+    if database_url:
+        env["GATEWAY_DATABASE_URL"] = database_url
     result = subprocess.run([GATEWAY_BIN, "admin", *args], capture_output=True, text=True,
                             env=env, timeout=60)
     if result.returncode != 0:
@@ -338,6 +359,109 @@ def start_gateway(work: Path, upstream_url: str) -> tuple[Target, dict]:
                     "API key auth, rate limits (requests, tokens, concurrency per project), "
                     "metering (journal + SQLite)")
     return target, {"data_dir": data_dir, "project": project["id"]}
+
+
+def fleet_database() -> str:
+    """A schema of its own on FLEET_POSTGRES_URL, as a database URL."""
+    if not (FLEET_POSTGRES_URL and FLEET_REDIS_URL and shutil.which(HAPROXY_BIN)):
+        raise RuntimeError("needs FLEET_POSTGRES_URL, FLEET_REDIS_URL and HAPROXY_BIN")
+    schema = f"bench_{int(time.time())}_{os.getpid()}"
+    subprocess.run(["psql", FLEET_POSTGRES_URL, "-qc", f"CREATE SCHEMA {schema}"], check=True,
+                   capture_output=True, timeout=30)
+    separator = "&" if "?" in FLEET_POSTGRES_URL else "?"
+    return f"{FLEET_POSTGRES_URL}{separator}options=-c%20search_path%3D{schema}"
+
+
+def start_replicas(work: Path, upstream_url: str, name: str, count: int,
+                   database_url: str) -> tuple[list[Process], list[int], str]:
+    """`count` gateways on one PostgreSQL schema and Redis; their processes, ports and key."""
+    data_dir = work / f"{name}-data"
+    data_dir.mkdir(exist_ok=True)
+    project = gateway_admin(data_dir, "project", "create", "--name", "bench",
+                            database_url=database_url)
+    key = gateway_admin(data_dir, "key", "create", "--project", project["id"], "--name", "bench",
+                        database_url=database_url)
+    env = dict(os.environ, GATEWAY_DATA_DIR=str(data_dir), GATEWAY_DATABASE_URL=database_url,
+               GATEWAY_REDIS_URL=FLEET_REDIS_URL)
+    for variable in ("GATEWAY_CONFIG", "GATEWAY_LISTEN", "ORT_DYLIB_PATH", "RUST_LOG"):
+        env.pop(variable, None)
+    if GATEWAY_RUST_LOG:
+        env["RUST_LOG"] = GATEWAY_RUST_LOG
+    processes, ports = [], []
+    for index in range(count):
+        port = free_port()
+        config = work / f"{name}-{index}.toml"
+        journal = str(data_dir / f"journal-{index}")
+        config.write_text(gateway_config(port, data_dir, upstream_url, journal))
+        command = [GATEWAY_BIN, "serve", "--config", str(config)]
+        processes.append(Process(f"{name}-{index}", pinned(TARGET_CPUS, command), work, env))
+        ports.append(port)
+    for process, port in zip(processes, ports):
+        def ready(port: int = port) -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                return answer.status == 200
+
+        wait_until(ready, 60, process)
+    return processes, ports, key["content"]
+
+
+def start_replica(work: Path, upstream_url: str) -> Target:
+    processes, ports, key = start_replicas(work, upstream_url, "replica", 1, fleet_database())
+    return Target("replica", f"http://127.0.0.1:{ports[0]}/v1", MODEL,
+                  {"authorization": f"Bearer {key}"}, processes[0],
+                  "one gateway as a fleet replica: keys and usage records in PostgreSQL, "
+                  "budgets in Redis")
+
+
+def haproxy_config(port: int, replica_ports: list[int]) -> str:
+    servers = "\n".join(f"    server r{index} 127.0.0.1:{replica}"
+                        for index, replica in enumerate(replica_ports))
+    return f"""
+global
+    maxconn 4096
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 60s
+    timeout server 60s
+    retries 3
+    option redispatch 1
+    retry-on conn-failure
+    http-reuse safe
+
+frontend fleet
+    bind 127.0.0.1:{port}
+    default_backend replicas
+
+backend replicas
+    balance leastconn
+    option httpchk GET /readyz
+    http-check expect status 200
+    default-server check inter 1s fall 2 rise 2
+{servers}
+"""
+
+
+def start_fleet(work: Path, upstream_url: str) -> Target:
+    replicas, ports, key = start_replicas(work, upstream_url, "fleet", FLEET_REPLICAS,
+                                          fleet_database())
+    port = free_port()
+    config = work / "haproxy.cfg"
+    config.write_text(haproxy_config(port, ports))
+    balancer = Process("haproxy", pinned(TARGET_CPUS, [HAPROXY_BIN, "-db", "-f", str(config)]),
+                       work)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
+            return response.status == 200
+
+    wait_until(ready, 30, balancer)
+    time.sleep(2.5)  # every replica seen up (rise 2 at inter 1s)
+    return Target("fleet", base + "/v1", MODEL, {"authorization": f"Bearer {key}"}, balancer,
+                  f"{FLEET_REPLICAS} replicas as `replica` behind HAProxy (least connections, "
+                  "health checks on /readyz, kept-alive server connections)", replicas)
 
 
 def litellm_config(upstream_url: str) -> str:
@@ -550,7 +674,7 @@ def measure(target: Target, upstream: Process, rate: int, mode: str) -> dict:
     stream = mode == "stream"
     if WARMUP > 0:
         oha(target, rate, WARMUP, stream)
-    tree = process_tree(target.process.pid) if target.process else []
+    tree = target.pids()
     upstream_tree = [upstream.pid]
     cpu_before = cpu_seconds(tree)
     upstream_before = cpu_seconds(upstream_tree)
@@ -658,6 +782,8 @@ def main() -> int:
             "gateway": lambda: start_gateway(work, upstream_url),
             "litellm": lambda: start_litellm(work, upstream_url),
             "portkey": lambda: start_portkey(work, upstream_url),
+            "replica": lambda: start_replica(work, upstream_url),
+            "fleet": lambda: start_fleet(work, upstream_url),
         }
         for name in TARGETS:
             log(f"starting {name}")

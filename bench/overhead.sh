@@ -17,8 +17,10 @@
 #
 # Knobs (environment): RATES ("100 500 1000 2000"), DURATION (15 s per run), WARMUP (3 s),
 # MODES ("plain"; "plain stream" adds streamed requests), TARGETS ("direct gateway litellm
-# portkey"), DELAY_MS (20), CONNECTIONS (256), TARGET_CPUS (0), CLIENT_CPUS (1), GATEWAY_BIN,
-# UPSTREAM_BIN, OHA_BIN, BENCH_CACHE; see bench/overhead.py.
+# portkey"; "replica" and "fleet" measure one replica and three behind HAProxy, on
+# FLEET_POSTGRES_URL and FLEET_REDIS_URL with HAPROXY_BIN), DELAY_MS (20), CONNECTIONS (256),
+# TARGET_CPUS (0), CLIENT_CPUS (1), GATEWAY_BIN, UPSTREAM_BIN, OHA_BIN, BENCH_CACHE; see
+# bench/overhead.py.
 # Usage: bench/overhead.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

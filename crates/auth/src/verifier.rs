@@ -69,6 +69,20 @@ struct CacheEntry {
     refreshing: bool,
 }
 
+/// What the cache holds for a key.
+enum Cached {
+    /// Nothing usable: the store must be read.
+    Missing,
+    /// An entry younger than the cache age (`key` is `None` for "not found"), and whether a
+    /// background read is due.
+    Fresh {
+        key: Option<CachedKey>,
+        refresh_due: bool,
+    },
+    /// A key found by a read older than the cache age but within the outage grace.
+    InGrace(CachedKey),
+}
+
 /// The cached keys by public id, shared with background refreshes.
 type Cache = Arc<RwLock<HashMap<String, CacheEntry>>>;
 
@@ -141,23 +155,19 @@ impl KeyVerifier {
             .public_id(presented)
             .ok_or(AuthError::InvalidKey)?;
         let digest = KeyDigest::of(presented);
-        let (fresh, in_grace) = self.cached(public_id);
-        let key = match fresh {
-            Some((key, refresh_due)) => {
+        let key = match self.cached(public_id) {
+            Cached::Fresh { key, refresh_due } => {
                 if refresh_due {
                     self.refresh_in_background(public_id);
                 }
                 key
             }
-            None if in_grace.is_some() && self.store_failing.load(Ordering::Relaxed) => {
+            Cached::InGrace(key) if self.store_failing.load(Ordering::Relaxed) => {
                 self.refresh_in_background(public_id);
-                in_grace
+                Some(key)
             }
-            None => match self.fetch(public_id).await {
-                Ok(key) => key,
-                Err(_) if in_grace.is_some() => in_grace,
-                Err(error) => return Err(error),
-            },
+            Cached::InGrace(key) => self.fetch(public_id).await.unwrap_or(Some(key)),
+            Cached::Missing => self.fetch(public_id).await?,
         };
         match key {
             Some(key)
@@ -178,22 +188,22 @@ impl KeyVerifier {
             .clear();
     }
 
-    /// The cached entry of `public_id`: its key while the entry is fresh, with whether a
-    /// background read is due; else a key it found within the outage grace.
-    #[allow(clippy::type_complexity)]
-    fn cached(&self, public_id: &str) -> (Option<(Option<CachedKey>, bool)>, Option<CachedKey>) {
+    /// What the cache holds for `public_id`.
+    fn cached(&self, public_id: &str) -> Cached {
         let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
         let Some(entry) = cache.get(public_id) else {
-            return (None, None);
+            return Cached::Missing;
         };
         let age = entry.fetched.elapsed();
         if age < self.max_age {
-            let due = !entry.refreshing && age >= self.max_age / 2;
-            (Some((entry.key.clone(), due)), None)
+            Cached::Fresh {
+                key: entry.key.clone(),
+                refresh_due: !entry.refreshing && age >= self.max_age / 2,
+            }
         } else if age < self.max_age + self.outage_grace {
-            (None, entry.key.clone())
+            entry.key.clone().map_or(Cached::Missing, Cached::InGrace)
         } else {
-            (None, None)
+            Cached::Missing
         }
     }
 
