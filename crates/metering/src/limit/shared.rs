@@ -93,13 +93,21 @@ impl SharedLimiter {
     }
 
     /// The Redis connection, unless a call failed less than [`RETRY_AFTER`] ago or another
-    /// task is connecting right now; connects when there is none yet.
+    /// task is connecting right now; connects when there is none yet. After a failure, the
+    /// first call past [`RETRY_AFTER`] probes Redis alone: it moves the failure's time on, so
+    /// calls meanwhile do not wait for Redis too.
     async fn connection(&self) -> Option<RedisLimiter> {
-        if self
-            .failed_at()
-            .is_some_and(|at| at.elapsed() < RETRY_AFTER)
         {
-            return None;
+            let mut failed_at = self
+                .failed_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(at) = *failed_at {
+                if at.elapsed() < RETRY_AFTER {
+                    return None;
+                }
+                *failed_at = Some(Instant::now());
+            }
         }
         if let Some(redis) = self.connected() {
             return Some(redis);
