@@ -434,10 +434,12 @@ def test_overrides_and_budgets_hold_for_the_sum_of_the_replicas(fleet):
         assert status == 200 and headers["x-ratelimit-limit-requests"] == "30", index
     # The budget holds 30 a minute plus a 10 % burst: 33, of which the three requests above
     # took 3; it refills by one every 2 s.
+    started = time.monotonic()
     answers = [chat(fleet.address(n % REPLICAS), tenant.key)[0] for n in range(60)]
+    refilled = int((time.monotonic() - started) / 2) + 1
     admitted = answers.count(200)
     assert set(answers) <= {200, 429}
-    assert 29 <= admitted <= 32, f"{admitted} of 60 admitted over three replicas"
+    assert 29 <= admitted <= 30 + refilled, f"{admitted} of 60 admitted over three replicas"
     assert answers[-1] == 429
 
 
