@@ -116,21 +116,11 @@ impl SharedLimiter {
         if let Some(redis) = self.connected() {
             return Some(redis);
         }
-        let connect = RedisLimiter::connect(&self.url, self.prefix.clone());
-        match tokio::time::timeout(CALL_TIMEOUT, connect).await {
-            Ok(Ok(redis)) => {
-                *self.redis.write().unwrap_or_else(PoisonError::into_inner) = Some(redis.clone());
-                Some(redis)
-            }
-            Ok(Err(error)) => {
-                self.record_failure(&error.to_string());
-                None
-            }
-            Err(_) => {
-                self.record_failure("no connection within the call timeout");
-                None
-            }
-        }
+        let redis = self
+            .bounded(RedisLimiter::connect(&self.url, self.prefix.clone()))
+            .await?;
+        *self.redis.write().unwrap_or_else(PoisonError::into_inner) = Some(redis.clone());
+        Some(redis)
     }
 
     fn connected(&self) -> Option<RedisLimiter> {
@@ -148,11 +138,19 @@ impl SharedLimiter {
         Fut: Future<Output = Result<T, LimitError>>,
     {
         let redis = self.connection().await?;
-        match tokio::time::timeout(CALL_TIMEOUT, call(redis)).await {
-            Ok(Ok(value)) => {
-                self.record_success();
-                Some(value)
-            }
+        let value = self.bounded(call(redis)).await?;
+        self.record_success();
+        Some(value)
+    }
+
+    /// Awaits `operation` for at most [`CALL_TIMEOUT`]; a failure or timeout is recorded and
+    /// gives `None`.
+    async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, LimitError>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(CALL_TIMEOUT, operation).await {
+            Ok(Ok(value)) => Some(value),
             Ok(Err(error)) => {
                 self.record_failure(&error.to_string());
                 None
