@@ -591,6 +591,7 @@ def postgres_cluster(action: str) -> None:
 
 def test_postgres_stopped_and_started_under_load(fleet):
     tenant = fleet.tenant("fleet-postgres")
+    unseen = fleet.admin("key", "create", "--project", tenant.project_id, "--name", "unseen")
     for index in range(REPLICAS):
         assert chat(fleet.address(index), tenant.key)[0] == 200
 
@@ -612,6 +613,9 @@ def test_postgres_stopped_and_started_under_load(fleet):
         time.sleep(2)
         pending = [fleet.readiness(i)[1]["usage_records_pending"] for i in range(REPLICAS)]
         assert sum(pending) > 0, pending
+        status, headers, body = chat(fleet.address(0), unseen["content"])
+        assert status == 503 and headers["retry-after"] == "1", body
+        assert "API keys cannot be checked" in body["error"]["message"]
     finally:
         postgres_cluster("start")
     time.sleep(1)

@@ -118,6 +118,9 @@ pub async fn authenticate(
                     request.extensions_mut().insert(key);
                     next.run(request).await
                 }
+                Err(error @ AuthError::Store(_)) => {
+                    ApiError::KeysUnavailable(error).into_response()
+                }
                 Err(error) => ApiError::from(error).into_response(),
             }
         }

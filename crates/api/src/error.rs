@@ -83,6 +83,10 @@ pub enum ApiError {
     /// The shared rate limit store cannot be reached and limits fail closed.
     #[error("the rate limits cannot be checked")]
     LimitsUnavailable,
+    /// A model API key could not be read from the store (its database is away) and is not
+    /// one this replica verified within its outage grace.
+    #[error("the API key cannot be checked: {0}")]
+    KeysUnavailable(#[source] AuthError),
     /// The backend failed or rejected the request.
     #[error("{error}")]
     Backend {
@@ -272,7 +276,9 @@ impl ApiError {
             | Self::ConcurrencyLimited { .. }
             | Self::TooManyFailedAuthentications { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::ShuttingDown | Self::LimitsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ShuttingDown | Self::LimitsUnavailable | Self::KeysUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Backend { error, .. } => backend_status(error),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Auth(error) => {
@@ -294,7 +300,9 @@ impl ApiError {
             Self::ConcurrencyLimited { .. } => "concurrency_limit_exceeded",
             Self::TooManyFailedAuthentications { .. } => "too_many_requests",
             Self::Timeout { .. } => "timeout",
-            Self::ShuttingDown | Self::LimitsUnavailable => "unavailable",
+            Self::ShuttingDown | Self::LimitsUnavailable | Self::KeysUnavailable(_) => {
+                "unavailable"
+            }
             Self::Backend { error, .. } => match backend_status(error) {
                 StatusCode::BAD_REQUEST => "invalid_request",
                 StatusCode::SERVICE_UNAVAILABLE => "unavailable",
@@ -350,6 +358,7 @@ impl ApiError {
                 ..
             } | Self::ShuttingDown
                 | Self::LimitsUnavailable
+                | Self::KeysUnavailable(_)
                 | Self::ConcurrencyLimited { .. }
         ) {
             response.headers_mut().insert(
@@ -416,6 +425,10 @@ impl ApiError {
                 ErrorType::Server,
                 "The server is shutting down and takes no new requests. Retry after the seconds \
                  in Retry-After; another replica or the restarted server will answer.",
+            ),
+            Self::KeysUnavailable(_) => ErrorBody::new(
+                ErrorType::Server,
+                "API keys cannot be checked right now. Retry after the seconds in Retry-After.",
             ),
             Self::LimitsUnavailable => ErrorBody::new(
                 ErrorType::Server,
@@ -659,6 +672,13 @@ mod tests {
                 ApiError::LimitsUnavailable,
                 503,
                 "Rate limits cannot be checked",
+            ),
+            (
+                ApiError::KeysUnavailable(AuthError::Store(
+                    gateway_auth::StoreError::UnsupportedUrl,
+                )),
+                503,
+                "API keys cannot be checked",
             ),
             (ApiError::Timeout { seconds: 7 }, 504, "limit of 7 s"),
         ];
