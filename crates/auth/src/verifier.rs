@@ -89,14 +89,10 @@ type Cache = Arc<RwLock<HashMap<String, CacheEntry>>>;
 /// Resolves bearer keys to [`VerifiedKey`]s. Share one per process (it is `Send + Sync`).
 #[derive(Debug)]
 pub struct KeyVerifier {
-    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    max_age: Duration,
-    capacity: usize,
     outage_grace: Duration,
-    cache: Cache,
-    /// Whether the latest read of the store failed.
-    store_failing: Arc<AtomicBool>,
+    /// The store, the cache and the cache's limits, shared with background reads.
+    reader: Reader,
 }
 
 impl std::fmt::Debug for CacheEntry {
@@ -109,13 +105,15 @@ impl KeyVerifier {
     /// A verifier on `store` with the system clock and default cache settings.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
-            store,
             clock: Arc::new(SystemClock),
-            max_age: DEFAULT_MAX_AGE,
-            capacity: DEFAULT_CAPACITY,
             outage_grace: Duration::ZERO,
-            cache: Arc::default(),
-            store_failing: Arc::default(),
+            reader: Reader {
+                store,
+                cache: Arc::default(),
+                max_age: DEFAULT_MAX_AGE,
+                capacity: DEFAULT_CAPACITY,
+                failing: Arc::default(),
+            },
         }
     }
 
@@ -133,19 +131,19 @@ impl KeyVerifier {
 
     /// Sets the cache age, i.e. how late a revocation may be noticed (zero disables caching).
     pub fn with_max_age(mut self, max_age: Duration) -> Self {
-        self.max_age = max_age;
+        self.reader.max_age = max_age;
         self
     }
 
     /// Sets how many keys are cached at most.
     pub fn with_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
+        self.reader.capacity = capacity;
         self
     }
 
     /// The cache age.
     pub fn max_age(&self) -> Duration {
-        self.max_age
+        self.reader.max_age
     }
 
     /// Checks a presented key (the bearer token without `Bearer `). Every failure is
@@ -162,12 +160,12 @@ impl KeyVerifier {
                 }
                 key
             }
-            Cached::InGrace(key) if self.store_failing.load(Ordering::Relaxed) => {
+            Cached::InGrace(key) if self.reader.failing.load(Ordering::Relaxed) => {
                 self.refresh_in_background(public_id);
                 Some(key)
             }
-            Cached::InGrace(key) => self.fetch(public_id).await.unwrap_or(Some(key)),
-            Cached::Missing => self.fetch(public_id).await?,
+            Cached::InGrace(key) => self.reader.read(public_id).await.unwrap_or(Some(key)),
+            Cached::Missing => self.reader.read(public_id).await?,
         };
         match key {
             Some(key)
@@ -182,7 +180,8 @@ impl KeyVerifier {
 
     /// Drops every cached entry.
     pub fn clear_cache(&self) {
-        self.cache
+        self.reader
+            .cache
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
@@ -190,34 +189,24 @@ impl KeyVerifier {
 
     /// What the cache holds for `public_id`.
     fn cached(&self, public_id: &str) -> Cached {
-        let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+        let cache = self
+            .reader
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let Some(entry) = cache.get(public_id) else {
             return Cached::Missing;
         };
         let age = entry.fetched.elapsed();
-        if age < self.max_age {
+        if age < self.reader.max_age {
             Cached::Fresh {
                 key: entry.key.clone(),
-                refresh_due: !entry.refreshing && age >= self.max_age / 2,
+                refresh_due: !entry.refreshing && age >= self.reader.max_age / 2,
             }
-        } else if age < self.max_age + self.outage_grace {
+        } else if age < self.reader.max_age + self.outage_grace {
             entry.key.clone().map_or(Cached::Missing, Cached::InGrace)
         } else {
             Cached::Missing
-        }
-    }
-
-    async fn fetch(&self, public_id: &str) -> Result<Option<CachedKey>, AuthError> {
-        self.reader().read(public_id).await
-    }
-
-    fn reader(&self) -> Reader {
-        Reader {
-            store: Arc::clone(&self.store),
-            cache: Arc::clone(&self.cache),
-            max_age: self.max_age,
-            capacity: self.capacity,
-            failing: Arc::clone(&self.store_failing),
         }
     }
 
@@ -228,13 +217,17 @@ impl KeyVerifier {
             return;
         };
         {
-            let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+            let mut cache = self
+                .reader
+                .cache
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             match cache.get_mut(public_id) {
                 Some(entry) if !entry.refreshing => entry.refreshing = true,
                 _ => return,
             }
         }
-        let reader = self.reader();
+        let reader = self.reader.clone();
         let public_id = public_id.to_owned();
         runtime.spawn(async move {
             if reader.read(&public_id).await.is_err() {
@@ -248,12 +241,14 @@ impl KeyVerifier {
 }
 
 /// What a read of a key needs: the store, the cache it fills and where it records whether the
-/// store answered.
+/// store answered. Its clones share all of it.
+#[derive(Clone, Debug)]
 struct Reader {
     store: Arc<dyn Store>,
     cache: Cache,
     max_age: Duration,
     capacity: usize,
+    /// Whether the latest read of the store failed.
     failing: Arc<AtomicBool>,
 }
 
