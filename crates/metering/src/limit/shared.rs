@@ -11,7 +11,7 @@
 //! and metrics; each change is logged once.
 
 use std::future::Future;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -86,8 +86,12 @@ impl SharedLimiter {
     }
 
     fn failed_at(&self) -> Option<Instant> {
-        *self
-            .failed_at
+        *self.failure()
+    }
+
+    /// When the latest call failed, locked.
+    fn failure(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.failed_at
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -98,10 +102,7 @@ impl SharedLimiter {
     /// calls meanwhile do not wait for Redis too.
     async fn connection(&self) -> Option<RedisLimiter> {
         {
-            let mut failed_at = self
-                .failed_at
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut failed_at = self.failure();
             if let Some(at) = *failed_at {
                 if at.elapsed() < RETRY_AFTER {
                     return None;
@@ -163,10 +164,7 @@ impl SharedLimiter {
     }
 
     fn record_failure(&self, error: &str) {
-        let mut failed_at = self
-            .failed_at
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut failed_at = self.failure();
         if failed_at.is_none() {
             match self.when_unavailable {
                 WhenUnavailable::Open => tracing::error!(
@@ -183,10 +181,7 @@ impl SharedLimiter {
     }
 
     fn record_success(&self) {
-        let mut failed_at = self
-            .failed_at
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut failed_at = self.failure();
         if failed_at.take().is_some() {
             tracing::info!("rate limit Redis reachable again: limits shared");
         }
