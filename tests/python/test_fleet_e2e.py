@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 from gateway_process import BINARY, REPO, Gateway
+from test_auth_e2e import call
 
 FIXED_UPSTREAM = REPO / "target" / "debug" / "examples" / "fixed_upstream"
 MODEL = "fleet-chat"
@@ -71,40 +72,22 @@ def wait_until(condition, timeout: float, what: str, step: float = 0.05):
         time.sleep(step)
 
 
-def request(address: str, method: str, path: str, credential=None, body=None, headers=None):
-    """One request: (status, lowercase headers, parsed JSON body or text)."""
-    headers = dict(headers or {})
-    if credential:
-        headers["authorization"] = f"Bearer {credential}"
-    payload = None
-    if body is not None:
-        payload = json.dumps(body).encode()
-        headers["content-type"] = "application/json"
-    host, port = address.rsplit(":", 1)
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        connection.request(method, path, body=payload, headers=headers)
-        response = connection.getresponse()
-        raw = response.read()
-    finally:
-        connection.close()
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        parsed = raw.decode(errors="replace")
-    return response.status, {k.lower(): v for k, v in response.getheaders()}, parsed
+@dataclass(frozen=True)
+class Endpoint:
+    """Where `call` (test_auth_e2e) sends a request: a replica or HAProxy."""
+
+    address: str
 
 
-def chat(address: str, key: str, request_id: str | None = None):
+def chat(endpoint: Endpoint, key: str, request_id: str | None = None):
     headers = {"x-request-id": request_id} if request_id else None
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}
-    return request(address, "POST", "/v1/chat/completions", key, body, headers)
+    return call(endpoint, "POST", "/v1/chat/completions", key, body, headers)
 
 
-def streamed_chat(address: str, key: str) -> bool:
+def streamed_chat(endpoint: Endpoint, key: str) -> bool:
     """A streamed chat read to its end; whether it ended with `[DONE]` after content."""
-    host, port = address.rsplit(":", 1)
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection = http.client.HTTPConnection(endpoint.address, timeout=30)
     body = {
         "model": MODEL,
         "messages": [{"role": "user", "content": "hello"}],
@@ -197,7 +180,7 @@ class Fleet:
             self.start_replica(index)
         self.front_port = free_port()
         self.haproxy = self.start_haproxy()
-        self.front = f"127.0.0.1:{self.front_port}"
+        self.front = Endpoint(f"127.0.0.1:{self.front_port}")
         wait_until(lambda: self.all_up(), 20, "HAProxy sees every replica up")
 
     @property
@@ -269,8 +252,8 @@ model = "fixed"
         self.replicas[index] = replica
         return replica
 
-    def address(self, index: int) -> str:
-        return f"127.0.0.1:{self.ports[index]}"
+    def address(self, index: int) -> Endpoint:
+        return Endpoint(f"127.0.0.1:{self.ports[index]}")
 
     def start_haproxy(self) -> subprocess.Popen:
         servers = "\n".join(
@@ -369,7 +352,7 @@ backend replicas
         return counts
 
     def readiness(self, index: int) -> tuple[int, dict]:
-        status, _, body = request(self.address(index), "GET", "/readyz")
+        status, _, body = call(self.address(index), "GET", "/readyz")
         return status, body
 
     def stop(self) -> None:
@@ -403,7 +386,7 @@ def fleet(data_dir, tmp_path_factory, database_url):
 
 def test_keys_appear_and_disappear_on_every_replica(fleet):
     tenant = fleet.tenant("fleet-keys")
-    status, _, body = request(fleet.address(0), "POST", tenant.tokens_path, tenant.token,
+    status, _, body = call(fleet.address(0), "POST", tenant.tokens_path, tenant.token,
                               {"name": "made-on-replica-0"})
     assert status == 202, body
     key, key_id = body["token"]["content"], body["token"]["id"]
@@ -411,8 +394,8 @@ def test_keys_appear_and_disappear_on_every_replica(fleet):
         status, _, body = chat(fleet.address(index), key)
         assert status == 200, f"replica {index} at once: {body}"
     for index in range(REPLICAS):
-        assert request(fleet.address(index), "GET", "/v1/models", key)[2]["data"][0]["id"] == MODEL
-    status, _, _ = request(fleet.address(1), "DELETE", f"{tenant.tokens_path}/{key_id}",
+        assert call(fleet.address(index), "GET", "/v1/models", key)[2]["data"][0]["id"] == MODEL
+    status, _, _ = call(fleet.address(1), "DELETE", f"{tenant.tokens_path}/{key_id}",
                            tenant.token)
     assert status in (200, 202, 204)
     deleted = time.monotonic()
@@ -455,7 +438,7 @@ def test_a_usage_report_sums_every_replica(fleet):
             told["output"] += body["usage"]["completion_tokens"]
 
     def complete_report():
-        status, _, body = request(fleet.address(2), "GET",
+        status, _, body = call(fleet.address(2), "GET",
                                   f"/v1/projects/{tenant.project_id}/usage", tenant.token)
         assert status == 200, body
         total = body["total"][0] if body["total"] else {}
@@ -527,7 +510,7 @@ def test_redis_stopped_and_started_under_load(fleet, tmp_path):
             5, f"replica {index} reports failing open",
         )[0]
         assert status == 200, body
-    metrics = request(fleet.address(0), "GET", "/metrics")[2]
+    metrics = call(fleet.address(0), "GET", "/metrics")[2]
     assert 'gateway_rate_limiter_state{state="failing_open"} 1' in metrics
 
     closed_process = start_unready(fleet, tmp_path, fleet.config(9, "closed"))
@@ -567,14 +550,14 @@ def start_unready(fleet: Fleet, work: Path, config_text: str) -> dict:
         [str(BINARY), "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )
-    entry = {"process": process, "address": f"127.0.0.1:{port}"}
+    entry = {"process": process, "address": Endpoint(f"127.0.0.1:{port}")}
     wait_until(lambda: readiness_of(entry), 30, "the closed replica answers")
     return entry
 
 
 def readiness_of(entry: dict):
     try:
-        status, _, body = request(entry["address"], "GET", "/readyz")
+        status, _, body = call(entry["address"], "GET", "/readyz")
     except OSError:
         return None
     return status, body
