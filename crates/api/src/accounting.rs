@@ -115,6 +115,11 @@ impl Accounting {
         }
     }
 
+    /// What is left of `budget` now, without taking from it.
+    pub async fn peek(&self, budget: &Budget) -> Result<(BucketStatus, BucketStatus), LimitError> {
+        self.limiter.peek(&budget.key, budget.quota).await
+    }
+
     /// The tokens to reserve for a request with `prompt` prompt tokens that may generate
     /// `output` more: weighted like the settled count, at most what the bucket holds.
     pub fn reservation(&self, budget: &Budget, prompt: u64, output: u64) -> u64 {
@@ -306,7 +311,7 @@ fn project_budget(accounting: &Accounting, key: &VerifiedKey) -> Budget {
 }
 
 async fn look_at(accounting: &Accounting, budget: &Budget) -> Option<(BucketStatus, BucketStatus)> {
-    match accounting.limiter.peek(&budget.key, budget.quota).await {
+    match accounting.peek(budget).await {
         Ok(status) => Some(status),
         Err(error) => {
             tracing::warn!(%error, "rate limiter unavailable for the headers");

@@ -1,6 +1,6 @@
 //! Authentication as one layer in front of every route. The router is authenticated by
-//! default: only the paths in [`PUBLIC_PATHS`] and the catalog under [`PUBLIC_CATALOG`] need
-//! no credential, the management API under
+//! default: only the paths in [`PUBLIC_PATHS`], the catalog under [`PUBLIC_CATALOG`] and the
+//! console's static files under `/console` need no credential, the management API under
 //! `/v1/projects/` needs a management token, and everything else (the model API, unknown
 //! paths included) needs a model API key. Both credentials come as `Authorization: Bearer …`.
 //!
@@ -54,10 +54,14 @@ pub enum Credential {
     ManagementToken,
 }
 
-/// Which credential `path` needs: public paths none, the management API a management token,
+/// Which credential `path` needs: public paths and the console none, the management API a
+/// management token (and, when a browser sends a change, the gateway's own origin),
 /// everything else a model API key.
 pub fn credential_for(path: &str) -> Credential {
-    if PUBLIC_PATHS.contains(&path) || path.starts_with(PUBLIC_CATALOG) {
+    let public = PUBLIC_PATHS.contains(&path)
+        || path.starts_with(PUBLIC_CATALOG)
+        || crate::console::is_console_path(path);
+    if public {
         Credential::None
     } else if is_management_path(path) {
         Credential::ManagementToken
@@ -125,6 +129,9 @@ pub async fn authenticate(
             }
         }
         Credential::ManagementToken => {
+            if crate::console::is_cross_origin_write(&request) {
+                return ManagementError::from(ApiError::CrossOrigin).into_response();
+            }
             let ctx = request_context(&request);
             let source = failure_key(&ctx);
             if let Some(retry_after) = locked_out(&state, &source).await {

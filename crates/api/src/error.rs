@@ -71,6 +71,12 @@ pub enum ApiError {
     /// The route exists but not with this method.
     #[error("method not allowed for this path")]
     MethodNotAllowed,
+    /// A browser sent a changing management request from a page of another origin.
+    #[error(
+        "Cross-origin request refused: a project can be changed only from this gateway's own \
+         pages (its console at /console) or from a client that is not a browser."
+    )]
+    CrossOrigin,
     /// The request took longer than the configured limit.
     #[error("the request took longer than {seconds} s")]
     Timeout {
@@ -272,6 +278,7 @@ impl ApiError {
             Self::ModelNotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::ModelRetired { .. } => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::CrossOrigin => StatusCode::FORBIDDEN,
             Self::RateLimited { .. }
             | Self::ConcurrencyLimited { .. }
             | Self::TooManyFailedAuthentications { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -296,6 +303,7 @@ impl ApiError {
             Self::ModelNotFound { .. } | Self::RouteNotFound { .. } => "not_found",
             Self::ModelRetired { .. } => "gone",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::CrossOrigin => "cross_origin_request",
             Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::ConcurrencyLimited { .. } => "concurrency_limit_exceeded",
             Self::TooManyFailedAuthentications { .. } => "too_many_requests",
@@ -388,6 +396,8 @@ impl ApiError {
             Self::RouteNotFound { .. } | Self::MethodNotAllowed => {
                 ErrorBody::new(ErrorType::NotFound, self.to_string())
             }
+            Self::CrossOrigin => ErrorBody::new(ErrorType::Permission, self.to_string())
+                .with_code("cross_origin_request"),
             Self::ConcurrencyLimited { .. } => {
                 ErrorBody::new(ErrorType::Other("requests".to_owned()), self.to_string())
                     .with_code("concurrency_limit_exceeded")
@@ -609,6 +619,7 @@ mod tests {
                 "conflict",
             ),
             (ApiError::MethodNotAllowed.into(), 405, "method_not_allowed"),
+            (ApiError::CrossOrigin.into(), 403, "cross_origin_request"),
             (ApiError::Timeout { seconds: 3 }.into(), 504, "timeout"),
             (ApiError::Internal("x").into(), 500, "internal_error"),
         ];

@@ -1,7 +1,8 @@
 //! The gateway's HTTP frontend: the OpenAI-compatible routes on axum (hyper), the token
 //! management and audit-log routes, the layers every request passes (request id, tracing,
 //! metrics, error masking, time limit, body limit, authentication), and a server loop that
-//! drains in-flight requests on shutdown.
+//! drains in-flight requests on shutdown; and the web console at `/console`, which works
+//! through the same management and catalog routes.
 //!
 //! It serves any [`gateway_backend::Backend`] and depends on no engine: build an
 //! [`AppState`] from a [`ModelRegistry`] (model id → backend), request [`Limits`] and a
@@ -13,6 +14,7 @@
 mod accounting;
 mod auth_layer;
 mod concurrency;
+mod console;
 mod error;
 mod extract;
 mod generation;
@@ -42,6 +44,7 @@ use crate::error::Surface;
 pub use accounting::{go_duration, Accounting, COST_HEADER};
 pub use auth_layer::PUBLIC_PATHS;
 pub use concurrency::Fairness;
+pub use console::{CONSOLE_PATH, CONTENT_SECURITY_POLICY};
 pub use error::{ApiError, ManagementError, ManagementErrorBody};
 pub use extract::PARSE_ON_WORKER_BYTES;
 pub use metrics::Metrics;
@@ -94,6 +97,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/projects/{projectId}/audit-log",
             get(routes::audit::audit_log),
         )
+        .route("/v1/projects", get(routes::projects::list_projects))
+        .route(
+            "/v1/projects/{projectId}/limits",
+            get(routes::projects::limits),
+        )
         .route("/v1/projects/{projectId}/usage", get(routes::usage::usage))
         .route(
             "/v1/projects/{projectId}/audit-log/export",
@@ -118,6 +126,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route(CONSOLE_PATH, get(console::page))
+        .route("/console/", get(console::page_with_slash))
+        .route("/console/assets/{file}", get(console::asset))
+        .route("/console/assets/views/{file}", get(console::view_asset))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

@@ -54,6 +54,8 @@ pub const MANAGEMENT_TOKEN: &str = "management_token";
         routes::audit::audit_log,
         routes::audit::export_audit_log,
         routes::usage::usage,
+        routes::projects::list_projects,
+        routes::projects::limits,
         routes::catalog::list_models,
         routes::catalog::get_chat_model,
         routes::catalog::get_embedding_model,
@@ -64,6 +66,10 @@ pub const MANAGEMENT_TOKEN: &str = "management_token";
         routes::health::readyz,
         routes::health::metrics,
         openapi_json,
+        crate::console::page,
+        crate::console::page_with_slash,
+        crate::console::asset,
+        crate::console::view_asset,
     ),
     components(schemas(ErrorBody, ManagementErrorBody)),
     modifiers(&Credentials),
@@ -73,6 +79,9 @@ pub const MANAGEMENT_TOKEN: &str = "management_token";
                                               management token)."),
         (name = "catalog", description = "The public model catalog and its announcements."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
+        (name = "console", description = "The web console's page and files (no credential; \
+                                           it calls the management API with the principal's \
+                                           token)."),
     )
 )]
 pub struct ApiDoc;

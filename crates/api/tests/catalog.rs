@@ -159,6 +159,8 @@ async fn the_product_api_names_models_by_uuid_or_id_without_a_key() {
         .unwrap();
     assert_eq!(current["category"], "standard");
     assert_eq!(current["region"], "eu01");
+    assert_eq!(current["modelId"], "current");
+    assert!(current["license"].is_string(), "{current}");
     let uuid = current["id"].as_str().unwrap();
     let by_uuid = app
         .call(get(format!("/v1/regions/eu01/chat/models/{uuid}")))

@@ -112,6 +112,74 @@ fn assert_management_error(answer: &(StatusCode, Value), status: StatusCode, cod
 }
 
 #[tokio::test]
+async fn a_principal_lists_the_projects_it_has_a_role_on() {
+    let app = app().await;
+    let (status, body) = app.call(Method::GET, "/v1/projects", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["principal"],
+        json!({"subject": "owner", "email": "owner@example.com"})
+    );
+    let projects = body["projects"].as_array().unwrap();
+    assert_eq!(projects.len(), 1, "{body}");
+    assert_eq!(projects[0]["name"], "management");
+    assert_eq!(projects[0]["role"], "owner");
+    assert!(app.tokens.contains(projects[0]["id"].as_str().unwrap()));
+    let refused = app.call_as(None, Method::GET, "/v1/projects", None).await;
+    assert_management_error(
+        &refused,
+        StatusCode::UNAUTHORIZED,
+        "invalid_management_token",
+    );
+}
+
+#[tokio::test]
+async fn changes_a_browser_sends_from_another_origin_are_refused() {
+    let app = app().await;
+    let send = |method: Method, origin: Option<&str>, site: Option<&str>| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(&app.tokens)
+            .header("host", "gateway.test:8080")
+            .header("authorization", format!("Bearer {}", app.token));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        let body = Body::from(r#"{"name": "from a browser"}"#);
+        let router = app.router.clone();
+        async move {
+            let response = router.oneshot(request.body(body).unwrap()).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    for (origin, site) in [
+        (Some("http://evil.example"), None),
+        (Some("null"), None),
+        (None, Some("cross-site")),
+        (Some("http://gateway.test:8080"), Some("same-site")),
+    ] {
+        let refused = send(Method::POST, origin, site).await;
+        assert_management_error(&refused, StatusCode::FORBIDDEN, "cross_origin_request");
+    }
+    let (_, listed) = app.call(Method::GET, &app.tokens, None).await;
+    assert_eq!(listed["tokens"], json!([]), "nothing was created");
+    let (status, body) = send(
+        Method::POST,
+        Some("http://gateway.test:8080"),
+        Some("same-origin"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = send(Method::GET, Some("http://evil.example"), Some("cross-site")).await;
+    assert_eq!(status, StatusCode::OK, "reads are answered: {body}");
+}
+
+#[tokio::test]
 async fn tokens_are_created_changed_and_deleted_with_202() {
     let app = app().await;
     let body = r#"{"name": "ci runner", "description": "CI: build 7", "ttlDuration": "1h",

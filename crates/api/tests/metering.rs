@@ -6,7 +6,9 @@
 #[allow(dead_code)]
 mod support;
 
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use gateway_auth::Role;
 use gateway_metering::PerMinute;
 use serde_json::json;
 
@@ -33,6 +35,50 @@ const THREE_A_MINUTE: PerMinute = PerMinute {
     requests: 3,
     tokens: 1_000_000,
 };
+
+#[tokio::test]
+async fn the_limits_view_shows_what_is_left_of_each_budget() {
+    let app = app_with_limits(vec![hello()], THREE_A_MINUTE).await;
+    let management = &app.state.management;
+    management
+        .add_principal(app.project, "viewer", "viewer@example.com", Role::Viewer)
+        .await
+        .unwrap();
+    let token = management
+        .create_management_token("viewer", None)
+        .await
+        .unwrap();
+    let ok = app.post("/v1/chat/completions", chat(json!({}))).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let request = |project: uuid::Uuid| {
+        Request::get(format!("/v1/projects/{project}/limits"))
+            .header(
+                "authorization",
+                format!("Bearer {}", token.content.expose()),
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    let answer = app.call(request(app.project)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let view = answer.json();
+    assert_eq!(view["available"], true);
+    let limits = view["limits"].as_array().unwrap();
+    assert_eq!(limits.len(), 1, "{view}");
+    let line = &limits[0];
+    assert_eq!(line["model"], "scripted");
+    assert_eq!(line["plan"], "base");
+    assert_eq!(line["requestsPerMinute"], 3);
+    assert_eq!(
+        line["requestsRemaining"].to_string(),
+        rate_headers(&ok)[0].1,
+        "the view and the headers of the last answer agree"
+    );
+    assert!(line["requestsResetMs"].as_u64().unwrap() > 0);
+    assert_eq!(line["tokensPerMinute"], 1_000_000);
+    let elsewhere = app.call(request(uuid::Uuid::new_v4())).await;
+    assert_eq!(elsewhere.status, StatusCode::NOT_FOUND);
+}
 
 #[tokio::test]
 async fn every_answer_to_a_key_carries_the_rate_limit_headers() {

@@ -55,7 +55,7 @@ pub use labels::{LabelPatch, LabelSelector, Labels};
 pub use management::{AuditExport, Management};
 pub use model::{
     Actor, KeyPatch, KeyRecord, LabelChange, ManagementTokenRecord, Membership, MembershipRemoval,
-    Project, RequestContext, Role, UnknownRole,
+    Project, ProjectAccess, RequestContext, Role, UnknownRole,
 };
 pub use retention::PseudonymizedEvents;
 pub use store::{PostgresStore, SqliteStore, Store};

@@ -15,7 +15,7 @@ use crate::clock::{to_micros, Clock, SystemClock};
 use crate::error::AuthError;
 use crate::key::{CredentialKind, KeyDigest};
 use crate::labels::{self, LabelSelector};
-use crate::model::{Actor, KeyPatch, KeyRecord, LabelChange, RequestContext};
+use crate::model::{Actor, KeyPatch, KeyRecord, LabelChange, ProjectAccess, RequestContext};
 use crate::store::Store;
 use crate::wire::{
     valid_region, CreateToken, CreatedToken, Token, UpdateToken, ValidCreateToken, ValidUpdateToken,
@@ -101,6 +101,20 @@ impl Management {
             &AuthError::Unauthenticated,
         );
         Ok(self.store.append_audit(&event).await?)
+    }
+
+    /// `GET /v1/projects`: the projects `actor` has a role on, with that role, by name.
+    pub async fn projects(&self, actor: &Actor) -> Result<Vec<ProjectAccess>, AuthError> {
+        let projects = self.store.projects_of(&actor.subject).await?;
+        Ok(projects
+            .into_iter()
+            .map(|(project, role)| ProjectAccess {
+                id: project.id,
+                name: project.name,
+                role,
+                created_at: project.created_at,
+            })
+            .collect())
     }
 
     /// `POST /v1/projects/{projectId}/regions/{regionId}/tokens`.

@@ -90,6 +90,21 @@ pub struct Membership {
     pub role: Role,
 }
 
+/// A project a principal may see, with its role there: what `GET /v1/projects` lists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectAccess {
+    /// Project id.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// The principal's role on it.
+    #[schema(value_type = String, example = "owner")]
+    pub role: Role,
+    /// When the project was created.
+    pub created_at: DateTime<Utc>,
+}
+
 /// An authenticated principal of the management API.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Actor {

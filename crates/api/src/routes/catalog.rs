@@ -51,6 +51,8 @@ struct ModelView {
     id: uuid::Uuid,
     /// Its Hugging Face name.
     name: String,
+    /// The id clients send in the model API's `model` field (an extension of this gateway).
+    model_id: String,
     /// Its name for people.
     displayed_name: String,
     /// What it is good for.
@@ -68,6 +70,8 @@ struct ModelView {
     skus: Vec<Sku>,
     /// Free-form tags.
     tags: Vec<String>,
+    /// The SPDX licence of its weights (an extension of this gateway).
+    license: String,
     /// `{"state"}` (`active`, `deprecated` or `retired`), with `announced`, `retires` and
     /// `successor` once the model's retirement is announced.
     #[schema(value_type = Object)]
@@ -248,6 +252,7 @@ fn view(state: &AppState, entry: &CatalogEntry, region: &str) -> ModelView {
     ModelView {
         id: entry.uuid(),
         name: entry.hugging_face_name.clone(),
+        model_id: entry.id.clone(),
         displayed_name: entry.displayed_name.clone(),
         description: entry.description.clone(),
         category: category(entry.plan),
@@ -256,6 +261,7 @@ fn view(state: &AppState, entry: &CatalogEntry, region: &str) -> ModelView {
         region: region.to_owned(),
         skus: skus(state, entry),
         tags: entry.tags.clone(),
+        license: entry.license.clone(),
         lifecycle: lifecycle(entry),
     }
 }

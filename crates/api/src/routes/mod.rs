@@ -8,6 +8,7 @@ pub mod completions;
 pub mod embeddings;
 pub mod health;
 pub mod models;
+pub mod projects;
 pub mod responses;
 pub mod tokenize;
 pub mod tokens;

@@ -60,6 +60,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The principal's role on the project, if any.
     async fn role(&self, project_id: Uuid, subject: &str) -> Result<Option<Role>, StoreError>;
 
+    /// The projects the principal has a role on, with that role, by name.
+    async fn projects_of(&self, subject: &str) -> Result<Vec<(Project, Role)>, StoreError>;
+
     /// Removes the principal's role on the project; when that was its last role, also deletes
     /// the principal and its management tokens. Appends the event `event` builds from what was
     /// done; `None` (and no event) if the principal had no role on the project.

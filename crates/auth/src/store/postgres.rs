@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::rows::{
     labels_column, models_column, AuditColumns, AuditRow, ExpiredRow, KeyRow, ManagementTokenRow,
-    ProjectRow,
+    MembershipRow, ProjectRow,
 };
 use super::sql::{self, impl_store};
 use super::{ProjectEvents, RemovalEvent, Store};

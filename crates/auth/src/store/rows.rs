@@ -10,7 +10,7 @@ use crate::audit::{AuditAction, AuditEvent, AuditOutcome, AuditRecord};
 use crate::error::StoreError;
 use crate::key::KeyDigest;
 use crate::labels::Labels;
-use crate::model::{Actor, KeyRecord, ManagementTokenRecord, Project};
+use crate::model::{Actor, KeyRecord, ManagementTokenRecord, Project, Role};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ProjectRow {
@@ -26,6 +26,31 @@ impl From<ProjectRow> for Project {
             name: row.name,
             created_at: row.created_at,
         }
+    }
+}
+
+/// A project with the role a principal has on it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct MembershipRow {
+    id: Uuid,
+    name: String,
+    created_at: DateTime<Utc>,
+    role: String,
+}
+
+impl MembershipRow {
+    /// The project and the role, or [`StoreError::Corrupt`] for an unknown role.
+    pub(crate) fn into_parts(self) -> Result<(Project, Role), StoreError> {
+        let role = self
+            .role
+            .parse::<Role>()
+            .map_err(|_| StoreError::Corrupt("memberships.role".to_owned()))?;
+        let project = Project {
+            id: self.id,
+            name: self.name,
+            created_at: self.created_at,
+        };
+        Ok((project, role))
     }
 }
 

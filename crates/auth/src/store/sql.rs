@@ -33,6 +33,9 @@ pub(crate) const SELECT_ROLE: &str =
 pub(crate) const SELECT_PRINCIPAL_EMAIL: &str = "SELECT email FROM principals WHERE subject = $1";
 pub(crate) const SELECT_PRINCIPAL_PROJECTS: &str =
     "SELECT project_id FROM memberships WHERE subject = $1 ORDER BY project_id";
+pub(crate) const SELECT_PROJECTS_OF_PRINCIPAL: &str =
+    "SELECT p.id, p.name, p.created_at, m.role FROM memberships m \
+     JOIN projects p ON p.id = m.project_id WHERE m.subject = $1 ORDER BY p.name, p.id";
 pub(crate) const DELETE_MEMBERSHIP: &str =
     "DELETE FROM memberships WHERE project_id = $1 AND subject = $2 RETURNING role";
 /// Deletes the principal's management tokens once it has no role left.
@@ -308,6 +311,14 @@ macro_rules! impl_store {
                         .map_err(|_| StoreError::Corrupt("memberships.role".to_owned()))
                 })
                 .transpose()
+            }
+
+            async fn projects_of(&self, subject: &str) -> Result<Vec<(Project, Role)>, StoreError> {
+                let rows: Vec<MembershipRow> = sqlx::query_as(sql::SELECT_PROJECTS_OF_PRINCIPAL)
+                    .bind(subject)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(MembershipRow::into_parts).collect()
             }
 
             async fn remove_membership(

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use chrono::TimeDelta;
-use gateway_auth::{AuditQuery, AuthError, KeyVerifier, UpdateToken};
+use gateway_auth::{AuditQuery, AuthError, KeyVerifier, Role, UpdateToken};
 use uuid::Uuid;
 
 use crate::support::{create, ctx, Fixture, TestDb, REGION};
@@ -75,6 +75,29 @@ pub async fn isolation_across_projects(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(listed.iter().map(|t| t.id).collect::<Vec<_>>(), vec![aid]);
+    // Each principal lists only the projects it has a role on, with that role.
+    let listed = m.projects(&a.owner).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|p| (p.id, p.role)).collect::<Vec<_>>(),
+        vec![(a.project, Role::Owner)]
+    );
+    assert_eq!(listed[0].name, "alpha");
+    let listed = m.projects(&b.viewer).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|p| (p.id, p.role)).collect::<Vec<_>>(),
+        vec![(b.project, Role::Viewer)]
+    );
+    m.add_principal(b.project, &a.member.subject, &a.member.email, Role::Viewer)
+        .await
+        .unwrap();
+    let listed = m.projects(&a.member).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|p| (&*p.name, p.role))
+            .collect::<Vec<_>>(),
+        vec![("alpha", Role::Member), ("beta", Role::Viewer)]
+    );
     // A key names its own project only.
     let verifier = KeyVerifier::new(db.store.clone());
     assert_eq!(
