@@ -1,0 +1,192 @@
+// Entry point of the console: sign-in and sign-out, the header (principal, project, region),
+// hash routing between the views, and re-rendering the current view when the project or the
+// region changes. Each render gets a fresh container and an AbortSignal, so that the answers
+// of a view left behind can neither land on screen nor keep listeners alive.
+
+import { ApiError, clearToken, explain, getToken, requestJson, setToken } from './api.js';
+import { announce, el, whileBusy } from './dom.js';
+import * as announcements from './views/announcements.js';
+import * as audit from './views/audit.js';
+import * as keys from './views/keys.js';
+import * as models from './views/models.js';
+import * as usage from './views/usage.js';
+
+const VIEWS = {
+  keys: { render: keys.render, needsProject: true },
+  usage: { render: usage.render, needsProject: true },
+  audit: { render: audit.render, needsProject: true },
+  models: { render: models.render, needsProject: false },
+  announcements: { render: announcements.render, needsProject: false },
+};
+const REJECTED_TOKEN = 'This management token was not accepted. Check that you pasted the whole '
+  + 'token (it starts with gmt-) and that it has not expired or been revoked; your operator issues '
+  + 'new ones with gateway admin management-token create.';
+const $ = (id) => document.getElementById(id);
+
+let session = null;
+let controller = null;
+
+/** Wires the page's controls and opens the session of a token kept in this tab, if any. */
+function start() {
+  $('sign-in').addEventListener('submit', signIn);
+  $('sign-out').addEventListener('click', signOut);
+  $('project').addEventListener('change', () => renderView(currentView()));
+  $('region').addEventListener('change', onRegionChange);
+  document.querySelector('.skip-link').addEventListener('click', skipToContent);
+  window.addEventListener('hashchange', () => showView(true));
+  if (getToken()) {
+    showSignedIn();
+    openSession().catch(signInFailed);
+  } else {
+    showSignIn();
+  }
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const button = event.target.querySelector('button[type="submit"]');
+  await whileBusy(button, async () => {
+    setToken($('token').value.trim());
+    try {
+      await openSession();
+      $('token').value = '';
+      announce(`Signed in as ${principalName()}.`);
+      currentHeading().focus();
+    } catch (error) {
+      signInFailed(error);
+    }
+  });
+}
+
+/** Validates the token with GET /v1/projects, then shows the header, navigation and current view. */
+async function openSession() {
+  const answer = await requestJson('/v1/projects');
+  session = { principal: answer.principal, projects: answer.projects };
+  $('principal').textContent = principalName();
+  fillProjects();
+  $('sign-in-error').hidden = true;
+  showSignedIn();
+  showView(false);
+}
+
+/** Shows the header and navigation of a session (early, while a kept token is checked, so
+ * that the page does not move when the check succeeds). */
+function showSignedIn() {
+  $('view-sign-in').hidden = true;
+  $('session').hidden = false;
+  $('nav').hidden = false;
+}
+
+function signInFailed(error) {
+  clearToken();
+  showSignIn();
+  const message = error instanceof ApiError && error.status === 401 ? REJECTED_TOKEN : explain(error);
+  $('sign-in-error').textContent = message;
+  $('sign-in-error').hidden = false;
+}
+
+function signOut() {
+  clearToken();
+  session = null;
+  showSignIn();
+  announce('Signed out. The token was removed from this browser tab.');
+  $('token').focus();
+}
+
+function showSignIn() {
+  controller?.abort();
+  $('session').hidden = true;
+  $('nav').hidden = true;
+  for (const name of Object.keys(VIEWS)) {
+    hideView(name);
+  }
+  $('view-sign-in').hidden = false;
+}
+
+function principalName() {
+  return session.principal.email || session.principal.subject;
+}
+
+function fillProjects() {
+  const select = $('project');
+  select.replaceChildren(...session.projects.map((project) =>
+    el('option', { value: project.id }, `${project.name} (${project.role})`)));
+  select.disabled = session.projects.length === 0;
+  if (select.disabled) {
+    select.append(el('option', { value: '' }, 'No project'));
+  }
+}
+
+function currentProject() {
+  return session.projects.find((project) => project.id === $('project').value) ?? null;
+}
+
+function onRegionChange() {
+  const region = $('region');
+  if (!region.checkValidity()) {
+    region.reportValidity();
+    return;
+  }
+  renderView(currentView());
+}
+
+function skipToContent(event) {
+  event.preventDefault();
+  $('main').focus();
+}
+
+function currentView() {
+  const name = location.hash.startsWith('#/') ? location.hash.slice(2) : '';
+  return Object.hasOwn(VIEWS, name) ? name : 'keys';
+}
+
+function currentHeading() {
+  return $(`view-${currentView()}`).querySelector('h2');
+}
+
+/** Shows the view named by the URL's hash, marks its link, and renders it. */
+function showView(moveFocus) {
+  if (!session) {
+    return;
+  }
+  const current = currentView();
+  for (const name of Object.keys(VIEWS)) {
+    const link = document.querySelector(`nav a[href="#/${name}"]`);
+    if (name === current) {
+      link.setAttribute('aria-current', 'page');
+    } else {
+      link.removeAttribute('aria-current');
+      hideView(name);
+    }
+  }
+  $(`view-${current}`).hidden = false;
+  renderView(current);
+  if (moveFocus) {
+    currentHeading().focus();
+  }
+}
+
+function hideView(name) {
+  const section = $(`view-${name}`);
+  section.hidden = true;
+  section.querySelector('.view-body').replaceChildren();
+}
+
+/** Renders view `name` into a fresh container, cancelling whatever the previous render still awaits. */
+function renderView(name) {
+  controller?.abort();
+  controller = new AbortController();
+  const body = el('div', { class: 'view-body' });
+  $(`view-${name}`).querySelector('.view-body').replaceWith(body);
+  const project = currentProject();
+  if (VIEWS[name].needsProject && !project) {
+    body.append(el('p', { class: 'note', id: 'no-project' },
+      `${principalName()} has no role on any project yet, so there are no keys, usage or audit `
+      + 'events to show. Ask your gateway operator to give you a role on a project. The Models and '
+      + 'Announcements pages work without one.'));
+    return;
+  }
+  VIEWS[name].render(body, { project, region: $('region').value, signal: controller.signal });
+}
+
+start();

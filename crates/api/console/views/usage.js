@@ -1,0 +1,218 @@
+// The usage and cost view: a UTC date range, totals, bar charts and tables of tokens per day
+// and per model, a CSV download of the report, and the current per-minute rate limits with a
+// meter of the tokens used this minute. Money is shown exactly as the API writes it.
+
+import { download, projectPath, requestJson } from '../api.js';
+import {
+  alertArea, cell, clearError, dataTable, el, field, fillRows, readRange, showError, showWhenLoaded, tableWrap,
+  whileBusy,
+} from '../dom.js';
+import { barChart } from '../chart.js';
+import {
+  addDays, datesBetween, formatCount, formatMoney, lastDays, usedThisMinute,
+} from '../format.js';
+
+const NO_USAGE = 'No usage in this range.';
+const GROUP_HEADERS = ['Requests', 'Input tokens', 'Output tokens', 'Cost'];
+const LIMIT_HEADERS = [
+  'Model', 'Plan', 'Requests per minute', 'Requests left', 'Tokens per minute', 'Tokens left',
+  'Tokens used this minute', 'Resets in',
+];
+
+/** Renders the usage report of ctx.project for the last 30 days, and its rate limits, into `body`. */
+export function render(body, ctx) {
+  const range = lastDays(30);
+  const view = {
+    ctx,
+    from: el('input', { id: 'usage-from', type: 'date', required: true, value: range.from }),
+    to: el('input', { id: 'usage-to', type: 'date', required: true, value: range.to }),
+    csvGroup: el('select', { id: 'usage-csv-group' },
+      el('option', { value: 'day' }, 'day'), el('option', { value: 'model' }, 'model'),
+      el('option', { value: 'key' }, 'key')),
+    error: alertArea('usage-error'),
+    csvError: alertArea('usage-csv-error'),
+    total: dataTable('usage-total', 'Totals for the range', ['Currency', ...GROUP_HEADERS, 'Billed']),
+    estimated: el('p', { class: 'hint', id: 'usage-estimated' }),
+    dayChart: chartFigure('chart-day', 'Input and output tokens per day (UTC).'),
+    modelChart: chartFigure('chart-model', 'Input and output tokens per model.'),
+    byDay: dataTable('usage-by-day', 'Usage per day (UTC)', ['Day', ...GROUP_HEADERS]),
+    byModel: dataTable('usage-by-model', 'Usage per model', ['Model', ...GROUP_HEADERS]),
+  };
+  showWhenLoaded(body, [
+    rangeForm(view),
+    view.error,
+    el('h3', {}, 'Totals'), tableWrap('Usage totals', view.total), view.estimated,
+    el('div', { class: 'charts' }, view.dayChart, view.modelChart),
+    el('h3', {}, 'Per day'), tableWrap('Usage per day', view.byDay),
+    el('h3', {}, 'Per model'), tableWrap('Usage per model', view.byModel),
+    limitsSection(view),
+  ], [loadUsage(view), loadLimits(view)]);
+}
+
+function rangeForm(view) {
+  const csv = el('button', { id: 'usage-csv', type: 'button', class: 'secondary' }, 'Download CSV');
+  csv.addEventListener('click', () => whileBusy(csv, () => downloadCsv(view)));
+  const apply = el('button', { id: 'usage-apply', type: 'submit' }, 'Apply');
+  const form = el('form', { id: 'usage-form', class: 'card filters', 'aria-label': 'Usage date range' },
+    field('From (UTC)', view.from),
+    field('To (UTC, included)', view.to),
+    apply,
+    el('div', { class: 'filters-end' }, field('CSV grouped by', view.csvGroup), csv),
+    view.csvError);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    whileBusy(apply, () => loadUsage(view));
+  });
+  return form;
+}
+
+/** The chosen range and its query string (the API's `to` is exclusive), or null when invalid. */
+function rangeQuery(view, area) {
+  const range = readRange(view.from, view.to, area);
+  return range && { ...range, query: `from=${range.from}&to=${addDays(range.to, 1)}` };
+}
+
+async function loadUsage(view) {
+  const range = rangeQuery(view, view.error);
+  if (!range) {
+    return;
+  }
+  const { project, signal } = view.ctx;
+  const report = (groupBy) => requestJson(projectPath(project.id, `/usage?${range.query}&groupBy=${groupBy}`), { signal });
+  try {
+    const [byDay, byModel] = await Promise.all([report('day'), report('model')]);
+    clearError(view.error);
+    showTotals(view, byDay);
+    fillRows(view.byDay, byDay.groups.map(groupRow), NO_USAGE);
+    fillRows(view.byModel, byModel.groups.map(groupRow), NO_USAGE);
+    drawChart(view.dayChart, `Tokens per day, ${range.from} to ${range.to}`, 'day', daySeries(byDay.groups, range));
+    drawChart(view.modelChart, `Tokens per model, ${range.from} to ${range.to}`, 'model', groupSeries(byModel.groups));
+  } catch (error) {
+    showError(view.error, error);
+    for (const table of [view.total, view.byDay, view.byModel]) {
+      fillRows(table, [], 'The usage could not be loaded.');
+    }
+  }
+}
+
+function showTotals(view, report) {
+  const billed = new Map(report.billedTotal.map((line) => [line.currency, line.amount]));
+  const rows = report.total.map((total) => el('tr', { 'data-currency': total.currency },
+    el('th', { scope: 'row' }, total.currency),
+    ...countCells(total),
+    cell('billed', billed.has(total.currency) ? formatMoney(billed.get(total.currency), total.currency) : '—')));
+  fillRows(view.total, rows, NO_USAGE);
+  const estimated = report.total.reduce((sum, total) => sum + total.estimatedRequests, 0);
+  view.estimated.textContent = estimated > 0
+    ? `${formatCount(estimated)} of these requests have estimated token counts (the model did not report them).`
+    : '';
+}
+
+function groupRow(group) {
+  return el('tr', { 'data-group': group.group, 'data-currency': group.currency },
+    el('th', { scope: 'row', 'data-field': 'group' }, group.group),
+    ...countCells(group));
+}
+
+function countCells(usage) {
+  return [
+    cell('requests', formatCount(usage.requests)),
+    cell('inputTokens', formatCount(usage.inputTokens)),
+    cell('outputTokens', formatCount(usage.outputTokens)),
+    cell('cost', formatMoney(usage.cost, usage.currency)),
+  ];
+}
+
+/** Tokens per group, summed over currencies, in the API's order. */
+function groupSeries(groups) {
+  const series = new Map();
+  for (const group of groups) {
+    const entry = series.get(group.group) ?? { label: group.group, input: 0, output: 0 };
+    entry.input += group.inputTokens;
+    entry.output += group.outputTokens;
+    series.set(group.group, entry);
+  }
+  return [...series.values()];
+}
+
+/** Tokens per day of the range, days without usage included as zero. */
+function daySeries(groups, range) {
+  const byDay = new Map(groupSeries(groups).map((entry) => [entry.label, entry]));
+  return datesBetween(range.from, range.to)
+    .map((day) => byDay.get(day) ?? { label: day, input: 0, output: 0 });
+}
+
+function chartFigure(id, caption) {
+  const legend = el('span', { class: 'legend' },
+    el('span', { class: 'swatch swatch-input', 'aria-hidden': 'true' }), 'Input tokens',
+    el('span', { class: 'swatch swatch-output', 'aria-hidden': 'true' }), 'Output tokens');
+  return el('figure', { id, class: 'chart' },
+    el('div', { class: 'chart-scroll', role: 'region', tabindex: 0, 'aria-label': caption },
+      barChart([], { title: caption, emptyText: 'Loading…' })),
+    el('figcaption', {}, caption, ' ', legend));
+}
+
+function drawChart(figure, title, noun, series) {
+  figure.querySelector('svg').replaceWith(barChart(series, { title, noun, emptyText: 'No usage in this range' }));
+}
+
+async function downloadCsv(view) {
+  const range = rangeQuery(view, view.csvError);
+  if (!range) {
+    return;
+  }
+  const { project, signal } = view.ctx;
+  const groupBy = view.csvGroup.value;
+  try {
+    await download(projectPath(project.id, `/usage?${range.query}&groupBy=${groupBy}`), 'text/csv',
+      `usage-${range.from}-to-${range.to}-by-${groupBy}.csv`, signal);
+    clearError(view.csvError);
+  } catch (error) {
+    showError(view.csvError, error);
+  }
+}
+
+function limitsSection(view) {
+  view.limits = dataTable('limits-table', 'Rate limits of the current minute', LIMIT_HEADERS);
+  view.limitsError = alertArea('limits-error');
+  const refresh = el('button', { id: 'limits-refresh', type: 'button', class: 'secondary' }, 'Refresh limits');
+  refresh.addEventListener('click', () => loadLimits(view));
+  return el('section', { class: 'subsection', 'aria-labelledby': 'limits-title' },
+    el('div', { class: 'heading-row' }, el('h3', { id: 'limits-title' }, 'Rate limits'), refresh),
+    el('p', { class: 'hint' }, 'What each model allows per minute, and how much of this minute\u2019s budget is used.'),
+    view.limitsError,
+    tableWrap('Rate limits table', view.limits));
+}
+
+async function loadLimits(view) {
+  const { project, signal } = view.ctx;
+  try {
+    const answer = await requestJson(projectPath(project.id, '/limits'), { signal });
+    clearError(view.limitsError);
+    const empty = answer.available === false
+      ? 'The rate limiter cannot be reached right now, so the current limits are unknown. Try again in a moment.'
+      : 'No model is served, so there are no limits to show.';
+    fillRows(view.limits, answer.limits.map(limitRow), empty);
+  } catch (error) {
+    showError(view.limitsError, error);
+    fillRows(view.limits, [], 'The limits could not be loaded.');
+  }
+}
+
+function limitRow(limit) {
+  const used = usedThisMinute(limit.tokensPerMinute, limit.tokensRemaining);
+  const max = Math.max(limit.tokensPerMinute, 1);
+  const meter = el('meter', {
+    min: 0, max, value: Math.min(used, max), low: max * 0.5, high: max * 0.8, optimum: 0,
+    'aria-label': `Tokens used this minute by ${limit.model}`,
+  });
+  return el('tr', { 'data-model': limit.model },
+    el('th', { scope: 'row' }, limit.model),
+    cell('plan', limit.plan),
+    cell('requestsPerMinute', formatCount(limit.requestsPerMinute)),
+    cell('requestsRemaining', formatCount(limit.requestsRemaining)),
+    cell('tokensPerMinute', formatCount(limit.tokensPerMinute)),
+    cell('tokensRemaining', formatCount(limit.tokensRemaining)),
+    cell('tokensUsed', meter, ` ${formatCount(used)} of ${formatCount(limit.tokensPerMinute)}`),
+    cell('reset', `${Math.ceil(limit.tokensResetMs / 1000)} s`));
+}
