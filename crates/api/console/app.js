@@ -65,16 +65,25 @@ async function openSession() {
   $('principal').textContent = principalName();
   fillProjects();
   $('sign-in-error').hidden = true;
-  showSignedIn();
   showView(false);
 }
 
-/** Shows the header and navigation of a session (early, while a kept token is checked, so
- * that the page does not move when the check succeeds). */
+/**
+ * Shows the header and navigation of a session, the current view's link marked (early, while
+ * a kept token is checked, so that the page does not move when the check succeeds).
+ */
 function showSignedIn() {
   $('view-sign-in').hidden = true;
   $('session').hidden = false;
   $('nav').hidden = false;
+  for (const name of Object.keys(VIEWS)) {
+    const link = document.querySelector(`nav a[href="#/${name}"]`);
+    if (name === currentView()) {
+      link.setAttribute('aria-current', 'page');
+    } else {
+      link.removeAttribute('aria-current');
+    }
+  }
 }
 
 function signInFailed(error) {
@@ -150,14 +159,9 @@ function showView(moveFocus) {
     return;
   }
   const current = currentView();
-  for (const name of Object.keys(VIEWS)) {
-    const link = document.querySelector(`nav a[href="#/${name}"]`);
-    if (name === current) {
-      link.setAttribute('aria-current', 'page');
-    } else {
-      link.removeAttribute('aria-current');
-      hideView(name);
-    }
+  showSignedIn();
+  for (const name of Object.keys(VIEWS).filter((other) => other !== current)) {
+    hideView(name);
   }
   $(`view-${current}`).hidden = false;
   renderView(current);

@@ -33,13 +33,14 @@ export function render(body, ctx) {
     error: alertArea('audit-error'),
     summary: el('p', { class: 'hint', id: 'audit-summary' }),
     more: el('button', { id: 'audit-more', type: 'button', class: 'secondary' }, 'Load more events'),
+    moreSlot: el('div'),
   };
   view.more.addEventListener('click', () => whileBusy(view.more, () => loadPage(view, view.cursor)));
   for (const filter of [view.action, view.outcome]) {
     filter.addEventListener('change', () => showEvents(view));
   }
-  showWhenLoaded(body, [filterForm(view), view.error, view.summary, tableWrap('Audit events', view.table)],
-    [loadFirstPage(view)]);
+  const content = [filterForm(view), view.error, view.summary, tableWrap('Audit events', view.table), view.moreSlot];
+  showWhenLoaded(body, content, [loadFirstPage(view)]);
 }
 
 function filterForm(view) {
@@ -108,17 +109,12 @@ function showEvents(view) {
   showMoreButton(view);
 }
 
-/** Puts #audit-more after the table while there is a next page, else takes it away. */
+/** Puts #audit-more under the table while there is a next page, else takes it away. */
 function showMoreButton(view) {
-  const wrapper = view.table.parentElement;
-  if (view.cursor) {
-    wrapper.after(view.more);
-  } else if (view.more.isConnected) {
-    const hadFocus = view.more === document.activeElement;
-    view.more.remove();
-    if (hadFocus) {
-      wrapper.focus();
-    }
+  const hadFocus = view.more === document.activeElement;
+  view.moreSlot.replaceChildren(...(view.cursor ? [view.more] : []));
+  if (hadFocus && !view.cursor) {
+    view.table.parentElement.focus();
   }
 }
 
