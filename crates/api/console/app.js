@@ -36,10 +36,19 @@ function start() {
   window.addEventListener('hashchange', () => showView(true));
   if (getToken()) {
     showSignedIn();
-    openSession().catch(signInFailed);
+    openSession().catch(signInFailed).finally(reveal);
   } else {
     showSignIn();
+    reveal();
   }
+}
+
+/**
+ * Makes the page visible once it is known whether a kept token opens a session: the header,
+ * navigation and main area stay invisible until then, so they do not move on screen.
+ */
+function reveal() {
+  document.body.classList.add('ready');
 }
 
 async function signIn(event) {
