@@ -416,6 +416,67 @@ def test_a_viewer_sees_keys_but_no_way_to_change_them(data_dir, console_gateway,
     page.close()
 
 
+def active_element(p) -> dict:
+    """The focused element: its id, tag, text and the id of the dialog it is in."""
+    return p.evaluate("""() => {
+        const e = document.activeElement;
+        return {id: e.id, tag: e.tagName, text: (e.innerText || '').trim(),
+                dialog: e.closest('dialog')?.id ?? null};
+    }""")
+
+
+def tab_to(p, matches, limit: int = 80) -> dict:
+    """Presses Tab until the focused element satisfies `matches`; fails after `limit` presses."""
+    for _ in range(limit):
+        p.keyboard.press("Tab")
+        focused = active_element(p)
+        if matches(focused):
+            return focused
+    raise AssertionError(f"Tab never reached the element; last focused: {focused}")
+
+
+def test_everything_works_from_the_keyboard(console_gateway, browser, owner):
+    """With the keyboard only: the skip link comes first, the token field signs in with
+    Enter and focus moves to the view's heading; a navigation link opens its view; a key is
+    created with Enter in its form, the secret dialog holds the focus and Escape closes it."""
+    page = browser.page()
+    p = page.page
+    page.open()
+    first = tab_to(p, lambda e: True, limit=1)
+    assert first["text"] == "Skip to content", first
+    tab_to(p, lambda e: e["id"] == "token")
+    p.keyboard.type(owner.token)
+    p.keyboard.press("Enter")
+    expect(p.locator("#view-keys")).to_be_visible()
+    expect(p.locator("#keys-title")).to_be_focused()
+    page.settle()
+
+    tab_to(p, lambda e: e["tag"] == "A" and e["text"] == "Usage and cost")
+    p.keyboard.press("Enter")
+    expect(p.locator("#view-usage")).to_be_visible()
+    expect(p.locator("#usage-title")).to_be_focused()
+    page.settle()
+
+    tab_to(p, lambda e: e["tag"] == "A" and e["text"] == "API keys", limit=120)
+    p.keyboard.press("Enter")
+    expect(p.locator("#keys-title")).to_be_focused()
+    page.settle()
+    tab_to(p, lambda e: e["id"] == "key-name", limit=120)
+    p.keyboard.type("typed from the keyboard")
+    p.keyboard.press("Enter")
+    expect(p.locator("#secret-dialog")).to_be_visible()
+    BROWSER_SECRETS.append(p.locator("#secret-value").inner_text().strip())
+    assert active_element(p)["dialog"] == "secret-dialog", active_element(p)
+    for _ in range(4):
+        p.keyboard.press("Tab")
+        assert active_element(p)["dialog"] == "secret-dialog", "focus left the open dialog"
+    p.keyboard.press("Escape")
+    expect(p.locator("#secret-dialog")).to_be_hidden()
+    expect(p.locator("#keys-table tr", has_text="typed from the keyboard")).to_be_visible()
+    assert_clean(page)
+    page.close()
+
+
 def test_another_projects_data_never_shows(data_dir, console_gateway, browser):
     """alice (owner of A) and bob (owner of B), each with used keys of distinct names: alice's
     console offers only project A and no view's text or DOM holds anything of B."""

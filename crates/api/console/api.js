@@ -41,6 +41,16 @@ export function regionPath(projectId, region, rest) {
   return projectPath(projectId, `/regions/${encodeURIComponent(region)}${rest}`);
 }
 
+/** The path of `rest` in the public model catalog of `region`, e.g. catalogPath(r, "/models"). */
+export function catalogPath(region, rest) {
+  return `/v1/regions/${encodeURIComponent(region)}${rest}`;
+}
+
+/** Whether `error` is the cancellation of a request (its view was left), not a failure. */
+export function isAbort(error) {
+  return error?.name === 'AbortError';
+}
+
 /**
  * Calls `path` and answers its JSON body (null when empty). Options: method, body (sent as
  * JSON), auth (false for public catalog calls), signal.
@@ -65,8 +75,14 @@ export async function download(path, accept, filename, signal) {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
-/** The error's message from the API followed by what the user should do about it. */
+/**
+ * The error's message from the API followed by what the user should do about it; empty for a
+ * cancelled request, which nobody needs to be told about.
+ */
 export function explain(error) {
+  if (isAbort(error)) {
+    return '';
+  }
   if (!(error instanceof ApiError)) {
     return `Something unexpected went wrong (${error.message}). Reload the page and try again.`;
   }
@@ -119,7 +135,7 @@ async function send(path, { method = 'GET', body, accept, auth = true, signal })
       signal,
     });
   } catch (error) {
-    if (error.name === 'AbortError') {
+    if (isAbort(error)) {
       throw error;
     }
     throw new ApiError(0, 'network_error', 'The gateway could not be reached.');

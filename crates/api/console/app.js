@@ -4,7 +4,7 @@
 // of a view left behind can neither land on screen nor keep listeners alive.
 
 import { ApiError, clearToken, explain, getToken, requestJson, setToken } from './api.js';
-import { announce, el, whileBusy } from './dom.js';
+import { $, announce, clearError, el, showMessage, whileBusy } from './dom.js';
 import * as announcements from './views/announcements.js';
 import * as audit from './views/audit.js';
 import * as keys from './views/keys.js';
@@ -21,7 +21,6 @@ const VIEWS = {
 const REJECTED_TOKEN = 'This management token was not accepted. Check that you pasted the whole '
   + 'token (it starts with gmt-) and that it has not expired or been revoked; your operator issues '
   + 'new ones with gateway admin management-token create.';
-const $ = (id) => document.getElementById(id);
 
 let session = null;
 let controller = null;
@@ -29,6 +28,7 @@ let controller = null;
 /** Wires the page's controls and opens the session of a token kept in this tab, if any. */
 function start() {
   $('sign-in').addEventListener('submit', signIn);
+  $('sign-in-retry').addEventListener('click', (event) => whileBusy(event.currentTarget, enter));
   $('sign-out').addEventListener('click', signOut);
   $('project').addEventListener('change', () => renderView(currentView()));
   $('region').addEventListener('change', onRegionChange);
@@ -53,18 +53,52 @@ function reveal() {
 
 async function signIn(event) {
   event.preventDefault();
-  const button = event.target.querySelector('button[type="submit"]');
-  await whileBusy(button, async () => {
-    setToken($('token').value.trim());
-    try {
-      await openSession();
-      $('token').value = '';
-      announce(`Signed in as ${principalName()}.`);
-      currentHeading().focus();
-    } catch (error) {
-      signInFailed(error);
-    }
+  const token = $('token').value.trim();
+  const problem = tokenProblem(token);
+  if (problem) {
+    showSignInError(problem, false);
+    $('token').focus();
+    return;
+  }
+  await whileBusy(event.target.querySelector('button[type="submit"]'), () => {
+    setToken(token);
+    return enter();
   });
+}
+
+/**
+ * What is wrong with a pasted management token, in words, or null when it looks like one
+ * (`gmt-…`, printable ASCII without spaces): a header cannot carry anything else, and fetch
+ * would fail as if the gateway could not be reached.
+ */
+function tokenProblem(token) {
+  if (token === '') {
+    return 'Paste your management token (it starts with gmt-), then sign in.';
+  }
+  if (/\s/.test(token)) {
+    return 'The token contains a space or a line break: paste it again as one piece, without them.';
+  }
+  if (!/^[\x21-\x7e]*$/.test(token)) {
+    return 'The token contains characters that cannot be in a management token (such as typographic '
+      + 'quotes or dashes): copy it again as plain text and paste it here.';
+  }
+  if (!token.startsWith('gmt-')) {
+    return 'This is not a management token: those start with gmt- (an API key, sk-…, does not work '
+      + 'here). Paste the management token your operator gave you.';
+  }
+  return null;
+}
+
+/** Opens the session of the kept token and moves to its current view, or says why it could not. */
+async function enter() {
+  try {
+    await openSession();
+    $('token').value = '';
+    announce(`Signed in as ${principalName()}.`);
+    currentHeading().focus();
+  } catch (error) {
+    signInFailed(error);
+  }
 }
 
 /** Validates the token with GET /v1/projects, then shows the header, navigation and current view. */
@@ -73,7 +107,7 @@ async function openSession() {
   session = { principal: answer.principal, projects: answer.projects };
   $('principal').textContent = principalName();
   fillProjects();
-  $('sign-in-error').hidden = true;
+  hideSignInError();
   showView(false);
 }
 
@@ -95,18 +129,37 @@ function showSignedIn() {
   }
 }
 
+/**
+ * Shows the sign-in form with why the session could not open. Only a refused token (401) is
+ * forgotten; after any other failure (network, 429, 5xx) it is kept and can be tried again.
+ */
 function signInFailed(error) {
-  clearToken();
+  const refused = error instanceof ApiError && error.status === 401;
+  if (refused) {
+    clearToken();
+  }
   showSignIn();
-  const message = error instanceof ApiError && error.status === 401 ? REJECTED_TOKEN : explain(error);
-  $('sign-in-error').textContent = message;
-  $('sign-in-error').hidden = false;
+  showSignInError(refused ? REJECTED_TOKEN : explain(error), !refused);
+}
+
+/** Shows `text` under the sign-in form, with the button that retries the kept token if `canRetry`. */
+function showSignInError(text, canRetry) {
+  showMessage($('sign-in-error'), text);
+  $('sign-in-retry').hidden = !canRetry;
+}
+
+function hideSignInError() {
+  clearError($('sign-in-error'));
+  $('sign-in-retry').hidden = true;
 }
 
 function signOut() {
   clearToken();
   session = null;
   showSignIn();
+  $('principal').textContent = '';
+  $('project').replaceChildren();
+  hideSignInError();
   announce('Signed out. The token was removed from this browser tab.');
   $('token').focus();
 }

@@ -14,7 +14,7 @@ const LABEL_CHARS = 16;
 const KINDS = ['input', 'output'];
 
 /** The smallest "nice" step (1, 2 or 5 × 10^k, at least 1) that covers `max` in `ticks` steps. */
-export function niceStep(max, ticks = 4) {
+function niceStep(max, ticks = 4) {
   const raw = Math.max(max, 1) / ticks;
   const magnitude = 10 ** Math.floor(Math.log10(raw));
   const normalized = raw / magnitude;
@@ -24,9 +24,9 @@ export function niceStep(max, ticks = 4) {
 
 /**
  * The geometry of a grouped bar chart of `series` ([{label, input, output}]) in a
- * WIDTH × HEIGHT box: the axis top, the ticks, and per group its centre and two bars.
+ * WIDTH × HEIGHT box: the ticks, the baseline, and per group its centre and two bars.
  */
-export function chartLayout(series) {
+function chartLayout(series) {
   const plotWidth = WIDTH - PAD.left - PAD.right;
   const plotHeight = HEIGHT - PAD.top - PAD.bottom;
   const baseline = PAD.top + plotHeight;
@@ -47,11 +47,11 @@ export function chartLayout(series) {
     });
     return { label: group.label, x, bars };
   });
-  return { top, ticks, groups, baseline, labelEvery: Math.ceil(series.length / MAX_LABELS) };
+  return { ticks, groups, baseline, labelEvery: Math.ceil(series.length / MAX_LABELS) };
 }
 
 /** A one-sentence summary of `series` (whose groups are called `noun`, e.g. "day") for screen readers. */
-export function chartSummary(title, series, noun) {
+function chartSummary(title, series, noun) {
   if (series.length === 0) {
     return `${title}: no usage in this range.`;
   }
@@ -100,7 +100,7 @@ function tickLine(tick) {
 
 function barRect(bar, label) {
   const rect = svgElement('rect', {
-    x: bar.x, y: bar.y, width: bar.width, height: bar.height, class: `bar bar-${bar.kind}`,
+    x: bar.x, y: bar.y, width: bar.width, height: bar.height, class: `bar-${bar.kind}`,
   });
   rect.append(svgElement('title', {}, `${label}: ${formatCount(bar.value)} ${bar.kind} tokens`));
   return rect;
@@ -110,7 +110,7 @@ function groupLabel(group, baseline) {
   const y = baseline + 14;
   const text = group.label.length > LABEL_CHARS ? `${group.label.slice(0, LABEL_CHARS - 1)}…` : group.label;
   return svgElement('text', {
-    x: group.x, y, 'text-anchor': 'end', transform: `rotate(-40 ${group.x} ${y})`, class: 'chart-label',
+    x: group.x, y, 'text-anchor': 'end', transform: `rotate(-40 ${group.x} ${y})`,
   }, text);
 }
 

@@ -1,9 +1,14 @@
 // Small DOM helpers shared by the views: element creation without innerHTML (text is always
 // set as text, so API data cannot inject markup), scrollable table wrappers, form fields with
-// labels, error alerts that say what to do, and the global status line.
+// labels, date fields, error alerts that say what to do, and the global status line.
 
-import { explain } from './api.js';
-import { validRange } from './format.js';
+import { explain, isAbort } from './api.js';
+import { EARLIEST_DATE, rangeProblem, today } from './format.js';
+
+const FOCUSABLE = 'a[href], button, input, select, textarea, [tabindex]:not([tabindex="-1"])';
+
+/** The element with id `id`, or null. */
+export const $ = (id) => document.getElementById(id);
 
 /**
  * A new `tag` element with `attributes` (true → present without value, false/null/undefined
@@ -57,19 +62,27 @@ export function field(label, control, hint) {
   return el('div', { class: 'field' }, el('label', { for: control.id }, label), control, hintElement);
 }
 
+/** A required UTC date field with id `id` and value `value`, from EARLIEST_DATE to today. */
+export function dateInput(id, value) {
+  return el('input', { id, type: 'date', required: true, min: EARLIEST_DATE, max: today(), value });
+}
+
 /** An empty, hidden alert area for the errors of one action. */
 export function alertArea(id) {
   return el('p', { class: 'alert', role: 'alert', id, hidden: true });
 }
 
-function showText(area, text) {
+/** Shows `text` in the (alert) area `area`. */
+export function showMessage(area, text) {
   area.textContent = text;
   area.hidden = false;
 }
 
-/** Shows in `area` the error's message and what to do about it. */
+/** Shows in `area` the error's message and what to do about it; a cancelled request is ignored. */
 export function showError(area, error) {
-  showText(area, explain(error));
+  if (!isAbort(error)) {
+    showMessage(area, explain(error));
+  }
 }
 
 /** Empties and hides an alert area. */
@@ -96,6 +109,25 @@ export async function whileBusy(button, task) {
 }
 
 /**
+ * Keeps Tab and Shift+Tab cycling among the visible controls of the modal `dialog`: from its
+ * last control to its first and back, where the browser would let the focus leave the page.
+ */
+export function keepFocusIn(dialog) {
+  dialog.addEventListener('keydown', (event) => {
+    if (event.key !== 'Tab') {
+      return;
+    }
+    const controls = [...dialog.querySelectorAll(FOCUSABLE)]
+      .filter((control) => !control.disabled && control.getClientRects().length > 0);
+    const [first, last] = [controls[0], controls.at(-1)];
+    if (first && document.activeElement === (event.shiftKey ? first : last)) {
+      event.preventDefault();
+      (event.shiftKey ? last : first).focus();
+    }
+  });
+}
+
+/**
  * Shows "Loading…" in `body` until every promise of `loads` has settled, then `nodes`: the
  * view appears once with its data, so that nothing moves under the reader while it loads.
  */
@@ -107,7 +139,7 @@ export async function showWhenLoaded(body, nodes, loads) {
 
 /** Says `text` in the global status line (#status), read out politely by screen readers. */
 export function announce(text) {
-  const status = document.getElementById('status');
+  const status = $('status');
   status.textContent = '';
   requestAnimationFrame(() => {
     status.textContent = text;
@@ -115,15 +147,15 @@ export function announce(text) {
 }
 
 /**
- * The {from, to} dates of two date inputs, or null after saying in `area` that the range is
- * invalid (a missing date, or a start after the end).
+ * The {from, to} dates of two date inputs, or null after saying in `area` what is wrong with
+ * the range (see rangeProblem).
  */
 export function readRange(fromInput, toInput, area) {
-  const from = fromInput.value;
-  const to = toInput.value;
-  if (!validRange(from, to)) {
-    showText(area, 'Choose a start date and an end date on or after it, then try again.');
+  const range = { from: fromInput.value, to: toInput.value };
+  const problem = rangeProblem(range.from, range.to);
+  if (problem) {
+    showMessage(area, problem);
     return null;
   }
-  return { from, to };
+  return range;
 }

@@ -4,6 +4,10 @@
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const NEVER_EXPIRES = '0001-01-01';
+const MAX_RANGE_DAYS = 3660;
+
+/** The earliest date the date fields accept (their `min`). */
+export const EARLIEST_DATE = '2000-01-01';
 const counts = new Intl.NumberFormat('en-US');
 const compactCounts = new Intl.NumberFormat('en-US', { notation: 'compact' });
 
@@ -27,9 +31,14 @@ export function addDays(ymd, days) {
   return new Date(Date.parse(`${ymd}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10);
 }
 
+/** Today's UTC date (YYYY-MM-DD). */
+export function today(now = new Date()) {
+  return now.toISOString().slice(0, 10);
+}
+
 /** The inclusive range of the last `days` UTC days, today included: {from, to}. */
 export function lastDays(days, now = new Date()) {
-  const to = now.toISOString().slice(0, 10);
+  const to = today(now);
   return { from: addDays(to, 1 - days), to };
 }
 
@@ -42,13 +51,41 @@ export function datesBetween(from, to) {
   return dates;
 }
 
-/** Whether `from` and `to` are dates written YYYY-MM-DD with `from` not after `to`. */
-export function validRange(from, to) {
-  return isDate(from) && isDate(to) && from <= to;
+/**
+ * What is wrong with the inclusive date range `from`–`to` (YYYY-MM-DD), in words, or null when
+ * it is fine: both dates set, between EARLIEST_DATE and today, in order, and at most
+ * MAX_RANGE_DAYS days long.
+ */
+export function rangeProblem(from, to, now = new Date()) {
+  const latest = today(now);
+  if (!isDate(from) || !isDate(to)) {
+    return 'Choose a start date and an end date, then try again.';
+  }
+  if (from < EARLIEST_DATE || to > latest) {
+    return `Choose dates from ${EARLIEST_DATE} to today (${latest}, UTC), then try again.`;
+  }
+  if (from > to) {
+    return 'The start date is after the end date: choose a start on or before the end, then try again.';
+  }
+  const days = (Date.parse(to) - Date.parse(from)) / DAY_MS + 1;
+  if (days > MAX_RANGE_DAYS) {
+    return `This range is ${formatCount(days)} days long: choose at most ${formatCount(MAX_RANGE_DAYS)} days `
+      + '(about ten years), then try again.';
+  }
+  return null;
+}
+
+/**
+ * The query string `from=…&to=…` of the inclusive range {from, to} for the API, whose `to` is
+ * exclusive (so it gets the day after); `time` follows each date, e.g. "T00:00:00Z" for RFC 3339.
+ */
+export function rangeQuery(range, time = '') {
+  return `from=${range.from}${time}&to=${addDays(range.to, 1)}${time}`;
 }
 
 function isDate(text) {
-  return /^\d{4}-\d{2}-\d{2}$/.test(text) && !Number.isNaN(Date.parse(`${text}T00:00:00Z`));
+  return /^\d{4}-\d{2}-\d{2}$/.test(text) && !Number.isNaN(Date.parse(`${text}T00:00:00Z`))
+    && addDays(text, 0) === text;
 }
 
 /** An RFC 3339 time as "YYYY-MM-DD HH:MM:SS UTC". */

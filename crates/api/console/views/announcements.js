@@ -29,7 +29,7 @@ async function loadAnnouncements(list, error, signal) {
 }
 
 function announcementItem(announcement) {
-  return el('li', { 'data-model': announcement.model, class: `announcement state-${announcement.state}` },
+  return el('li', { 'data-model': announcement.model, class: `lifecycle-${announcement.state}` },
     el('h3', {}, announcement.displayedName, ' ', el('span', { class: 'model-id' }, announcement.model)),
     el('p', {}, lifecycleSummary(announcement), '.'),
     el('p', { class: 'hint' }, `Announced ${formatDate(announcement.announced)}.`));

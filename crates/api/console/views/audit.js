@@ -1,13 +1,14 @@
 // The audit log view: events of a UTC date range, oldest first, a page at a time (paging with
 // nextCursor), filtered by action and outcome among the loaded events, and an NDJSON export
-// of the whole range.
+// of the whole range. Each first page (Apply) starts a new generation of loads: a page of an
+// older one, first or next, arriving late is dropped.
 
 import { download, projectPath, requestJson } from '../api.js';
 import {
-  alertArea, cell, clearError, dataTable, el, field, fillRows, readRange, showError, showWhenLoaded, tableWrap,
-  whileBusy,
+  alertArea, cell, clearError, dataTable, dateInput, el, field, fillRows, readRange, showError, showWhenLoaded,
+  tableWrap, whileBusy,
 } from '../dom.js';
-import { addDays, formatTime, lastDays, summarizeChanges } from '../format.js';
+import { formatTime, lastDays, rangeQuery, summarizeChanges } from '../format.js';
 
 const ACTIONS = [
   'token.create', 'token.update', 'token.delete', 'token.expire', 'token.read', 'audit.read',
@@ -16,6 +17,7 @@ const ACTIONS = [
 ];
 const HEADERS = ['Time (UTC)', 'Actor', 'Action', 'Outcome', 'Target key', 'Changes'];
 const PAGE_SIZE = 100;
+const MIDNIGHT = 'T00:00:00Z';
 
 /** Renders the audit log of ctx.project for the last 30 days into `body`. */
 export function render(body, ctx) {
@@ -23,8 +25,10 @@ export function render(body, ctx) {
   const view = {
     ctx,
     events: [],
-    from: el('input', { id: 'audit-from', type: 'date', required: true, value: range.from }),
-    to: el('input', { id: 'audit-to', type: 'date', required: true, value: range.to }),
+    cursor: null,
+    generation: 0,
+    from: dateInput('audit-from', range.from),
+    to: dateInput('audit-to', range.to),
     action: el('select', { id: 'audit-action' }, el('option', { value: '' }, 'All actions'),
       ...ACTIONS.map((action) => el('option', { value: action }, action))),
     outcome: el('select', { id: 'audit-outcome' }, el('option', { value: '' }, 'All outcomes'),
@@ -35,7 +39,7 @@ export function render(body, ctx) {
     more: el('button', { id: 'audit-more', type: 'button', class: 'secondary' }, 'Load more events'),
     moreSlot: el('div'),
   };
-  view.more.addEventListener('click', () => whileBusy(view.more, () => loadPage(view, view.cursor)));
+  view.more.addEventListener('click', () => whileBusy(view.more, () => loadMore(view)));
   for (const filter of [view.action, view.outcome]) {
     filter.addEventListener('change', () => showEvents(view));
   }
@@ -63,37 +67,53 @@ function filterForm(view) {
   return form;
 }
 
-/** The chosen range and its query string (the API's `to` is exclusive), or null when invalid. */
-function rangeQuery(view, area) {
-  const range = readRange(view.from, view.to, area);
-  return range && { ...range, query: `from=${range.from}T00:00:00Z&to=${addDays(range.to, 1)}T00:00:00Z` };
+/** Starts a new generation: the first page of the chosen range, whatever older loads answer. */
+async function loadFirstPage(view) {
+  const range = readRange(view.from, view.to, view.error);
+  if (range) {
+    view.generation += 1;
+    view.query = rangeQuery(range, MIDNIGHT);
+    view.cursor = null;
+    await loadPage(view, null);
+  }
 }
 
-async function loadFirstPage(view) {
-  const range = rangeQuery(view, view.error);
-  if (range) {
-    view.query = range.query;
-    await loadPage(view, null);
+/** Appends the next page of the current generation (nothing while its first page loads). */
+async function loadMore(view) {
+  if (view.cursor) {
+    await loadPage(view, view.cursor);
   }
 }
 
 async function loadPage(view, cursor) {
   const { project, signal } = view.ctx;
+  const generation = view.generation;
   const paging = cursor ? `&cursor=${encodeURIComponent(cursor)}` : '';
+  let page;
   try {
-    const page = await requestJson(projectPath(project.id, `/audit-log?${view.query}&limit=${PAGE_SIZE}${paging}`), { signal });
+    page = await requestJson(projectPath(project.id, `/audit-log?${view.query}&limit=${PAGE_SIZE}${paging}`), { signal });
+  } catch (error) {
+    if (generation === view.generation) {
+      pageFailed(view, cursor, error);
+    }
+    return;
+  }
+  if (generation === view.generation) {
     clearError(view.error);
     view.events = cursor ? [...view.events, ...page.events] : page.events;
     view.cursor = page.nextCursor ?? null;
     showEvents(view);
-  } catch (error) {
-    showError(view.error, error);
-    if (!cursor) {
-      view.events = [];
-      view.cursor = null;
-      showMoreButton(view);
-      fillRows(view.table, [], 'The audit log could not be loaded.');
-    }
+  }
+}
+
+/** Shows why a page failed; after a failed first page, nothing of the previous range stays. */
+function pageFailed(view, cursor, error) {
+  showError(view.error, error);
+  if (!cursor) {
+    view.events = [];
+    view.summary.textContent = '';
+    showMoreButton(view);
+    fillRows(view.table, [], 'The audit log could not be loaded.');
   }
 }
 
@@ -131,12 +151,13 @@ function eventRow(event) {
 }
 
 async function exportRange(view, area) {
-  const range = rangeQuery(view, area);
+  const range = readRange(view.from, view.to, area);
   if (!range) {
     return;
   }
   try {
-    await download(projectPath(view.ctx.project.id, `/audit-log/export?${range.query}`), 'application/x-ndjson',
+    const path = projectPath(view.ctx.project.id, `/audit-log/export?${rangeQuery(range, MIDNIGHT)}`);
+    await download(path, 'application/x-ndjson',
       `audit-log-${range.from}-to-${range.to}.ndjson`, view.ctx.signal);
     clearError(area);
   } catch (error) {

@@ -1,13 +1,16 @@
 // The API keys view: lists the project's keys in the region (masked, with expiry badges);
 // owners and members also create keys (the secret is shown once in #secret-dialog), rename
 // and delete them through the dialogs of index.html. Viewers get a read-only note instead.
+// The dialogs live outside the views and are wired once, for whichever keys view is current:
+// a write is never cancelled (the server would carry it out all the same), and the secret of
+// a created key stays in its dialog until closed, even when the view is left meanwhile.
 
-import { regionPath, requestJson } from '../api.js';
+import { catalogPath, regionPath, requestJson } from '../api.js';
 import {
-  alertArea, announce, cell, clearError, dataTable, el, field, fillRows, showError, showWhenLoaded, tableWrap,
-  whileBusy,
+  $, alertArea, announce, cell, clearError, dataTable, el, field, fillRows, keepFocusIn, showError,
+  showMessage, showWhenLoaded, tableWrap, whileBusy,
 } from '../dom.js';
-import { expiry, formatTime, plural } from '../format.js';
+import { expiry, formatDate, formatTime, plural } from '../format.js';
 
 const TTLS = [
   ['never', 'Never'], ['1d', '1 day'], ['7d', '7 days'], ['30d', '30 days'], ['90d', '90 days'],
@@ -15,10 +18,15 @@ const TTLS = [
 ];
 const HEADERS = ['Name', 'Description', 'Key', 'State', 'Expires (UTC)', 'Allowed models'];
 const WRITER_ROLES = ['owner', 'member'];
-const $ = (id) => document.getElementById(id);
+
+/** The keys view rendered last, the key a rename or delete dialog is open for, the key created last. */
+let current = null;
+let pending = null;
+let createdId = null;
 
 /** Renders the keys of ctx.project in ctx.region into `body`, with write controls for writers. */
 export function render(body, ctx) {
+  ctx.signal.addEventListener('abort', closeWriteDialogs, { once: true });
   const canWrite = WRITER_ROLES.includes(ctx.project.role);
   const headers = canWrite ? [...HEADERS, 'Actions'] : HEADERS;
   const view = {
@@ -27,10 +35,10 @@ export function render(body, ctx) {
     table: dataTable('keys-table', `Keys of ${ctx.project.name} in region ${ctx.region}`, headers),
     listError: alertArea('keys-error'),
   };
+  current = view;
   const list = [view.listError, tableWrap('Keys table', view.table)];
   if (canWrite) {
     const form = createForm(view);
-    wireDialogs(view);
     showWhenLoaded(body, [...list, form], [loadKeys(view), loadModelChoices(view)]);
   } else {
     const note = el('p', { id: 'readonly-note', class: 'note' },
@@ -51,12 +59,19 @@ async function loadKeys(view) {
   }
 }
 
+/** Reloads the list of the current keys view after a write, unless that view was left. */
+async function refreshKeys() {
+  if (current && !current.ctx.signal.aborted) {
+    await loadKeys(current);
+  }
+}
+
 function keyRow(view, token) {
   const row = el('tr', { 'data-key-id': token.id },
     cell('name', token.name),
     cell('description', token.description ?? ''),
     cell('masked', el('code', {}, token.maskedContent)),
-    cell('state', el('span', { class: `state state-${token.state}` }, token.state)),
+    cell('state', el('span', { class: `badge state-${token.state}` }, token.state)),
     cell('validUntil', ...expiryContent(token.validUntil)),
     cell('allowedModels', token.allowedModels ? token.allowedModels.join(', ') || 'No models' : 'All models'));
   if (view.canWrite) {
@@ -113,15 +128,27 @@ function createForm(view) {
   return form;
 }
 
+/**
+ * A model's name for its checkbox: the id clients send, its display name when it differs, and
+ * its retirement date when it is deprecated.
+ */
+function modelChoiceLabel(model) {
+  const named = model.displayedName === model.modelId
+    ? model.modelId
+    : `${model.displayedName} (${model.modelId})`;
+  const retires = model.lifecycle?.state === 'deprecated' && model.lifecycle.retires;
+  return retires ? `${named}, deprecated: retires ${formatDate(retires)}` : named;
+}
+
 async function loadModelChoices(view) {
   const { region, signal } = view.ctx;
   try {
-    const { models } = await requestJson(`/v1/regions/${encodeURIComponent(region)}/models`, { auth: false, signal });
+    const { models } = await requestJson(catalogPath(region, '/models'), { auth: false, signal });
     view.modelChoices.replaceChildren(...models
       .filter((model) => model.lifecycle?.state !== 'retired')
       .map((model) => el('label', { class: 'checkbox' },
         el('input', { type: 'checkbox', name: 'allowed-model', value: model.modelId }),
-        ` ${model.displayedName} (${model.modelId})`)));
+        ` ${modelChoiceLabel(model)}`)));
   } catch (error) {
     const area = alertArea('allowed-models-error');
     view.modelChoices.replaceChildren(area);
@@ -139,35 +166,46 @@ async function createKey(view, form) {
     ...(ttl === 'never' ? {} : { ttlDuration: ttl }),
     ...(allowedModels.length > 0 ? { allowedModels } : {}),
   };
+  const path = regionPath(view.ctx.project.id, view.ctx.region, '/tokens');
+  let token;
   try {
-    const { token } = await requestJson(regionPath(view.ctx.project.id, view.ctx.region, '/tokens'),
-      { method: 'POST', body, signal: view.ctx.signal });
-    clearError(view.createError);
-    form.reset();
-    openSecret(view, token);
-    announce(`Key “${token.name}” created.`);
-    await loadKeys(view);
+    ({ token } = await requestJson(path, { method: 'POST', body }));
   } catch (error) {
     showError(view.createError, error);
+    return;
   }
+  clearError(view.createError);
+  form.reset();
+  openSecret(token);
+  announce(`Key “${token.name}” created.`);
+  await refreshKeys();
 }
 
-function wireDialogs(view) {
-  const on = (id, type, handler) => $(id).addEventListener(type, handler, { signal: view.ctx.signal });
-  on('copy-secret', 'click', copySecret);
-  on('secret-done', 'click', () => $('secret-dialog').close());
-  on('secret-dialog', 'close', () => secretClosed(view));
-  on('rename-form', 'submit', (event) => {
+/** Wires the secret, rename and delete dialogs of index.html, once for every keys view. */
+function wireDialogs() {
+  for (const id of ['secret-dialog', 'rename-dialog', 'delete-dialog']) {
+    keepFocusIn($(id));
+  }
+  $('copy-secret').addEventListener('click', copySecret);
+  $('secret-done').addEventListener('click', () => $('secret-dialog').close());
+  $('secret-dialog').addEventListener('close', secretClosed);
+  $('rename-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    saveRename(view);
+    saveRename();
   });
-  on('rename-cancel', 'click', () => $('rename-dialog').close());
-  on('delete-confirm', 'click', () => confirmDelete(view));
-  on('delete-cancel', 'click', () => $('delete-dialog').close());
+  $('rename-cancel').addEventListener('click', () => $('rename-dialog').close());
+  $('delete-confirm').addEventListener('click', confirmDelete);
+  $('delete-cancel').addEventListener('click', () => $('delete-dialog').close());
 }
 
-function openSecret(view, token) {
-  view.createdId = token.id;
+/** Closes the rename and delete dialogs (their view is being replaced); a write they sent goes on. */
+function closeWriteDialogs() {
+  $('rename-dialog').close();
+  $('delete-dialog').close();
+}
+
+function openSecret(token) {
+  createdId = token.id;
   $('secret-value').textContent = token.content;
   $('copy-secret').textContent = 'Copy';
   clearError($('copy-error'));
@@ -182,59 +220,65 @@ async function copySecret() {
     $('copy-secret').textContent = 'Copied';
   } catch {
     window.getSelection().selectAllChildren(secret);
-    $('copy-error').textContent = 'This browser did not allow copying (it needs HTTPS or localhost). '
-      + 'The key is now selected: press Ctrl+C (⌘C on a Mac) to copy it.';
-    $('copy-error').hidden = false;
+    showMessage($('copy-error'), 'This browser did not allow copying (it needs HTTPS or localhost). '
+      + 'The key is now selected: press Ctrl+C (⌘C on a Mac) to copy it.');
   }
 }
 
-function secretClosed(view) {
+/** Forgets the shown secret, then focuses the new key's row (or the create form) if the view is on screen. */
+function secretClosed() {
   $('secret-value').textContent = '';
   window.getSelection().removeAllRanges();
-  if (!focusAction(view, view.createdId, 'rename')) {
-    $('key-name').focus();
+  if (current && !current.ctx.signal.aborted && !focusAction(current, createdId, 'rename')) {
+    $('key-name')?.focus();
   }
 }
 
 function openRename(view, token) {
-  view.pending = token;
+  pending = { view, token };
   clearError($('rename-error'));
   $('rename-input').value = token.name;
   $('rename-dialog').showModal();
   $('rename-input').select();
 }
 
-async function saveRename(view) {
-  const token = view.pending;
+async function saveRename() {
+  const { view, token } = pending;
   const name = $('rename-input').value.trim();
-  const path = regionPath(view.ctx.project.id, view.ctx.region, `/tokens/${encodeURIComponent(token.id)}`);
-  const send = () => requestJson(path, { method: 'PATCH', body: { name }, signal: view.ctx.signal });
+  const send = () => requestJson(keyPath(view, token), { method: 'PATCH', body: { name } });
   if (!await writeFromDialog('rename', send)) {
     return;
   }
   announce(`Key renamed to “${name}”.`);
-  await loadKeys(view);
-  focusAction(view, token.id, 'rename');
+  await refreshKeys();
+  if (view === current) {
+    focusAction(view, token.id, 'rename');
+  }
 }
 
 function openDelete(view, token) {
-  view.pending = token;
+  pending = { view, token };
   clearError($('delete-error'));
   $('delete-name').textContent = token.name;
   $('delete-dialog').showModal();
   $('delete-cancel').focus();
 }
 
-async function confirmDelete(view) {
-  const token = view.pending;
-  const path = regionPath(view.ctx.project.id, view.ctx.region, `/tokens/${encodeURIComponent(token.id)}`);
-  const send = () => requestJson(path, { method: 'DELETE', signal: view.ctx.signal });
+async function confirmDelete() {
+  const { view, token } = pending;
+  const send = () => requestJson(keyPath(view, token), { method: 'DELETE' });
   if (!await writeFromDialog('delete', send)) {
     return;
   }
   announce(`Key “${token.name}” deleted.`);
-  await loadKeys(view);
-  view.table.parentElement.focus();
+  await refreshKeys();
+  if (view === current) {
+    view.table.parentElement.focus();
+  }
+}
+
+function keyPath(view, token) {
+  return regionPath(view.ctx.project.id, view.ctx.region, `/tokens/${encodeURIComponent(token.id)}`);
 }
 
 /**
@@ -264,3 +308,5 @@ function focusAction(view, keyId, action) {
   button?.focus();
   return Boolean(button);
 }
+
+wireDialogs();

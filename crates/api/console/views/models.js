@@ -2,8 +2,10 @@
 // length (from each model's details call), licence and source link; deprecated and retired
 // models are flagged in a banner above the table and by a badge on their row.
 
-import { requestJson } from '../api.js';
-import { alertArea, cell, dataTable, el, fillRows, showError, showWhenLoaded, tableWrap } from '../dom.js';
+import { catalogPath, explain, isAbort, requestJson } from '../api.js';
+import {
+  alertArea, cell, dataTable, el, fillRows, showError, showMessage, showWhenLoaded, tableWrap,
+} from '../dom.js';
 import { formatCount, lifecycleSummary, skuPrice } from '../format.js';
 
 const HEADERS = [
@@ -11,29 +13,33 @@ const HEADERS = [
   'Context length (tokens)', 'Licence', 'Source',
 ];
 const ENDING = ['deprecated', 'retired'];
+const DETAIL_REQUESTS_AT_ONCE = 4;
+const WEB_PROTOCOLS = ['http:', 'https:'];
 
 /** Renders the model catalog of ctx.region into `body`. */
 export function render(body, ctx) {
   const view = {
     ctx,
     error: alertArea('models-error'),
+    detailsError: alertArea('models-details-error'),
     bannerSlot: el('div'),
     table: dataTable('models-table', `Models of region ${ctx.region}`, HEADERS),
   };
-  showWhenLoaded(body, [view.bannerSlot, view.error, tableWrap('Models table', view.table)], [loadModels(view)]);
+  const content = [view.bannerSlot, view.error, view.detailsError, tableWrap('Models table', view.table)];
+  showWhenLoaded(body, content, [loadModels(view)]);
 }
 
 async function loadModels(view) {
   const { region, signal } = view.ctx;
   try {
-    const { models } = await requestJson(`/v1/regions/${encodeURIComponent(region)}/models`, { auth: false, signal });
+    const { models } = await requestJson(catalogPath(region, '/models'), { auth: false, signal });
     const ending = models.filter(isEnding);
     if (ending.length > 0) {
       view.bannerSlot.append(banner(ending));
     }
     const rows = models.map(modelRow);
     fillRows(view.table, rows, 'This region has no models.');
-    rows.forEach((row, index) => loadContextLength(view, models[index], row));
+    loadContextLengths(view, models.map((model, index) => ({ model, row: rows[index] })));
   } catch (error) {
     showError(view.error, error);
     fillRows(view.table, [], 'The models could not be loaded.');
@@ -68,13 +74,37 @@ function modelRow(model) {
     cell('source', sourceLink(model)));
 }
 
-/** A link to the model's source page named by its host, only for http(s) addresses. */
+/**
+ * A link to the model's source page named by its host, only for a well-formed http(s)
+ * address; anything else (e.g. "https://" alone) is shown as text.
+ */
 function sourceLink(model) {
-  if (!/^https?:\/\//i.test(model.url ?? '')) {
+  const url = webUrl(model.url);
+  if (!url) {
     return model.url || '—';
   }
   return el('a', { href: model.url, rel: 'noopener noreferrer' },
-    new URL(model.url).hostname, el('span', { class: 'visually-hidden' }, `: source of ${model.displayedName}`));
+    url.hostname, el('span', { class: 'visually-hidden' }, `: source of ${model.displayedName}`));
+}
+
+function webUrl(text) {
+  try {
+    const url = new URL(text ?? '');
+    return WEB_PROTOCOLS.includes(url.protocol) && url.hostname ? url : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Fills in the context length of each {model, row}, DETAIL_REQUESTS_AT_ONCE requests at a time. */
+async function loadContextLengths(view, queue) {
+  const worker = async () => {
+    while (queue.length > 0 && !view.ctx.signal.aborted) {
+      const { model, row } = queue.shift();
+      await loadContextLength(view, model, row);
+    }
+  };
+  await Promise.all(Array.from({ length: DETAIL_REQUESTS_AT_ONCE }, worker));
 }
 
 async function loadContextLength(view, model, row) {
@@ -82,10 +112,20 @@ async function loadContextLength(view, model, row) {
   const kind = model.type === 'embedding' ? 'embedding' : 'chat';
   const target = row.querySelector('[data-field="contextLength"]');
   try {
-    const path = `/v1/regions/${encodeURIComponent(region)}/${kind}/models/${encodeURIComponent(model.id)}`;
+    const path = catalogPath(region, `/${kind}/models/${encodeURIComponent(model.id)}`);
     const { model: details } = await requestJson(path, { auth: false, signal });
     target.textContent = formatCount(details.contextLength);
-  } catch {
-    target.textContent = 'Unknown';
+  } catch (error) {
+    if (!isAbort(error)) {
+      target.textContent = 'Unknown';
+      detailsFailed(view, error);
+    }
+  }
+}
+
+/** Says once, above the table, why some context lengths are unknown. */
+function detailsFailed(view, error) {
+  if (view.detailsError.hidden) {
+    showMessage(view.detailsError, `The context length of some models could not be loaded. ${explain(error)}`);
   }
 }

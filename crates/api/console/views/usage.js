@@ -4,15 +4,16 @@
 
 import { download, projectPath, requestJson } from '../api.js';
 import {
-  alertArea, cell, clearError, dataTable, el, field, fillRows, readRange, showError, showWhenLoaded, tableWrap,
-  whileBusy,
+  alertArea, cell, clearError, dataTable, dateInput, el, field, fillRows, readRange, showError, showWhenLoaded,
+  tableWrap, whileBusy,
 } from '../dom.js';
 import { barChart } from '../chart.js';
 import {
-  addDays, datesBetween, formatCount, formatMoney, lastDays, usedThisMinute,
+  datesBetween, formatCount, formatMoney, lastDays, rangeQuery, usedThisMinute,
 } from '../format.js';
 
 const NO_USAGE = 'No usage in this range.';
+const NOT_LOADED = 'The usage could not be loaded.';
 const GROUP_HEADERS = ['Requests', 'Input tokens', 'Output tokens', 'Cost'];
 const LIMIT_HEADERS = [
   'Model', 'Plan', 'Requests per minute', 'Requests left', 'Tokens per minute', 'Tokens left',
@@ -24,8 +25,8 @@ export function render(body, ctx) {
   const range = lastDays(30);
   const view = {
     ctx,
-    from: el('input', { id: 'usage-from', type: 'date', required: true, value: range.from }),
-    to: el('input', { id: 'usage-to', type: 'date', required: true, value: range.to }),
+    from: dateInput('usage-from', range.from),
+    to: dateInput('usage-to', range.to),
     csvGroup: el('select', { id: 'usage-csv-group' },
       el('option', { value: 'day' }, 'day'), el('option', { value: 'model' }, 'model'),
       el('option', { value: 'key' }, 'key')),
@@ -37,6 +38,7 @@ export function render(body, ctx) {
     modelChart: chartFigure('chart-model', 'Input and output tokens per model.'),
     byDay: dataTable('usage-by-day', 'Usage per day (UTC)', ['Day', ...GROUP_HEADERS]),
     byModel: dataTable('usage-by-model', 'Usage per model', ['Model', ...GROUP_HEADERS]),
+    limitsLoad: 0,
   };
   showWhenLoaded(body, [
     rangeForm(view),
@@ -66,33 +68,40 @@ function rangeForm(view) {
   return form;
 }
 
-/** The chosen range and its query string (the API's `to` is exclusive), or null when invalid. */
-function rangeQuery(view, area) {
-  const range = readRange(view.from, view.to, area);
-  return range && { ...range, query: `from=${range.from}&to=${addDays(range.to, 1)}` };
+/** The path of the usage report of `range` (inclusive dates) grouped by `groupBy`. */
+function reportPath(view, range, groupBy) {
+  return projectPath(view.ctx.project.id, `/usage?${rangeQuery(range)}&groupBy=${groupBy}`);
 }
 
 async function loadUsage(view) {
-  const range = rangeQuery(view, view.error);
+  const range = readRange(view.from, view.to, view.error);
   if (!range) {
     return;
   }
-  const { project, signal } = view.ctx;
-  const report = (groupBy) => requestJson(projectPath(project.id, `/usage?${range.query}&groupBy=${groupBy}`), { signal });
+  const report = (groupBy) => requestJson(reportPath(view, range, groupBy), { signal: view.ctx.signal });
   try {
     const [byDay, byModel] = await Promise.all([report('day'), report('model')]);
     clearError(view.error);
     showTotals(view, byDay);
     fillRows(view.byDay, byDay.groups.map(groupRow), NO_USAGE);
     fillRows(view.byModel, byModel.groups.map(groupRow), NO_USAGE);
-    drawChart(view.dayChart, `Tokens per day, ${range.from} to ${range.to}`, 'day', daySeries(byDay.groups, range));
-    drawChart(view.modelChart, `Tokens per model, ${range.from} to ${range.to}`, 'model', groupSeries(byModel.groups));
+    const during = `${range.from} to ${range.to}`;
+    drawChart(view.dayChart, daySeries(byDay.groups, range), { title: `Tokens per day, ${during}`, noun: 'day' });
+    drawChart(view.modelChart, groupSeries(byModel.groups), { title: `Tokens per model, ${during}`, noun: 'model' });
   } catch (error) {
     showError(view.error, error);
-    for (const table of [view.total, view.byDay, view.byModel]) {
-      fillRows(table, [], 'The usage could not be loaded.');
-    }
+    usageFailed(view);
   }
+}
+
+/** Shows in every table and chart that the usage could not be loaded (none of it stays "Loading…"). */
+function usageFailed(view) {
+  for (const table of [view.total, view.byDay, view.byModel]) {
+    fillRows(table, [], NOT_LOADED);
+  }
+  view.estimated.textContent = '';
+  drawChart(view.dayChart, [], { title: 'Tokens per day', emptyText: NOT_LOADED });
+  drawChart(view.modelChart, [], { title: 'Tokens per model', emptyText: NOT_LOADED });
 }
 
 function showTotals(view, report) {
@@ -152,20 +161,20 @@ function chartFigure(id, caption) {
     el('figcaption', {}, caption, ' ', legend));
 }
 
-function drawChart(figure, title, noun, series) {
-  figure.querySelector('svg').replaceWith(barChart(series, { title, noun, emptyText: 'No usage in this range' }));
+/** Replaces the chart of `figure` with one of `series`; `options` as for barChart. */
+function drawChart(figure, series, options) {
+  figure.querySelector('svg').replaceWith(barChart(series, { emptyText: NO_USAGE, ...options }));
 }
 
 async function downloadCsv(view) {
-  const range = rangeQuery(view, view.csvError);
+  const range = readRange(view.from, view.to, view.csvError);
   if (!range) {
     return;
   }
-  const { project, signal } = view.ctx;
   const groupBy = view.csvGroup.value;
   try {
-    await download(projectPath(project.id, `/usage?${range.query}&groupBy=${groupBy}`), 'text/csv',
-      `usage-${range.from}-to-${range.to}-by-${groupBy}.csv`, signal);
+    await download(reportPath(view, range, groupBy), 'text/csv',
+      `usage-${range.from}-to-${range.to}-by-${groupBy}.csv`, view.ctx.signal);
     clearError(view.csvError);
   } catch (error) {
     showError(view.csvError, error);
@@ -176,26 +185,34 @@ function limitsSection(view) {
   view.limits = dataTable('limits-table', 'Rate limits of the current minute', LIMIT_HEADERS);
   view.limitsError = alertArea('limits-error');
   const refresh = el('button', { id: 'limits-refresh', type: 'button', class: 'secondary' }, 'Refresh limits');
-  refresh.addEventListener('click', () => loadLimits(view));
-  return el('section', { class: 'subsection', 'aria-labelledby': 'limits-title' },
+  refresh.addEventListener('click', () => whileBusy(refresh, () => loadLimits(view)));
+  return el('section', { 'aria-labelledby': 'limits-title' },
     el('div', { class: 'heading-row' }, el('h3', { id: 'limits-title' }, 'Rate limits'), refresh),
     el('p', { class: 'hint' }, 'What each model allows per minute, and how much of this minute\u2019s budget is used.'),
     view.limitsError,
     tableWrap('Rate limits table', view.limits));
 }
 
+/** Loads the current limits; an answer overtaken by a later load is dropped. */
 async function loadLimits(view) {
   const { project, signal } = view.ctx;
+  view.limitsLoad += 1;
+  const load = view.limitsLoad;
   try {
     const answer = await requestJson(projectPath(project.id, '/limits'), { signal });
+    if (load !== view.limitsLoad) {
+      return;
+    }
     clearError(view.limitsError);
     const empty = answer.available === false
       ? 'The rate limiter cannot be reached right now, so the current limits are unknown. Try again in a moment.'
       : 'No model is served, so there are no limits to show.';
     fillRows(view.limits, answer.limits.map(limitRow), empty);
   } catch (error) {
-    showError(view.limitsError, error);
-    fillRows(view.limits, [], 'The limits could not be loaded.');
+    if (load === view.limitsLoad) {
+      showError(view.limitsError, error);
+      fillRows(view.limits, [], 'The limits could not be loaded.');
+    }
   }
 }
 
