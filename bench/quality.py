@@ -7,8 +7,12 @@ than llama.cpp's own divergence from `f32`).
 
     cargo build --release -p gateway-bin
     .venv/bin/pip install onnx        # bench/accuracy.py, whose text sources this shares
-    CMAKE_ARGS="-DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON" \
+    CMAKE_ARGS="-DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON \
+        -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX_VNNI=ON" \
         .venv/bin/pip install --no-binary llama-cpp-python llama-cpp-python==0.3.36  # ~10 min
+
+(`GGML_NATIVE=ON` compiles llama.cpp's AMX kernels in on CPUs whose kernel does not enable AMX
+for user space, and the first evaluation dies with an illegal instruction.)
     .venv/bin/python bench/quality.py [--formats q4,int8] [--window 1024] [--gguf PATH]
         [--keep DIR] [--json OUT]
 
