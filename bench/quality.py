@@ -10,11 +10,11 @@ than llama.cpp's own divergence from `f32`).
     CMAKE_ARGS="-DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON \
         -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX_VNNI=ON" \
         .venv/bin/pip install --no-binary llama-cpp-python llama-cpp-python==0.3.36  # ~10 min
-
-(`GGML_NATIVE=ON` compiles llama.cpp's AMX kernels in on CPUs whose kernel does not enable AMX
-for user space, and the first evaluation dies with an illegal instruction.)
     .venv/bin/python bench/quality.py [--formats q4,int8] [--window 1024] [--gguf PATH]
         [--keep DIR] [--json OUT]
+
+llama.cpp is built without `GGML_NATIVE`: that compiles its AMX kernels in, and on a CPU whose
+kernel does not enable AMX for user space the first evaluation dies with an illegal instruction.
 
 The texts are six long files every Debian machine of this kind holds, none of them chat data:
 three license texts from base-files and three modules of Python's standard library (the
