@@ -306,8 +306,13 @@ def test_an_owner_creates_uses_renames_and_deletes_a_key(console_gateway, browse
         f'{today["cost"]} {today["currency"]}'
     )
     for chart in ("#chart-day", "#chart-model"):
-        expect(p.locator(f"{chart} svg[role=img]")).to_have_attribute("aria-label", re.compile("."))
+        expect(p.locator(f"{chart} svg[role=img]")).to_have_attribute(
+            "aria-label", re.compile("input tokens and .* output tokens"))
         expect(p.locator(f"{chart} figcaption")).not_to_be_empty()
+    for chart in ("#chart-cost-day", "#chart-cost-model"):
+        expect(p.locator(f"{chart} svg[role=img]")).to_have_attribute(
+            "aria-label", re.compile(f"Cost per .* in {today['currency']}"))
+        expect(p.locator(f"{chart} svg rect.bar-cost").first).to_be_attached()
     status, _, limits = call(console_gateway, "GET",
                              f"/v1/projects/{owner.project_id}/limits", owner.token)
     assert status == 200 and limits["limits"], limits

@@ -10,6 +10,7 @@ const MAX_RANGE_DAYS = 3660;
 export const EARLIEST_DATE = '2000-01-01';
 const counts = new Intl.NumberFormat('en-US');
 const compactCounts = new Intl.NumberFormat('en-US', { notation: 'compact' });
+const chartAmounts = new Intl.NumberFormat('en-US', { maximumSignificantDigits: 3, maximumFractionDigits: 12 });
 
 /** A count with thousands separators, e.g. 12345 → "12,345". */
 export function formatCount(value) {
@@ -19,6 +20,11 @@ export function formatCount(value) {
 /** A count in short form for chart axes, e.g. 12345 → "12K". */
 export function formatCompact(value) {
   return compactCounts.format(value);
+}
+
+/** An amount of money as a chart shows it (at most 3 significant digits, never in exponent form). */
+export function formatAmount(value) {
+  return chartAmounts.format(value);
 }
 
 /** Money exactly as the API gave it (a decimal string) followed by its currency. */

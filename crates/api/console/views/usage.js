@@ -7,7 +7,7 @@ import {
   alertArea, cell, clearError, dataTable, dateInput, el, field, fillRows, readRange, showError, showWhenLoaded,
   tableWrap, whileBusy,
 } from '../dom.js';
-import { barChart } from '../chart.js';
+import { barChart, costBars } from '../chart.js';
 import {
   datesBetween, formatCount, formatMoney, lastDays, rangeQuery, usedThisMinute,
 } from '../format.js';
@@ -34,8 +34,10 @@ export function render(body, ctx) {
     csvError: alertArea('usage-csv-error'),
     total: dataTable('usage-total', 'Totals for the range', ['Currency', ...GROUP_HEADERS, 'Billed']),
     estimated: el('p', { class: 'hint', id: 'usage-estimated' }),
-    dayChart: chartFigure('chart-day', 'Input and output tokens per day (UTC).'),
-    modelChart: chartFigure('chart-model', 'Input and output tokens per model.'),
+    dayChart: chartFigure('chart-day', 'Input and output tokens per day (UTC).', TOKEN_LEGEND),
+    modelChart: chartFigure('chart-model', 'Input and output tokens per model.', TOKEN_LEGEND),
+    dayCostChart: chartFigure('chart-cost-day', 'Cost per day (UTC).', COST_LEGEND),
+    modelCostChart: chartFigure('chart-cost-model', 'Cost per model.', COST_LEGEND),
     byDay: dataTable('usage-by-day', 'Usage per day (UTC)', ['Day', ...GROUP_HEADERS]),
     byModel: dataTable('usage-by-model', 'Usage per model', ['Model', ...GROUP_HEADERS]),
     limitsLoad: 0,
@@ -44,7 +46,7 @@ export function render(body, ctx) {
     rangeForm(view),
     view.error,
     el('h3', {}, 'Totals'), tableWrap('Usage totals', view.total), view.estimated,
-    el('div', { class: 'charts' }, view.dayChart, view.modelChart),
+    el('div', { class: 'charts' }, view.dayChart, view.modelChart, view.dayCostChart, view.modelCostChart),
     el('h3', {}, 'Per day'), tableWrap('Usage per day', view.byDay),
     el('h3', {}, 'Per model'), tableWrap('Usage per model', view.byModel),
     limitsSection(view),
@@ -88,6 +90,13 @@ async function loadUsage(view) {
     const during = `${range.from} to ${range.to}`;
     drawChart(view.dayChart, daySeries(byDay.groups, range), { title: `Tokens per day, ${during}`, noun: 'day' });
     drawChart(view.modelChart, groupSeries(byModel.groups), { title: `Tokens per model, ${during}`, noun: 'model' });
+    const currency = byDay.total[0]?.currency ?? '';
+    const kind = costBars(currency);
+    const inCurrency = currency ? ` in ${currency}` : '';
+    drawChart(view.dayCostChart, dayCostSeries(byDay.groups, range, currency),
+      { title: `Cost per day${inCurrency}, ${during}`, noun: 'day', kind });
+    drawChart(view.modelCostChart, costSeries(byModel.groups, currency),
+      { title: `Cost per model${inCurrency}, ${during}`, noun: 'model', kind });
   } catch (error) {
     showError(view.error, error);
     usageFailed(view);
@@ -102,6 +111,8 @@ function usageFailed(view) {
   view.estimated.textContent = '';
   drawChart(view.dayChart, [], { title: 'Tokens per day', emptyText: NOT_LOADED });
   drawChart(view.modelChart, [], { title: 'Tokens per model', emptyText: NOT_LOADED });
+  drawChart(view.dayCostChart, [], { title: 'Cost per day', emptyText: NOT_LOADED });
+  drawChart(view.modelCostChart, [], { title: 'Cost per model', emptyText: NOT_LOADED });
 }
 
 function showTotals(view, report) {
@@ -151,10 +162,26 @@ function daySeries(groups, range) {
     .map((day) => byDay.get(day) ?? { label: day, input: 0, output: 0 });
 }
 
-function chartFigure(id, caption) {
-  const legend = el('span', { class: 'legend' },
-    el('span', { class: 'swatch swatch-input', 'aria-hidden': 'true' }), 'Input tokens',
-    el('span', { class: 'swatch swatch-output', 'aria-hidden': 'true' }), 'Output tokens');
+/** The cost of each group in `currency` (the report's first), as numbers for the bar heights. */
+function costSeries(groups, currency) {
+  return groups
+    .filter((group) => group.currency === currency)
+    .map((group) => ({ label: group.group, cost: Number(group.cost) }));
+}
+
+/** The cost of each day of the range in `currency`, days without usage included as zero. */
+function dayCostSeries(groups, range, currency) {
+  const byDay = new Map(costSeries(groups, currency).map((entry) => [entry.label, entry]));
+  return datesBetween(range.from, range.to)
+    .map((day) => byDay.get(day) ?? { label: day, cost: 0 });
+}
+
+const TOKEN_LEGEND = [['swatch-input', 'Input tokens'], ['swatch-output', 'Output tokens']];
+const COST_LEGEND = [['swatch-cost', 'Cost (the tables give the exact amounts)']];
+
+function chartFigure(id, caption, legendItems) {
+  const legend = el('span', { class: 'legend' }, ...legendItems.flatMap(([swatch, text]) => [
+    el('span', { class: `swatch ${swatch}`, 'aria-hidden': 'true' }), text]));
   return el('figure', { id, class: 'chart' },
     el('div', { class: 'chart-scroll', role: 'region', tabindex: 0, 'aria-label': caption },
       barChart([], { title: caption, emptyText: 'Loading…' })),
