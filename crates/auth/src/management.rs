@@ -105,16 +105,7 @@ impl Management {
 
     /// `GET /v1/projects`: the projects `actor` has a role on, with that role, by name.
     pub async fn projects(&self, actor: &Actor) -> Result<Vec<ProjectAccess>, AuthError> {
-        let projects = self.store.projects_of(&actor.subject).await?;
-        Ok(projects
-            .into_iter()
-            .map(|(project, role)| ProjectAccess {
-                id: project.id,
-                name: project.name,
-                role,
-                created_at: project.created_at,
-            })
-            .collect())
+        Ok(self.store.projects_of(&actor.subject).await?)
     }
 
     /// `POST /v1/projects/{projectId}/regions/{regionId}/tokens`.

@@ -23,7 +23,8 @@ pub use sqlite::SqliteStore;
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::error::StoreError;
 use crate::model::{
-    KeyPatch, KeyRecord, ManagementTokenRecord, Membership, MembershipRemoval, Project, Role,
+    KeyPatch, KeyRecord, ManagementTokenRecord, Membership, MembershipRemoval, Project,
+    ProjectAccess, Role,
 };
 
 /// The audit events of a change to a principal's management tokens, given the projects the
@@ -61,7 +62,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn role(&self, project_id: Uuid, subject: &str) -> Result<Option<Role>, StoreError>;
 
     /// The projects the principal has a role on, with that role, by name.
-    async fn projects_of(&self, subject: &str) -> Result<Vec<(Project, Role)>, StoreError>;
+    async fn projects_of(&self, subject: &str) -> Result<Vec<ProjectAccess>, StoreError>;
 
     /// Removes the principal's role on the project; when that was its last role, also deletes
     /// the principal and its management tokens. Appends the event `event` builds from what was

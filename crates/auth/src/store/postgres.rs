@@ -8,15 +8,16 @@ use sqlx::{Pool, Postgres};
 use uuid::Uuid;
 
 use super::rows::{
-    labels_column, models_column, AuditColumns, AuditRow, ExpiredRow, KeyRow, ManagementTokenRow,
-    MembershipRow, ProjectRow,
+    labels_column, models_column, stored_role, AuditColumns, AuditRow, ExpiredRow, KeyRow,
+    ManagementTokenRow, MembershipRow, ProjectRow,
 };
 use super::sql::{self, impl_store};
 use super::{ProjectEvents, RemovalEvent, Store};
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::error::StoreError;
 use crate::model::{
-    KeyPatch, KeyRecord, ManagementTokenRecord, Membership, MembershipRemoval, Project, Role,
+    KeyPatch, KeyRecord, ManagementTokenRecord, Membership, MembershipRemoval, Project,
+    ProjectAccess, Role,
 };
 use crate::retention::{pseudonymize, PersonalDataRow, PseudonymKey};
 

@@ -10,7 +10,7 @@ use crate::audit::{AuditAction, AuditEvent, AuditOutcome, AuditRecord};
 use crate::error::StoreError;
 use crate::key::KeyDigest;
 use crate::labels::Labels;
-use crate::model::{Actor, KeyRecord, ManagementTokenRecord, Project, Role};
+use crate::model::{Actor, KeyRecord, ManagementTokenRecord, Project, ProjectAccess, Role};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ProjectRow {
@@ -29,6 +29,12 @@ impl From<ProjectRow> for Project {
     }
 }
 
+/// A role as `memberships.role` stores it, or [`StoreError::Corrupt`] for an unknown one.
+pub(crate) fn stored_role(text: &str) -> Result<Role, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt("memberships.role".to_owned()))
+}
+
 /// A project with the role a principal has on it.
 #[derive(sqlx::FromRow)]
 pub(crate) struct MembershipRow {
@@ -38,19 +44,16 @@ pub(crate) struct MembershipRow {
     role: String,
 }
 
-impl MembershipRow {
-    /// The project and the role, or [`StoreError::Corrupt`] for an unknown role.
-    pub(crate) fn into_parts(self) -> Result<(Project, Role), StoreError> {
-        let role = self
-            .role
-            .parse::<Role>()
-            .map_err(|_| StoreError::Corrupt("memberships.role".to_owned()))?;
-        let project = Project {
-            id: self.id,
-            name: self.name,
-            created_at: self.created_at,
-        };
-        Ok((project, role))
+impl TryFrom<MembershipRow> for ProjectAccess {
+    type Error = StoreError;
+
+    fn try_from(row: MembershipRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            name: row.name,
+            role: stored_role(&row.role)?,
+            created_at: row.created_at,
+        })
     }
 }
 

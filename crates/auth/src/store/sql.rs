@@ -306,19 +306,15 @@ macro_rules! impl_store {
                     .bind(subject)
                     .fetch_optional(&self.pool)
                     .await?;
-                role.map(|(text,)| {
-                    text.parse::<Role>()
-                        .map_err(|_| StoreError::Corrupt("memberships.role".to_owned()))
-                })
-                .transpose()
+                role.map(|(text,)| stored_role(&text)).transpose()
             }
 
-            async fn projects_of(&self, subject: &str) -> Result<Vec<(Project, Role)>, StoreError> {
+            async fn projects_of(&self, subject: &str) -> Result<Vec<ProjectAccess>, StoreError> {
                 let rows: Vec<MembershipRow> = sqlx::query_as(sql::SELECT_PROJECTS_OF_PRINCIPAL)
                     .bind(subject)
                     .fetch_all(&self.pool)
                     .await?;
-                rows.into_iter().map(MembershipRow::into_parts).collect()
+                rows.into_iter().map(ProjectAccess::try_from).collect()
             }
 
             async fn remove_membership(
@@ -336,9 +332,7 @@ macro_rules! impl_store {
                 let Some((role,)) = role else {
                     return Ok(None);
                 };
-                let role = role
-                    .parse::<Role>()
-                    .map_err(|_| StoreError::Corrupt("memberships.role".to_owned()))?;
+                let role = stored_role(&role)?;
                 let (revoked_management_tokens, principal_deleted) =
                     Self::delete_if_orphaned(&mut tx, subject).await?;
                 let removal = MembershipRemoval {
