@@ -123,12 +123,11 @@ def embed(gateway, key: str):
 
 
 def seconds_until_rejected(gateway, key: str, limit: float = 5.0) -> float:
-    """Polls /v1/embeddings with `key` until it answers 401; returns how long that took."""
+    """Polls `GET /v1/models` with `key` (any key may list its models) until it answers 401;
+    returns how long that took."""
     started = time.monotonic()
     while time.monotonic() - started < limit:
-        status, headers, body = call(
-            gateway, "POST", "/v1/embeddings", key, {"model": MODEL, "input": "x"}
-        )
+        status, headers, body = call(gateway, "GET", "/v1/models", key)
         if status == 401:
             assert_openai_error(status, headers, body, 401, "authentication_error", "invalid_api_key")
             return time.monotonic() - started
