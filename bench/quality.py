@@ -41,17 +41,10 @@ sys.path.insert(0, str(REPO / "tests" / "python"))
 from accuracy import SOURCES, THREADS  # noqa: E402
 from llamacpp_agreement import llama_logits  # noqa: E402
 from step_formats import default_gguf, import_format  # noqa: E402
-from test_llama_import import Decoder  # noqa: E402
+from test_llama_import import Decoder, log_softmax  # noqa: E402
 
 PERPLEXITY_MARGIN = 0.01  # a format's perplexity may exceed the f32 graph's by at most 1 %
 CHUNK = 128  # positions per log-softmax, to bound the float64 working set
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Log-probabilities of `logits` (positions, vocab), in float64."""
-    x = logits.astype(np.float64)
-    x -= x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
 class Tally:
