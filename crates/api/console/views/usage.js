@@ -88,12 +88,13 @@ async function loadUsage(view) {
     fillRows(view.byDay, byDay.groups.map(groupRow), NO_USAGE);
     fillRows(view.byModel, byModel.groups.map(groupRow), NO_USAGE);
     const during = `${range.from} to ${range.to}`;
-    drawChart(view.dayChart, daySeries(byDay.groups, range), { title: `Tokens per day, ${during}`, noun: 'day' });
+    drawChart(view.dayChart, everyDay(groupSeries(byDay.groups), range, { input: 0, output: 0 }),
+      { title: `Tokens per day, ${during}`, noun: 'day' });
     drawChart(view.modelChart, groupSeries(byModel.groups), { title: `Tokens per model, ${during}`, noun: 'model' });
     const currency = byDay.total[0]?.currency ?? '';
     const kind = costBars(currency);
     const inCurrency = currency ? ` in ${currency}` : '';
-    drawChart(view.dayCostChart, dayCostSeries(byDay.groups, range, currency),
+    drawChart(view.dayCostChart, everyDay(costSeries(byDay.groups, currency), range, { cost: 0 }),
       { title: `Cost per day${inCurrency}, ${during}`, noun: 'day', kind });
     drawChart(view.modelCostChart, costSeries(byModel.groups, currency),
       { title: `Cost per model${inCurrency}, ${during}`, noun: 'model', kind });
@@ -155,11 +156,10 @@ function groupSeries(groups) {
   return [...series.values()];
 }
 
-/** Tokens per day of the range, days without usage included as zero. */
-function daySeries(groups, range) {
-  const byDay = new Map(groupSeries(groups).map((entry) => [entry.label, entry]));
-  return datesBetween(range.from, range.to)
-    .map((day) => byDay.get(day) ?? { label: day, input: 0, output: 0 });
+/** `series` with an entry for every day of the range: a day without usage gets `zero`. */
+function everyDay(series, range, zero) {
+  const byDay = new Map(series.map((entry) => [entry.label, entry]));
+  return datesBetween(range.from, range.to).map((day) => byDay.get(day) ?? { label: day, ...zero });
 }
 
 /** The cost of each group in `currency` (the report's first), as numbers for the bar heights. */
@@ -167,13 +167,6 @@ function costSeries(groups, currency) {
   return groups
     .filter((group) => group.currency === currency)
     .map((group) => ({ label: group.group, cost: Number(group.cost) }));
-}
-
-/** The cost of each day of the range in `currency`, days without usage included as zero. */
-function dayCostSeries(groups, range, currency) {
-  const byDay = new Map(costSeries(groups, currency).map((entry) => [entry.label, entry]));
-  return datesBetween(range.from, range.to)
-    .map((day) => byDay.get(day) ?? { label: day, cost: 0 });
 }
 
 const TOKEN_LEGEND = [['swatch-input', 'Input tokens'], ['swatch-output', 'Output tokens']];
