@@ -208,6 +208,8 @@ struct Tally {
 #[derive(Debug)]
 struct TallyState {
     usage: Usage,
+    /// Whether a choice has reported its cached prompt tokens yet.
+    cached_reported: bool,
     open_choices: u32,
     ended: bool,
 }
@@ -230,11 +232,13 @@ pub fn generation_channel(choices: u32, prompt: TokenCount) -> (Vec<ChoiceSink>,
     let usage = Usage {
         prompt_tokens: prompt.tokens,
         completion_tokens: 0,
+        cached_prompt_tokens: 0,
         accuracy: prompt.accuracy,
     };
     let tally = Arc::new(Tally {
         state: Mutex::new(TallyState {
             usage,
+            cached_reported: false,
             open_choices: choices,
             ended: false,
         }),
@@ -301,6 +305,20 @@ impl ChoiceSink {
     /// reports them: they are what is billed.
     pub fn report_usage(&self, usage: Usage) {
         self.tally.lock().usage = usage;
+    }
+
+    /// Reports how many of the prompt's tokens this choice took from the backend's prompt
+    /// cache. The prompt is billed once for all choices, so the generation's count is the
+    /// fewest any choice took: the part every choice was spared.
+    pub fn report_cached_prompt(&self, tokens: usize) {
+        let mut state = self.tally.lock();
+        let cached = if state.cached_reported {
+            state.usage.cached_prompt_tokens.min(tokens)
+        } else {
+            tokens
+        };
+        state.usage.cached_prompt_tokens = cached.min(state.usage.prompt_tokens);
+        state.cached_reported = true;
     }
 
     /// Ends the choice; after the last choice, the stream ends with its usage.
@@ -519,6 +537,7 @@ mod tests {
         let reported = Usage {
             prompt_tokens: 4,
             completion_tokens: 4,
+            cached_prompt_tokens: 0,
             accuracy: Accuracy::Exact,
         };
         sink.report_usage(reported);
@@ -526,6 +545,31 @@ mod tests {
         let events = drain(&mut stream).await;
         assert!(
             matches!(events.last(), Some(GenerationEvent::Done { usage }) if *usage == reported),
+            "{events:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn cached_prompt_tokens_are_the_fewest_any_choice_took() {
+        let (sinks, mut stream) = generation_channel(3, TokenCount::exact(40));
+        assert_eq!(stream.usage().cached_prompt_tokens, 0);
+        let [first, second, third]: [ChoiceSink; 3] = sinks.try_into().unwrap();
+        first.report_cached_prompt(0);
+        second.report_cached_prompt(32);
+        assert_eq!(stream.usage().cached_prompt_tokens, 0);
+        let (sinks, _) = generation_channel(2, TokenCount::exact(40));
+        let [a, b]: [ChoiceSink; 2] = sinks.try_into().unwrap();
+        a.report_cached_prompt(48);
+        assert_eq!(a.tally.lock().usage.cached_prompt_tokens, 40);
+        b.report_cached_prompt(16);
+        assert_eq!(b.tally.lock().usage.cached_prompt_tokens, 16);
+        third.report_cached_prompt(16);
+        for sink in [first, second, third] {
+            sink.finish(FinishReason::Stop, String::new());
+        }
+        let events = drain(&mut stream).await;
+        assert!(
+            matches!(events.last(), Some(GenerationEvent::Done { usage }) if usage.cached_prompt_tokens == 0),
             "{events:?}"
         );
     }

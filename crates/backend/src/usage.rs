@@ -62,6 +62,9 @@ pub struct Usage {
     pub prompt_tokens: usize,
     /// Tokens generated, over all choices.
     pub completion_tokens: usize,
+    /// Of the prompt tokens, those whose keys and values came from the backend's prompt cache
+    /// instead of being computed (at most `prompt_tokens`).
+    pub cached_prompt_tokens: usize,
     /// Exact when both counts are exact, else estimated.
     pub accuracy: Accuracy,
 }
@@ -72,6 +75,7 @@ impl Usage {
         Self {
             prompt_tokens: self.prompt_tokens + other.prompt_tokens,
             completion_tokens: self.completion_tokens + other.completion_tokens,
+            cached_prompt_tokens: self.cached_prompt_tokens + other.cached_prompt_tokens,
             accuracy: self.accuracy.and(other.accuracy),
         }
     }
@@ -94,6 +98,7 @@ mod tests {
         let exact = Usage {
             prompt_tokens: 3,
             completion_tokens: 4,
+            cached_prompt_tokens: 2,
             accuracy: Accuracy::Exact,
         };
         let estimated = Usage {
@@ -102,6 +107,7 @@ mod tests {
         };
         assert_eq!(exact.plus(exact).accuracy, Accuracy::Exact);
         assert_eq!(exact.plus(estimated).prompt_tokens, 6);
+        assert_eq!(exact.plus(estimated).cached_prompt_tokens, 4);
         assert_eq!(exact.plus(estimated).accuracy, Accuracy::Estimated);
     }
 }

@@ -212,6 +212,7 @@ impl Backend for UpstreamBackend {
             Some(usage) => Usage {
                 prompt_tokens: usage.prompt_tokens,
                 completion_tokens: 0,
+                cached_prompt_tokens: 0,
                 accuracy: Accuracy::Exact,
             },
             None => estimated_input_usage(&inputs, &self.counter),
@@ -254,6 +255,7 @@ fn estimated_input_usage(inputs: &EmbeddingInputs, counter: &TokenCounter) -> Us
     Usage {
         prompt_tokens: prompt.tokens,
         completion_tokens: 0,
+        cached_prompt_tokens: 0,
         accuracy: prompt.accuracy,
     }
 }

@@ -211,6 +211,7 @@ impl Relay {
             return Some(Usage {
                 prompt_tokens: usage.prompt_tokens,
                 completion_tokens: usage.completion_tokens,
+                cached_prompt_tokens: 0,
                 accuracy: Accuracy::Exact,
             });
         }
@@ -226,6 +227,7 @@ impl Relay {
         Some(Usage {
             prompt_tokens: self.estimates.prompt.tokens,
             completion_tokens,
+            cached_prompt_tokens: 0,
             accuracy: Accuracy::Estimated,
         })
     }
@@ -303,6 +305,7 @@ mod tests {
             Usage {
                 prompt_tokens: 12,
                 completion_tokens: 3,
+                cached_prompt_tokens: 0,
                 accuracy: Accuracy::Exact
             }
         );
@@ -316,6 +319,7 @@ mod tests {
             Usage {
                 prompt_tokens: 9,
                 completion_tokens: 3,
+                cached_prompt_tokens: 0,
                 accuracy: Accuracy::Estimated
             },
             "'Hello there' is two o200k tokens, 'Paris' one"

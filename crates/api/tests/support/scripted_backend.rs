@@ -196,6 +196,7 @@ impl Backend for ScriptedBackend {
         let usage = Usage {
             prompt_tokens: tokens,
             completion_tokens: 0,
+            cached_prompt_tokens: 0,
             accuracy: Accuracy::Exact,
         };
         Ok(Embeddings { vectors, usage })

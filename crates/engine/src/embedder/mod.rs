@@ -139,6 +139,7 @@ impl OnnxEmbedder {
         let usage = Usage {
             prompt_tokens,
             completion_tokens: 0,
+            cached_prompt_tokens: 0,
             accuracy: Accuracy::Exact,
         };
         Ok(Embeddings { vectors, usage })
