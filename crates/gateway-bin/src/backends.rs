@@ -117,6 +117,7 @@ fn onnx_settings(model: &ModelConfig, config: &Config) -> ModelSettings {
             prefill_chunk_tokens: model.prefill_chunk_tokens,
             prefill_chunk_tokens_while_decoding: model.prefill_chunk_tokens_while_decoding,
             queue_capacity: model.queue_capacity,
+            prompt_cache_bytes: model.prompt_cache_mib.saturating_mul(1 << 20),
             special_tokens_in_content: model.special_tokens_in_content,
         },
     }

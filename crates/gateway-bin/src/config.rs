@@ -302,6 +302,10 @@ pub struct ModelConfig {
     /// generating (the longest pause a new prompt adds to their next token).
     #[serde(default = "default_prefill_chunk_tokens_while_decoding")]
     pub prefill_chunk_tokens_while_decoding: usize,
+    /// Chat models: MiB of prompt keys and values kept after their requests, reused by later
+    /// prompts that start with the same tokens (0 turns the prompt cache off).
+    #[serde(default = "default_prompt_cache_mib")]
+    pub prompt_cache_mib: usize,
     /// Chat models: let special-token text in messages become control tokens (off: it is
     /// encoded as plain text).
     #[serde(default)]
@@ -339,6 +343,10 @@ fn default_prefill_chunk_tokens() -> usize {
 
 fn default_prefill_chunk_tokens_while_decoding() -> usize {
     GeneratorConfig::default().prefill_chunk_tokens_while_decoding
+}
+
+fn default_prompt_cache_mib() -> usize {
+    GeneratorConfig::default().prompt_cache_bytes >> 20
 }
 
 fn default_max_batch_tokens() -> usize {
@@ -405,6 +413,7 @@ impl ModelConfig {
             kv_budget_tokens: default_kv_budget_tokens(),
             prefill_chunk_tokens: default_prefill_chunk_tokens(),
             prefill_chunk_tokens_while_decoding: default_prefill_chunk_tokens_while_decoding(),
+            prompt_cache_mib: default_prompt_cache_mib(),
             special_tokens_in_content: false,
         }
     }

@@ -107,6 +107,59 @@ impl KvCache {
         }
     }
 
+    /// The row of `slot`, if it has one.
+    pub(crate) fn row_of(&self, slot: usize) -> Option<usize> {
+        self.row_of_slot.get(slot).copied().flatten()
+    }
+
+    /// Copies positions `start ..` of row `row` into `out`, laid out `[tensor][head][position]
+    /// [dim]`; `out` holds a whole number of positions.
+    pub(crate) fn read_positions(&self, row: usize, start: usize, out: &mut [f32]) {
+        let runs = self.position_runs(row, start, out.len());
+        for ((tensor, range), out) in runs.zip(out.chunks_exact_mut(self.run_floats(out.len()))) {
+            out.copy_from_slice(&self.buffers[tensor][range]);
+        }
+    }
+
+    /// Writes `data`, laid out like [`Self::read_positions`] reads it, over positions
+    /// `start ..` of row `row`.
+    pub(crate) fn write_positions(&mut self, row: usize, start: usize, data: &[f32]) {
+        let runs: Vec<_> = self.position_runs(row, start, data.len()).collect();
+        for ((tensor, range), data) in runs
+            .into_iter()
+            .zip(data.chunks_exact(self.run_floats(data.len())))
+        {
+            self.buffers[tensor][range].copy_from_slice(data);
+        }
+    }
+
+    /// Floats of one (tensor, head) of a copy of `floats` floats in all.
+    fn run_floats(&self, floats: usize) -> usize {
+        (floats / (self.shape.tensors() * self.shape.heads)).max(1)
+    }
+
+    /// Where the (tensor, head) runs of a copy of `floats` floats from position `start` of
+    /// row `row` lie, in `[tensor][head]` order.
+    fn position_runs(
+        &self,
+        row: usize,
+        start: usize,
+        floats: usize,
+    ) -> impl Iterator<Item = (usize, std::ops::Range<usize>)> {
+        let KvShape {
+            heads, head_dim, ..
+        } = self.shape;
+        let run = self.run_floats(floats);
+        let head_floats = self.capacity * head_dim;
+        let first = row * self.row_floats() + start * head_dim;
+        (0..self.shape.tensors()).flat_map(move |tensor| {
+            (0..heads).map(move |head| {
+                let begin = first + head * head_floats;
+                (tensor, begin..begin + run)
+            })
+        })
+    }
+
     /// Records `count` more positions written for `slot`.
     pub(crate) fn advance(&mut self, slot: usize, count: usize) {
         if let Some(&Some(row)) = self.row_of_slot.get(slot) {
@@ -267,6 +320,27 @@ mod tests {
             let freed_row = &rows[shape.heads * head_floats..];
             let resident = freed_row.iter().filter(|&&v| v != 0.0).count();
             assert!(resident < 2 * shape.heads * 1024, "{resident} floats kept");
+        }
+    }
+
+    #[test]
+    fn positions_read_from_one_row_write_to_another_and_touch_nothing_else() {
+        let mut cache = KvCache::new(SHAPE, 2, 4);
+        fill(&mut cache, 0, 4);
+        let mut copied = vec![0.0; SHAPE.tensors() * SHAPE.heads * 2];
+        cache.read_positions(0, 1, &mut copied);
+        assert_eq!(copied, [1.0, 2.0, 11.0, 12.0, 1.0, 2.0, 11.0, 12.0]);
+        let row = cache.row(1).unwrap();
+        cache.write_positions(row, 2, &copied);
+        for tensor in 0..SHAPE.tensors() {
+            assert_eq!(
+                cache.rows_mut(tensor, 1, 1),
+                [0.0, 0.0, 1.0, 2.0, 0.0, 0.0, 11.0, 12.0]
+            );
+            assert_eq!(
+                cache.rows_mut(tensor, 0, 1),
+                [0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 13.0]
+            );
         }
     }
 

@@ -11,6 +11,7 @@ mod fair_queue;
 mod kv_cache;
 mod model;
 mod pages;
+mod prefix_cache;
 mod prompt;
 mod sampler;
 mod scheduler;
@@ -63,6 +64,9 @@ pub struct GeneratorConfig {
     /// Choices that may wait for a place in the batch before new ones get 503; one tenant
     /// may hold `queue_capacity / (tenants waiting + 1)` of them.
     pub queue_capacity: usize,
+    /// Bytes of prompt keys and values kept after their requests for later prompts that
+    /// start the same way (0: no prompt cache).
+    pub prompt_cache_bytes: usize,
     /// Whether special-token text in chat messages (`<|im_start|>` written by a client)
     /// becomes control tokens. Off: it is encoded as plain text, and only the chat template's
     /// own special tokens are control tokens.
@@ -71,8 +75,8 @@ pub struct GeneratorConfig {
 
 impl Default for GeneratorConfig {
     /// The CPU, 16 sequences, contexts of up to 2,048 tokens, a KV cache of 16,384 tokens,
-    /// prefill chunks of 256 tokens (64 while others generate), 1,024 waiting requests,
-    /// special tokens in messages encoded as text.
+    /// prefill chunks of 256 tokens (64 while others generate), 1,024 waiting requests, a
+    /// prompt cache of 256 MiB, special tokens in messages encoded as text.
     fn default() -> Self {
         Self {
             session: SessionConfig::default(),
@@ -82,6 +86,7 @@ impl Default for GeneratorConfig {
             prefill_chunk_tokens: 256,
             prefill_chunk_tokens_while_decoding: 64,
             queue_capacity: 1024,
+            prompt_cache_bytes: 256 << 20,
             special_tokens_in_content: false,
         }
     }
@@ -188,8 +193,8 @@ impl OnnxGenerator {
             session,
             shape,
             manifest.vocab_size,
-            limits.max_sequences,
-            card.context_length,
+            (limits.max_sequences, card.context_length),
+            config.prompt_cache_bytes,
         );
         let vocab = Vocabulary {
             decoder: Arc::clone(&tokenizer),

@@ -1,6 +1,13 @@
 //! One forward pass of the decoder graph (`docs/model-format.md`): the [`StepModel`] the
 //! scheduler drives, and its ONNX Runtime implementation, which runs prefill chunks and
-//! decode steps against the in-place [`KvCache`].
+//! decode steps against the in-place [`KvCache`] and keeps prompt prefixes in a
+//! [`PrefixCache`].
+//!
+//! A prompt position's keys and values come out the same whatever chunk it runs in, except
+//! in a run of one token alone (ONNX Runtime's matrix kernels take another path for one row).
+//! So a one-token chunk runs with a filler token after it, like a row still reading its
+//! prompt in a decode step: what a prompt computes never depends on where it was cut, or on
+//! how much of it came from the prompt cache.
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -9,6 +16,7 @@ use ort::session::{OutputSelector, RunOptions, Session, SessionInputValue};
 use ort::value::Tensor;
 
 use super::kv_cache::{KvCache, KvShape};
+use super::prefix_cache::PrefixCache;
 use crate::EngineError;
 
 /// The input naming the positions whose logits the graph computes.
@@ -32,6 +40,21 @@ pub(crate) trait StepModel {
     /// Runs one token for each `(slot, token)` (every slot already prefilled) and returns the
     /// logits of each, in the order given.
     fn decode(&mut self, rows: &[(usize, u32)]) -> Result<Logits, EngineError>;
+
+    /// How many leading tokens of `prompt` the prompt cache holds (never all of them: the last
+    /// token must run to give the logits).
+    fn cached_prefix(&self, prompt: &[u32]) -> usize;
+
+    /// Copies the prompt cache's prefix of `prompt` into `slot`, which holds nothing yet, and
+    /// returns its length: the next chunk runs from there.
+    fn reuse_prefix(&mut self, slot: usize, prompt: &[u32]) -> Result<usize, EngineError>;
+
+    /// Keeps what `slot` computed for the first `upto` tokens of its `prompt` in the prompt
+    /// cache, beyond the end of the request.
+    fn keep_prefix(&mut self, slot: usize, prompt: &[u32], upto: usize);
+
+    /// Bytes the prompt cache holds.
+    fn prompt_cache_bytes(&self) -> usize;
 
     /// Forgets the cache of `slot`.
     fn release(&mut self, slot: usize);
@@ -68,6 +91,7 @@ impl Logits {
 pub(crate) struct OnnxDecoder {
     session: Session,
     cache: KvCache,
+    prefixes: PrefixCache,
     vocab: usize,
     /// Whether the graph takes `logits_positions` (else it returns every position's logits).
     selects_positions: bool,
@@ -80,13 +104,14 @@ pub(crate) struct OnnxDecoder {
 }
 
 impl OnnxDecoder {
-    /// Wraps `session` with a cache of `slots` sequences of at most `capacity` positions.
+    /// Wraps `session` with a cache of `slots` sequences of at most `capacity` positions and
+    /// a prompt cache of `prompt_cache_bytes`.
     pub(crate) fn new(
         session: Session,
         shape: KvShape,
         vocab: usize,
-        slots: usize,
-        capacity: usize,
+        (slots, capacity): (usize, usize),
+        prompt_cache_bytes: usize,
     ) -> Self {
         let names = |prefix: &str| {
             (0..shape.layers)
@@ -100,6 +125,7 @@ impl OnnxDecoder {
         Self {
             session,
             cache: KvCache::new(shape, slots, capacity),
+            prefixes: PrefixCache::new(shape, prompt_cache_bytes),
             vocab,
             selects_positions,
             past_names: names("past_key_values"),
@@ -109,14 +135,15 @@ impl OnnxDecoder {
     }
 
     /// Runs `new[r]` tokens for each cache row `first + r` (`ids` row-major, `width` per row,
-    /// right-padded) and returns each row's last-token logits, `[rows, vocab]`, or with
-    /// `every_position` (one row only) the logits of each of its positions, `[width, vocab]`.
+    /// right-padded) and returns the logits of position `last[r]` of each row, `[rows, vocab]`,
+    /// or with `every_position` (one row only) the logits of each of its positions,
+    /// `[width, vocab]`.
     fn forward(
         &mut self,
         first: usize,
-        ids: Vec<i64>,
-        width: usize,
+        (ids, width): (Vec<i64>, usize),
         new: &[usize],
+        last: Vec<i64>,
         every_position: bool,
     ) -> Result<Vec<f32>, EngineError> {
         let rows = new.len();
@@ -134,7 +161,6 @@ impl OnnxDecoder {
         for (row, (len, count)) in lengths.iter().zip(new).enumerate() {
             mask[row * total..row * total + len + count].fill(1);
         }
-        let last: Vec<i64> = new.iter().map(|&count| count as i64 - 1).collect();
         let wanted: Vec<i64> = if every_position {
             (0..width as i64).collect()
         } else {
@@ -217,7 +243,11 @@ impl StepModel for OnnxDecoder {
                 "prompt chunks run together must start new sequences in adjacent rows".to_owned(),
             ));
         }
-        let new: Vec<usize> = chunks.iter().map(|(_, tokens)| tokens.len()).collect();
+        let mut new: Vec<usize> = chunks.iter().map(|(_, tokens)| tokens.len()).collect();
+        let last = new.iter().map(|&count| count as i64 - 1).collect();
+        if new == [1] && self.cache.row_len(first) + 2 <= self.cache.capacity() {
+            new[0] = 2;
+        }
         let width = new.iter().copied().max().unwrap_or(0);
         let mut ids = vec![0i64; chunks.len() * width];
         for (row, (_, tokens)) in chunks.iter().enumerate() {
@@ -225,7 +255,7 @@ impl StepModel for OnnxDecoder {
                 *id = i64::from(token);
             }
         }
-        let data = self.forward(first, ids, width, &new, false)?;
+        let data = self.forward(first, (ids, width), &new, last, false)?;
         for &(slot, tokens) in chunks {
             self.cache.advance(slot, tokens.len());
         }
@@ -242,7 +272,7 @@ impl StepModel for OnnxDecoder {
             .row(slot)
             .ok_or_else(|| EngineError::KvCache(format!("no free row for slot {slot}")))?;
         let ids = tokens.iter().map(|&token| i64::from(token)).collect();
-        let data = self.forward(row, ids, tokens.len(), &[tokens.len()], true)?;
+        let data = self.forward(row, (ids, tokens.len()), &[tokens.len()], Vec::new(), true)?;
         self.cache.advance(slot, tokens.len());
         Ok(Logits::new(data, self.vocab, (0..tokens.len()).collect()))
     }
@@ -262,11 +292,44 @@ impl StepModel for OnnxDecoder {
             ids[row] = i64::from(token);
             picks.push(row);
         }
-        let data = self.forward(0, ids, 1, &vec![1; batch], false)?;
+        let data = self.forward(0, (ids, 1), &vec![1; batch], vec![0; batch], false)?;
         for &(slot, _) in rows {
             self.cache.advance(slot, 1);
         }
         Ok(Logits::new(data, self.vocab, picks))
+    }
+
+    fn cached_prefix(&self, prompt: &[u32]) -> usize {
+        self.prefixes.cached_len(prompt)
+    }
+
+    fn reuse_prefix(&mut self, slot: usize, prompt: &[u32]) -> Result<usize, EngineError> {
+        let row = self
+            .cache
+            .row(slot)
+            .filter(|&row| self.cache.row_len(row) == 0)
+            .ok_or_else(|| EngineError::KvCache(format!("slot {slot} has no empty row")))?;
+        let cache = &mut self.cache;
+        let reused = self.prefixes.reuse(prompt, |start, data| {
+            cache.write_positions(row, start, data)
+        });
+        self.cache.advance(slot, reused);
+        Ok(reused)
+    }
+
+    fn keep_prefix(&mut self, slot: usize, prompt: &[u32], upto: usize) {
+        let Some(row) = self.cache.row_of(slot) else {
+            return;
+        };
+        let computed = upto.min(self.cache.row_len(row));
+        let cache = &self.cache;
+        self.prefixes.keep(prompt, computed, |start, out| {
+            cache.read_positions(row, start, out);
+        });
+    }
+
+    fn prompt_cache_bytes(&self) -> usize {
+        self.prefixes.bytes()
     }
 
     fn release(&mut self, slot: usize) {

@@ -6,6 +6,10 @@
 //! for more than a chunk), then one decode step for every sequence that is generating. Each
 //! new token is sampled, detokenized, checked against stop strings and sent to its choice's
 //! sink.
+//!
+//! When a sequence's prompt is first up, the prefix the prompt cache holds is copied into its
+//! row instead of being run, and every chunk run is offered to the prompt cache: sequences
+//! admitted together with the same system prompt find it cached once the first has run it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -70,6 +74,8 @@ struct Sequence {
     sink: Option<ChoiceSink>,
     prompt: Vec<u32>,
     prefilled: usize,
+    /// Prompt tokens taken from the prompt cache, once looked up.
+    cached: Option<usize>,
     reserved: usize,
     max_tokens: usize,
     generated: usize,
@@ -176,6 +182,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
             slot,
             sink: Some(job.sink),
             prefilled: 0,
+            cached: None,
             reserved: reserve,
             max_tokens: job.max_tokens,
             generated: 0,
@@ -206,28 +213,63 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
             sequence.done |= sequence.sink.as_ref().is_none_or(ChoiceSink::is_closed);
         }
         self.retire();
-        let prefill_tokens = self.prefill_chunk();
+        let (prefill_tokens, cached_tokens) = self.prefill_chunk();
         let decode_rows = self.decode();
         self.retire();
         StepRecord {
             decode_rows,
             prefill_tokens,
+            cached_tokens,
+            prompt_cache_bytes: self.model.prompt_cache_bytes(),
             onnx: self.model.take_run_time(),
+        }
+    }
+
+    /// Copies the prompt cache's prefix of sequence `index`'s prompt into its row (nothing
+    /// for a prompt whose every position is scored) and reports it to its sink; returns the
+    /// tokens copied.
+    fn reuse_cached_prefix(&mut self, index: usize) -> usize {
+        let sequence = &self.running[index];
+        let reused = if sequence.scores_prompt() {
+            Ok(0)
+        } else {
+            self.model.reuse_prefix(sequence.slot, &sequence.prompt)
+        };
+        let sequence = &mut self.running[index];
+        match reused {
+            Ok(tokens) => {
+                sequence.prefilled = tokens;
+                note_cached(sequence, tokens);
+                tokens
+            }
+            Err(error) => {
+                fail(sequence, error);
+                0
+            }
         }
     }
 
     /// Runs the next prompt chunk of the oldest sequence still reading its prompt, together
     /// with the whole prompts of the sequences admitted after it when they all fit the chunk
     /// budget (right-padded: rows × longest prompt; a smaller budget while other sequences
-    /// generate, so their next token waits less); returns the prompt tokens run.
-    fn prefill_chunk(&mut self) -> usize {
+    /// generate, so their next token waits less); returns the prompt tokens run and those
+    /// taken from the prompt cache.
+    fn prefill_chunk(&mut self) -> (usize, usize) {
         let Some(first) = self
             .running
             .iter()
-            .position(|s| s.prefilled < s.prompt.len())
+            .position(|s| !s.done && s.prefilled < s.prompt.len())
         else {
-            return 0;
+            return (0, 0);
         };
+        let cached = if self.running[first].cached.is_none() {
+            self.reuse_cached_prefix(first)
+        } else {
+            0
+        };
+        if self.running[first].done {
+            return (0, cached);
+        }
         let decoding = self.running.iter().any(|s| !s.done && s.next.is_some());
         let budget = if decoding {
             self.limits.prefill_chunk_while_decoding
@@ -236,9 +278,12 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
         }
         .max(1);
         if self.running[first].scores_prompt() {
-            return self.prefill_scored(first, budget);
+            return (self.prefill_scored(first, budget), cached);
         }
         let indices = self.prefill_batch(first, budget);
+        for &index in &indices[1..] {
+            note_cached(&mut self.running[index], 0);
+        }
         let chunks: Vec<(usize, &[u32])> = indices
             .iter()
             .map(|&i| {
@@ -258,6 +303,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
                 for (position, (&index, end)) in indices.iter().zip(ends).enumerate() {
                     let sequence = &mut self.running[index];
                     sequence.prefilled = end;
+                    self.model.keep_prefix(sequence.slot, &sequence.prompt, end);
                     if end == sequence.prompt.len() {
                         self.emit(index, logits.row(position));
                     }
@@ -270,7 +316,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
                 }
             }
         }
-        count
+        (count, cached)
     }
 
     /// Runs the next prompt chunk of sequence `index` with every position's logits, and
@@ -316,7 +362,8 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
 
     /// The sequences to prefill in one run, starting at `first`: only it, unless it starts
     /// its prompt and that fits `budget`; then also the following sequences (all new, none
-    /// scoring its prompt) while rows × longest prompt stays within `budget`.
+    /// scoring its prompt, none finding a prefix in the prompt cache) while rows × longest
+    /// prompt stays within `budget`.
     fn prefill_batch(&self, first: usize, budget: usize) -> Vec<usize> {
         let mut batch = vec![first];
         let head = &self.running[first];
@@ -327,8 +374,10 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
         for (index, sequence) in self.running.iter().enumerate().skip(first + 1) {
             let widest = longest.max(sequence.prompt.len());
             if sequence.prefilled > 0
+                || sequence.done
                 || sequence.scores_prompt()
                 || widest * (batch.len() + 1) > budget
+                || self.model.cached_prefix(&sequence.prompt) > 0
             {
                 break;
             }
@@ -482,6 +531,14 @@ fn finish(
         sink.finish(reason, tail);
     }
     sequence.done = true;
+}
+
+/// Records and reports that `tokens` of `sequence`'s prompt came from the prompt cache.
+fn note_cached(sequence: &mut Sequence, tokens: usize) {
+    sequence.cached = Some(tokens);
+    if let Some(sink) = &sequence.sink {
+        sink.report_cached_prompt(tokens);
+    }
 }
 
 /// Ends `sequence` with an error.

@@ -2,11 +2,12 @@
 //! and `e` is followed by the end-of-turn token.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::*;
 use crate::generator::detokenize::tests::ByteDecoder;
 use crate::generator::model::Logits;
+use crate::generator::prefix_cache::BLOCK_TOKENS;
 use gateway_backend::{generation_channel, GenerationEvent, GenerationStream, TokenCount};
 
 const EOS: u32 = 256;
@@ -17,6 +18,10 @@ struct FakeModel {
     last: HashMap<usize, u32>,
     /// Each run's rows as (slot, tokens added).
     runs: Vec<Vec<(usize, usize)>>,
+    /// The prompt prefixes kept, whole blocks.
+    kept: HashSet<Vec<u32>>,
+    /// Each prefix taken from the kept ones as (slot, tokens).
+    reused: Vec<(usize, usize)>,
 }
 
 impl FakeModel {
@@ -69,6 +74,33 @@ impl StepModel for FakeModel {
             data.extend(Self::logits_after(token));
         }
         Ok(Logits::new(data, VOCAB, (0..rows.len()).collect()))
+    }
+
+    fn cached_prefix(&self, prompt: &[u32]) -> usize {
+        (1..=prompt.len().saturating_sub(1) / BLOCK_TOKENS)
+            .rev()
+            .map(|blocks| blocks * BLOCK_TOKENS)
+            .find(|&len| self.kept.contains(&prompt[..len]))
+            .unwrap_or(0)
+    }
+
+    fn reuse_prefix(&mut self, slot: usize, prompt: &[u32]) -> Result<usize, EngineError> {
+        let len = self.cached_prefix(prompt);
+        if len > 0 {
+            self.last.insert(slot, prompt[len - 1]);
+            self.reused.push((slot, len));
+        }
+        Ok(len)
+    }
+
+    fn keep_prefix(&mut self, _slot: usize, prompt: &[u32], upto: usize) {
+        for blocks in 1..=upto / BLOCK_TOKENS {
+            self.kept.insert(prompt[..blocks * BLOCK_TOKENS].to_vec());
+        }
+    }
+
+    fn prompt_cache_bytes(&self) -> usize {
+        self.kept.len()
     }
 
     fn release(&mut self, slot: usize) {
@@ -429,4 +461,92 @@ fn echoed_prompts_are_scored_position_by_position_across_chunks() {
         outcome(&mut text_events),
         (String::new(), Some((FinishReason::Length, 2, 0)))
     );
+}
+
+/// A scheduler of 4 sequences, chunks of 64 tokens and room for long prompts.
+fn caching_scheduler() -> Scheduler<FakeModel, ByteDecoder> {
+    let mut s = scheduler(4, 64);
+    s.limits.kv_budget_tokens = 1024;
+    s
+}
+
+/// A 40-token shared prefix and then `tail`.
+fn shared_prefix(tail: &str) -> String {
+    format!("{}{tail}", "s".repeat(40))
+}
+
+/// The prompt tokens a finished stream took from the prompt cache.
+fn cached_tokens(stream: &mut GenerationStream) -> usize {
+    let (_, end) = outcome(stream);
+    assert!(end.is_some(), "the stream did not finish");
+    stream.usage().cached_prompt_tokens
+}
+
+#[test]
+fn a_prompt_starting_like_an_earlier_one_runs_only_its_uncached_part() {
+    let mut s = caching_scheduler();
+    let (first, mut a) = job(&shared_prefix("a"), 2, &[]);
+    run_all(&mut s, vec![first]);
+    assert_eq!(s.model.runs[0], [(0, 41)]);
+    assert_eq!(cached_tokens(&mut a), 0);
+    let runs_before = s.model.runs.len();
+    let (second, mut b) = job(&shared_prefix("ab"), 2, &[]);
+    run_all(&mut s, vec![second]);
+    assert_eq!(s.model.reused, [(0, 32)], "two whole blocks of 16");
+    assert_eq!(s.model.runs[runs_before], [(0, 10)]);
+    let (text, end) = outcome(&mut b);
+    assert_eq!(
+        (text.as_str(), end),
+        ("cd", Some((FinishReason::Length, 42, 2)))
+    );
+    assert_eq!(b.usage().cached_prompt_tokens, 32);
+}
+
+#[test]
+fn sequences_admitted_together_find_the_prefix_the_first_one_ran() {
+    let mut s = caching_scheduler();
+    let (jobs, streams): (Vec<Job>, Vec<GenerationStream>) = ["a", "b", "c", "d"]
+        .iter()
+        .map(|tail| job(&shared_prefix(tail), 2, &[]))
+        .unzip();
+    run_all(&mut s, jobs);
+    assert_eq!(s.model.runs[0], [(0, 41)], "too long to run together");
+    assert_eq!(s.model.reused, [(1, 32), (2, 32), (3, 32)]);
+    let cached: Vec<usize> = streams
+        .into_iter()
+        .map(|mut s| cached_tokens(&mut s))
+        .collect();
+    assert_eq!(cached, [0, 32, 32, 32]);
+}
+
+#[test]
+fn prompts_scored_at_every_position_run_whole() {
+    let mut s = caching_scheduler();
+    let (first, _a) = job(&shared_prefix("a"), 2, &[]);
+    run_all(&mut s, vec![first]);
+    let (mut scored, mut b) = job(&shared_prefix("b"), 2, &[]);
+    scored.echo = Some(Echo { logprobs: Some(0) });
+    run_all(&mut s, vec![scored]);
+    assert!(s.model.reused.is_empty());
+    assert_eq!(cached_tokens(&mut b), 0);
+}
+
+#[test]
+fn a_new_prompt_with_a_cached_prefix_is_not_run_with_fresh_ones() {
+    let mut s = caching_scheduler();
+    let (first, _a) = job(&"s".repeat(17), 1, &[]);
+    run_all(&mut s, vec![first]);
+    let runs_before = s.model.runs.len();
+    let (fresh, mut fresh_events) = job("zz", 1, &[]);
+    let (cached, mut cached_events) = job(&format!("{}a", "s".repeat(16)), 1, &[]);
+    run_all(&mut s, vec![fresh, cached]);
+    assert_eq!(
+        s.model.runs[runs_before],
+        [(0, 2)],
+        "alone, though both fit"
+    );
+    assert_eq!(s.model.reused, [(1, 16)]);
+    assert_eq!(s.model.runs[runs_before + 1], [(1, 1)]);
+    assert_eq!(cached_tokens(&mut fresh_events), 0);
+    assert_eq!(cached_tokens(&mut cached_events), 16);
 }

@@ -16,6 +16,10 @@ pub(crate) struct StepStats {
     pub(crate) decode_rows: u64,
     /// Prompt tokens run through prefill chunks.
     pub(crate) prefill_tokens: u64,
+    /// Prompt tokens copied from the prompt cache instead of being run.
+    pub(crate) cached_tokens: u64,
+    /// Bytes of keys and values the prompt cache holds now.
+    pub(crate) prompt_cache_bytes: u64,
     /// Seconds spent in those steps, everything included.
     pub(crate) step_seconds: f64,
     /// Seconds of those steps spent inside ONNX Runtime's `run`.
@@ -28,6 +32,8 @@ pub(crate) struct StepCounters {
     steps: AtomicU64,
     decode_rows: AtomicU64,
     prefill_tokens: AtomicU64,
+    cached_tokens: AtomicU64,
+    prompt_cache_bytes: AtomicU64,
     step_nanos: AtomicU64,
     onnx_nanos: AtomicU64,
 }
@@ -37,6 +43,9 @@ pub(crate) struct StepCounters {
 pub(crate) struct StepRecord {
     pub(crate) decode_rows: usize,
     pub(crate) prefill_tokens: usize,
+    pub(crate) cached_tokens: usize,
+    /// What the prompt cache holds after the step.
+    pub(crate) prompt_cache_bytes: usize,
     pub(crate) onnx: Duration,
 }
 
@@ -47,6 +56,9 @@ impl StepCounters {
         add(&self.steps, 1);
         add(&self.decode_rows, record.decode_rows as u64);
         add(&self.prefill_tokens, record.prefill_tokens as u64);
+        add(&self.cached_tokens, record.cached_tokens as u64);
+        self.prompt_cache_bytes
+            .store(record.prompt_cache_bytes as u64, Ordering::Relaxed);
         add(&self.step_nanos, nanos(elapsed));
         add(&self.onnx_nanos, nanos(record.onnx));
     }
@@ -58,6 +70,8 @@ impl StepCounters {
             steps: read(&self.steps),
             decode_rows: read(&self.decode_rows),
             prefill_tokens: read(&self.prefill_tokens),
+            cached_tokens: read(&self.cached_tokens),
+            prompt_cache_bytes: read(&self.prompt_cache_bytes),
             step_seconds: read(&self.step_nanos) as f64 / 1e9,
             onnx_seconds: read(&self.onnx_nanos) as f64 / 1e9,
         }
@@ -83,6 +97,16 @@ impl StepStats {
                 "prefill_tokens",
                 "Prompt tokens prefilled since start",
                 self.prefill_tokens as f64,
+            ),
+            figure(
+                "prompt_cache_hit_tokens",
+                "Prompt tokens copied from the prompt cache instead of being run since start",
+                self.cached_tokens as f64,
+            ),
+            figure(
+                "prompt_cache_bytes",
+                "Bytes of prompt keys and values the prompt cache holds",
+                self.prompt_cache_bytes as f64,
             ),
             figure(
                 "step_seconds",
@@ -112,6 +136,8 @@ mod tests {
         let record = StepRecord {
             decode_rows: 16,
             prefill_tokens: 0,
+            cached_tokens: 0,
+            prompt_cache_bytes: 4096,
             onnx: Duration::from_millis(30),
         };
         counters.record(&record, Duration::from_millis(32));
@@ -119,14 +145,22 @@ mod tests {
             &StepRecord {
                 decode_rows: 0,
                 prefill_tokens: 100,
+                cached_tokens: 32,
+                prompt_cache_bytes: 8192,
                 onnx: Duration::from_millis(90),
             },
             Duration::from_millis(91),
         );
         let stats = counters.snapshot();
         assert_eq!(
-            (stats.steps, stats.decode_rows, stats.prefill_tokens),
-            (2, 16, 100)
+            (
+                stats.steps,
+                stats.decode_rows,
+                stats.prefill_tokens,
+                stats.cached_tokens,
+                stats.prompt_cache_bytes
+            ),
+            (2, 16, 100, 32, 8192)
         );
         assert!((stats.step_seconds - 0.123).abs() < 1e-9);
         assert!((stats.onnx_seconds - 0.120).abs() < 1e-9);
