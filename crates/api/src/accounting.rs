@@ -175,6 +175,7 @@ impl Accounting {
             effective_from: now,
             currency: "XXX".to_owned(),
             input_per_million: Decimal::ZERO,
+            cached_input_per_million: Decimal::ZERO,
             output_per_million: Decimal::ZERO,
         })
     }

@@ -65,6 +65,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
     tokens: Family<TokenLabels, Counter>,
+    cached_prompt_tokens: Family<TokenLabels, Counter>,
     engine: Mutex<HashMap<&'static str, EngineFigure>>,
     database_writable: Gauge,
     limiter_state: Family<LimiterLabels, Gauge>,
@@ -86,6 +87,12 @@ impl Default for Metrics {
         );
         let tokens = Family::<TokenLabels, Counter>::default();
         registry.register("tokens", "Tokens metered", tokens.clone());
+        let cached_prompt_tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "cached_prompt_tokens",
+            "Metered prompt tokens that the backend took from its prompt cache",
+            cached_prompt_tokens.clone(),
+        );
         let database_writable = Gauge::default();
         registry.register(
             "database_writable",
@@ -109,6 +116,7 @@ impl Default for Metrics {
             requests,
             durations,
             tokens,
+            cached_prompt_tokens,
             engine: Mutex::new(HashMap::new()),
             database_writable,
             limiter_state,
@@ -136,6 +144,17 @@ impl Metrics {
     /// Counts metered prompt tokens of a served model.
     pub fn add_prompt_tokens(&self, model: &str, tokens: u64) {
         self.tokens
+            .get_or_create(&TokenLabels {
+                model: model.to_owned(),
+                kind: "prompt",
+            })
+            .inc_by(tokens);
+    }
+
+    /// Counts metered prompt tokens of a served model that its backend took from its prompt
+    /// cache (labelled as its prompt tokens, `kind="prompt"`, so the two divide directly).
+    pub fn add_cached_prompt_tokens(&self, model: &str, tokens: u64) {
+        self.cached_prompt_tokens
             .get_or_create(&TokenLabels {
                 model: model.to_owned(),
                 kind: "prompt",
@@ -218,6 +237,7 @@ mod tests {
         metrics.observe_request("/v1/embeddings", "POST", 404, 0.01);
         metrics.add_prompt_tokens("all-minilm-l6-v2", 7);
         metrics.add_completion_tokens("smollm2-135m-instruct", 3);
+        metrics.add_cached_prompt_tokens("smollm2-135m-instruct", 5);
         let text = metrics.render();
         assert!(text.contains(
             r#"gateway_requests_total{route="/v1/embeddings",method="POST",status="2xx"} 1"#
@@ -226,6 +246,9 @@ mod tests {
         assert!(text.contains(r#"gateway_tokens_total{model="all-minilm-l6-v2",kind="prompt"} 7"#));
         assert!(text.contains(
             r#"gateway_tokens_total{model="smollm2-135m-instruct",kind="completion"} 3"#
+        ));
+        assert!(text.contains(
+            r#"gateway_cached_prompt_tokens_total{model="smollm2-135m-instruct",kind="prompt"} 5"#
         ));
         assert!(text.contains("gateway_request_duration_seconds_bucket"));
     }

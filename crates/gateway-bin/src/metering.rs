@@ -59,6 +59,10 @@ pub struct PriceConfig {
     pub currency: String,
     /// Price of 1 million input tokens (a string such as `"0.45"` keeps it exact).
     pub input_per_million: Decimal,
+    /// Price of 1 million input tokens that the backend took from its prompt cache; the
+    /// input price when absent (no discount).
+    #[serde(default)]
+    pub cached_input_per_million: Option<Decimal>,
     /// Price of 1 million output tokens.
     pub output_per_million: Decimal,
 }
@@ -169,6 +173,9 @@ fn configured_price(price: &PriceConfig) -> anyhow::Result<Price> {
         effective_from: parse_time(&price.from).context("invalid price date")?,
         currency: price.currency.clone(),
         input_per_million: price.input_per_million,
+        cached_input_per_million: price
+            .cached_input_per_million
+            .unwrap_or(price.input_per_million),
         output_per_million: price.output_per_million,
     })
 }
@@ -184,6 +191,7 @@ fn default_prices() -> Vec<Price> {
             effective_from: from,
             currency: "EUR".to_owned(),
             input_per_million: Decimal::new(input_cents, 2),
+            cached_input_per_million: Decimal::new(input_cents, 2),
             output_per_million: Decimal::new(output_cents, 2),
         })
         .collect()
@@ -318,6 +326,61 @@ mod tests {
         assert!(sheet
             .at(ServicePlan::Plus, "2026-11-30T12:00:00Z".parse().unwrap())
             .is_none());
+    }
+
+    /// The sheet of one Base price from 2026-01-01 with `extra` lines in its table.
+    fn one_price(extra: &str) -> anyhow::Result<PriceSheet> {
+        let config: MeteringConfig = toml::from_str(&format!(
+            r#"
+            [[prices]]
+            plan = "base"
+            from = "2026-01-01"
+            currency = "EUR"
+            input_per_million = "0.45"
+            output_per_million = "0.65"
+            {extra}
+            "#
+        ))?;
+        price_sheet(&config)
+    }
+
+    #[test]
+    fn the_cached_input_price_is_the_input_price_unless_configured() {
+        let at = |sheet: PriceSheet| {
+            let price = sheet.at(ServicePlan::Base, "2026-06-01T00:00:00Z".parse().unwrap());
+            price.unwrap().cached_input_per_million.to_string()
+        };
+        assert_eq!(at(one_price("").unwrap()), "0.45");
+        assert_eq!(
+            at(one_price(r#"cached_input_per_million = "0.045""#).unwrap()),
+            "0.045"
+        );
+        let default = price_sheet(&MeteringConfig::default()).unwrap();
+        for price in default.prices() {
+            assert_eq!(price.cached_input_per_million, price.input_per_million);
+        }
+    }
+
+    #[test]
+    fn a_negative_cached_input_price_is_refused() {
+        let error = one_price(r#"cached_input_per_million = "-0.01""#).unwrap_err();
+        let negative = error.downcast_ref::<gateway_metering::PriceError>();
+        assert!(
+            matches!(
+                negative,
+                Some(gateway_metering::PriceError::Negative {
+                    kind: "cached input",
+                    ..
+                })
+            ),
+            "{error:#}"
+        );
+        assert!(
+            format!("{error:#}").contains("cached input price"),
+            "{error:#}"
+        );
+        let typo = one_price(r#"cached_per_million = "0.1""#).unwrap_err();
+        assert!(typo.to_string().contains("cached_per_million"), "{typo:#}");
     }
 
     #[test]

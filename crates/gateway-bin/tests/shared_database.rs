@@ -125,6 +125,7 @@ async fn share(url: &str, order: Order) {
         effective_from: "2026-01-01T00:00:00Z".parse().unwrap(),
         currency: "EUR".to_owned(),
         input_per_million: Decimal::new(45, 2),
+        cached_input_per_million: Decimal::new(45, 3),
         output_per_million: Decimal::new(65, 2),
     };
     let requester = Requester {
@@ -135,6 +136,7 @@ async fn share(url: &str, order: Order) {
     };
     let counts = TokenCounts {
         input: 27,
+        cached_input: 20,
         output: 8,
         exact: true,
     };

@@ -46,6 +46,7 @@ const MAX_TOKENS: u64 = 256;
 /// What each request really used: what settling counts.
 const USED: TokenCounts = TokenCounts {
     input: PROMPT,
+    cached_input: 0,
     output: 120,
     exact: true,
 };
@@ -180,6 +181,7 @@ fn prices() -> PriceSheet {
         effective_from: from.parse().unwrap(),
         currency: "EUR".to_owned(),
         input_per_million: Decimal::new(input, 2),
+        cached_input_per_million: Decimal::new(input, 2),
         output_per_million: Decimal::new(output, 2),
     };
     PriceSheet::new(vec![

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use gateway_core::ServicePlan;
 use gateway_metering::{
-    Granularity, LimitPolicy, LocalLimiter, PerMinute, Price, PriceSheet, RateLimiter,
+    Granularity, LimitPolicy, LocalLimiter, PerMinute, Price, PriceSheet, RateLimiter, TokenCounts,
 };
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -28,16 +28,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         effective_from: "2026-01-01T00:00:00Z".parse()?,
         currency: "EUR".to_owned(),
         input_per_million: Decimal::from_str("0.45")?,
+        cached_input_per_million: Decimal::from_str("0.45")?,
         output_per_million: Decimal::from_str("0.65")?,
     }])?;
     let price = sheet
         .at(ServicePlan::Base, chrono::Utc::now())
         .ok_or("no price today")?;
-    let blocks = Granularity::PerStartedMillion;
-    let per_block = blocks.charge(input, price.input_per_million)
-        + blocks.charge(output, price.output_per_million);
+    let counts = TokenCounts {
+        input,
+        cached_input: 0,
+        output,
+        exact: true,
+    };
+    let per_block = price
+        .per_million()
+        .charge(Granularity::PerStartedMillion, &counts);
     let priced = json!({
-        "cost": price.cost(input, output).to_string(),
+        "cost": price.cost(&counts).to_string(),
         "perStartedMillion": per_block.to_string(),
         "currency": price.currency,
     });

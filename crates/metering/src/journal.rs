@@ -260,7 +260,7 @@ fn read_unheld_segment(path: &Path) -> Result<Option<Vec<UsageRecord>>, JournalE
     let mut records = Vec::new();
     for line in BufReader::new(file).lines() {
         let line = line.map_err(|source| io_error(path, source))?;
-        match serde_json::from_str(&line) {
+        match read_line(&line) {
             Ok(record) => records.push(record),
             Err(_) if line.trim().is_empty() => {}
             Err(error) => {
@@ -269,6 +269,22 @@ fn read_unheld_segment(path: &Path) -> Result<Option<Vec<UsageRecord>>, JournalE
         }
     }
     Ok(Some(records))
+}
+
+/// One journal line's record. A line written before prompt caching was metered has neither
+/// cached input tokens (they are 0) nor a cached input price: it gets its input price, as
+/// the migration gave the stored records, so that it bills on the line of its price.
+fn read_line(line: &str) -> serde_json::Result<UsageRecord> {
+    let mut value: serde_json::Value = serde_json::from_str(line)?;
+    if let Some(fields) = value.as_object_mut() {
+        if let (None, Some(input_price)) =
+            (fields.get("cached_input_price"), fields.get("input_price"))
+        {
+            let input_price = input_price.clone();
+            fields.insert("cached_input_price".to_owned(), input_price);
+        }
+    }
+    serde_json::from_value(value)
 }
 
 fn remove_segment(path: &Path) {
@@ -306,6 +322,7 @@ mod tests {
             effective_from: chrono::Utc::now(),
             currency: "EUR".to_owned(),
             input_per_million: Decimal::from_str("0.45").unwrap(),
+            cached_input_per_million: Decimal::from_str("0.09").unwrap(),
             output_per_million: Decimal::from_str("0.65").unwrap(),
         };
         let requester = Requester {
@@ -316,6 +333,7 @@ mod tests {
         };
         let counts = TokenCounts {
             input: 10,
+            cached_input: 4,
             output: 2,
             exact: true,
         };
@@ -472,6 +490,40 @@ mod tests {
         );
         assert_eq!(segments(&journal_dir), 1);
         drop(restarted);
+    }
+
+    #[tokio::test]
+    async fn a_record_journaled_before_prompt_caching_is_replayed_at_its_input_price() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let journal_dir = dir.path().join("journal");
+        fs::create_dir_all(&journal_dir).unwrap();
+        let project = Uuid::new_v4();
+        let mut old = serde_json::to_value(record(project, "old")).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        fields.remove("cached_input_tokens").unwrap();
+        fields.remove("cached_input_price").unwrap();
+        fields.insert("cost".to_owned(), serde_json::json!("0.0000058"));
+        let mut line = serde_json::to_vec(&old).unwrap();
+        line.push(b'\n');
+        fs::write(journal_dir.join("usage-1-old-0.jsonl"), line).unwrap();
+        let journal = UsageJournal::open(&journal_dir, Arc::clone(&store))
+            .await
+            .unwrap();
+        let query = UsageQuery {
+            project_id: project,
+            from: None,
+            to: None,
+        };
+        let replayed = store.records(&query).await.unwrap();
+        assert_eq!(replayed.len(), 1);
+        let replayed = &replayed[0];
+        assert_eq!(replayed.request_id, "old");
+        assert_eq!(replayed.input_tokens, 10);
+        assert_eq!(replayed.cached_input_tokens, 0);
+        assert_eq!(replayed.cached_input_price, replayed.input_price);
+        assert_eq!(replayed.cost, Decimal::from_str("0.0000058").unwrap());
+        drop(journal);
     }
 
     #[tokio::test]

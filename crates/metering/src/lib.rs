@@ -1,8 +1,8 @@
 //! Token metering of the gateway: what usage costs, what was used, and how much may be used.
 //!
-//! - [`price`]: each service plan's dated prices per million input and output tokens, the
-//!   exact cost of a request ([`rust_decimal::Decimal`], never a float) and the billing
-//!   granularity (prorated, or per started million).
+//! - [`price`]: each service plan's dated prices per million input, cached input and output
+//!   tokens, the exact cost of a request ([`rust_decimal::Decimal`], never a float) and the
+//!   billing granularity (prorated, or per started million).
 //! - [`record`]: the [`UsageRecord`] of one request (counts, ids, prices; never text).
 //! - [`journal`]: the write-ahead file that makes a record durable before the client gets the
 //!   end of its answer, and the writer that moves records into the [`UsageStore`].
@@ -24,6 +24,6 @@ pub use limit::{
     RedisLimiter, SharedLimiter, WhenUnavailable,
 };
 pub use policy::{LimitPolicy, PerMinute};
-pub use price::{Granularity, Price, PriceError, PriceSheet};
+pub use price::{Granularity, Price, PriceError, PriceSheet, TokenPrices};
 pub use record::{Outcome, Requester, TokenCounts, UsageRecord};
 pub use store::{LimitOverride, StoreError, UsageQuery, UsageStore};

@@ -1,10 +1,13 @@
-//! Service plans' prices and what usage costs: a [`PriceSheet`] of dated prices per plan, and
+//! Service plans' prices and what usage costs: a [`PriceSheet`] of dated prices per plan, the
+//! prices of each kind of token ([`TokenPrices`]: input, input from a prompt cache, output) and
 //! the two ways of billing tokens ([`Granularity`]). Money is [`Decimal`], exact.
 
 use chrono::{DateTime, Utc};
 use gateway_core::ServicePlan;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+
+use crate::record::TokenCounts;
 
 /// Tokens that one price is given per.
 pub const TOKENS_PER_PRICE_UNIT: u64 = 1_000_000;
@@ -20,14 +23,48 @@ pub struct Price {
     pub currency: String,
     /// Price of 1 million input (prompt) tokens.
     pub input_per_million: Decimal,
+    /// Price of 1 million input tokens that the backend took from its prompt cache.
+    pub cached_input_per_million: Decimal,
     /// Price of 1 million output (generated) tokens.
     pub output_per_million: Decimal,
 }
 
 impl Price {
-    /// The exact cost of `input` and `output` tokens at this price.
-    pub fn cost(&self, input: u64, output: u64) -> Decimal {
-        prorated(input, self.input_per_million) + prorated(output, self.output_per_million)
+    /// The prices of each kind of token.
+    pub fn per_million(&self) -> TokenPrices {
+        TokenPrices {
+            input: self.input_per_million,
+            cached_input: self.cached_input_per_million,
+            output: self.output_per_million,
+        }
+    }
+
+    /// The exact cost of `counts` at this price.
+    pub fn cost(&self, counts: &TokenCounts) -> Decimal {
+        self.per_million().charge(Granularity::Prorated, counts)
+    }
+}
+
+/// The prices of 1 million tokens of each kind a request is billed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TokenPrices {
+    /// Input tokens the model computed.
+    pub input: Decimal,
+    /// Input tokens taken from the backend's prompt cache.
+    pub cached_input: Decimal,
+    /// Output tokens.
+    pub output: Decimal,
+}
+
+impl TokenPrices {
+    /// What `counts` cost under `granularity`: the input tokens not from the cache at the
+    /// input price, the cached ones at the cached-input price and the output tokens at the
+    /// output price, each kind charged on its own.
+    pub fn charge(&self, granularity: Granularity, counts: &TokenCounts) -> Decimal {
+        let (computed, cached) = counts.split_input();
+        granularity.charge(computed, self.input)
+            + granularity.charge(cached, self.cached_input)
+            + granularity.charge(counts.output, self.output)
     }
 }
 
@@ -49,7 +86,7 @@ pub enum Granularity {
     #[default]
     Prorated,
     /// The price per million for every started block of 1 million tokens, per plan, price
-    /// and month (input and output counted separately).
+    /// and month (input, cached input and output counted separately).
     PerStartedMillion,
 }
 
@@ -67,8 +104,10 @@ impl Granularity {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PriceError {
     /// A price is negative.
-    #[error("the {plan:?} price from {from} is negative")]
+    #[error("the {plan:?} {kind} price from {from} is negative")]
     Negative {
+        /// Which of the plan's prices: `input`, `cached input` or `output`.
+        kind: &'static str,
         /// Its plan.
         plan: ServicePlan,
         /// Its date.
@@ -95,14 +134,21 @@ pub struct PriceSheet {
 }
 
 impl PriceSheet {
-    /// A sheet of `prices`, checked: no negative price, one price per plan and date, ISO
-    /// currency codes.
+    /// A sheet of `prices`, checked: no negative price (input, cached input or output), one
+    /// price per plan and date, ISO currency codes.
     pub fn new(mut prices: Vec<Price>) -> Result<Self, PriceError> {
         for price in &prices {
-            if price.input_per_million.is_sign_negative()
-                || price.output_per_million.is_sign_negative()
+            let kinds = [
+                ("input", price.input_per_million),
+                ("cached input", price.cached_input_per_million),
+                ("output", price.output_per_million),
+            ];
+            if let Some((kind, _)) = kinds
+                .into_iter()
+                .find(|(_, per_million)| per_million.is_sign_negative())
             {
                 return Err(PriceError::Negative {
+                    kind,
                     plan: price.plan,
                     from: price.effective_from,
                 });
@@ -153,22 +199,65 @@ mod tests {
 
     use super::*;
 
+    /// A price whose cached input costs as much as other input.
     fn price(plan: ServicePlan, from: &str, input: &str, output: &str) -> Price {
         Price {
             plan,
             effective_from: from.parse().unwrap(),
             currency: "EUR".to_owned(),
             input_per_million: Decimal::from_str(input).unwrap(),
+            cached_input_per_million: Decimal::from_str(input).unwrap(),
             output_per_million: Decimal::from_str(output).unwrap(),
+        }
+    }
+
+    fn counts(input: u64, cached_input: u64, output: u64) -> TokenCounts {
+        TokenCounts {
+            input,
+            cached_input,
+            output,
+            exact: true,
         }
     }
 
     #[test]
     fn cost_is_tokens_times_price_over_a_million_exactly() {
         let price = price(ServicePlan::Base, "2026-01-01T00:00:00Z", "0.45", "0.65");
-        assert_eq!(price.cost(1, 0).to_string(), "0.00000045");
-        assert_eq!(price.cost(27, 8).to_string(), "0.00001735");
-        assert_eq!(price.cost(3_000_000, 1).to_string(), "1.35000065");
+        assert_eq!(price.cost(&counts(1, 0, 0)).to_string(), "0.00000045");
+        assert_eq!(price.cost(&counts(27, 0, 8)).to_string(), "0.00001735");
+        assert_eq!(
+            price.cost(&counts(3_000_000, 0, 1)).to_string(),
+            "1.35000065"
+        );
+        assert_eq!(
+            price.cost(&counts(27, 20, 8)),
+            price.cost(&counts(27, 0, 8)),
+            "without a discount the cache changes nothing"
+        );
+    }
+
+    #[test]
+    fn cached_input_is_charged_at_its_own_price() {
+        let price = Price {
+            cached_input_per_million: Decimal::from_str("0.045").unwrap(),
+            ..price(ServicePlan::Base, "2026-01-01T00:00:00Z", "0.45", "0.65")
+        };
+        // (1,000 − 600) × 0.45 + 600 × 0.045 + 10 × 0.65, per million.
+        assert_eq!(price.cost(&counts(1_000, 600, 10)).to_string(), "0.0002135");
+        assert_eq!(
+            price.cost(&counts(3_000_000, 3_000_000, 0)).to_string(),
+            "0.135"
+        );
+        // More cached than input (a backend's slip) counts as all input cached.
+        assert_eq!(
+            price.cost(&counts(100, 250, 0)),
+            price.cost(&counts(100, 100, 0))
+        );
+        let blocks = price
+            .per_million()
+            .charge(Granularity::PerStartedMillion, &counts(1_000_001, 1, 1));
+        // One started million of computed input, one of cached input, one of output.
+        assert_eq!(blocks, Decimal::from_str("1.145").unwrap());
     }
 
     #[test]
@@ -193,8 +282,24 @@ mod tests {
         let negative = price(ServicePlan::Base, "2026-01-01T00:00:00Z", "-1", "0");
         assert!(matches!(
             PriceSheet::new(vec![negative]),
-            Err(PriceError::Negative { .. })
+            Err(PriceError::Negative { kind: "input", .. })
         ));
+        let cached = Price {
+            cached_input_per_million: Decimal::from_str("-0.01").unwrap(),
+            ..price(ServicePlan::Base, "2026-01-01T00:00:00Z", "1", "1")
+        };
+        let error = PriceSheet::new(vec![cached]).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                PriceError::Negative {
+                    kind: "cached input",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("cached input price"), "{error}");
         let twice = price(ServicePlan::Base, "2026-01-01T00:00:00Z", "1", "1");
         assert!(matches!(
             PriceSheet::new(vec![twice.clone(), twice.clone()]),

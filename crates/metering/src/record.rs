@@ -54,8 +54,12 @@ pub struct UsageRecord {
     pub model: String,
     /// The model's service plan.
     pub plan: ServicePlan,
-    /// Input (prompt) tokens, as the backend counted them.
+    /// Input (prompt) tokens, as the backend counted them (the cached ones included).
     pub input_tokens: u64,
+    /// Of the input tokens, those the backend took from its prompt cache (at most
+    /// `input_tokens`); 0 in records written before caching was metered.
+    #[serde(default)]
+    pub cached_input_tokens: u64,
     /// Output (generated) tokens; 0 for embeddings.
     pub output_tokens: u64,
     /// Whether the backend counted the tokens exactly (false: estimated).
@@ -64,9 +68,13 @@ pub struct UsageRecord {
     pub currency: String,
     /// Price of 1 million input tokens when the request ended.
     pub input_price: Decimal,
+    /// Price of 1 million cached input tokens when the request ended (a journal line written
+    /// before caching was metered is read with its input price).
+    pub cached_input_price: Decimal,
     /// Price of 1 million output tokens when the request ended.
     pub output_price: Decimal,
-    /// `input_tokens × input_price / 10^6 + output_tokens × output_price / 10^6`, exactly.
+    /// `(input_tokens − cached_input_tokens) × input_price / 10^6 + cached_input_tokens ×
+    /// cached_input_price / 10^6 + output_tokens × output_price / 10^6`, exactly.
     pub cost: Decimal,
     /// The request id the client was given.
     pub request_id: String,
@@ -90,12 +98,33 @@ pub struct Requester {
 /// The counts of a request, as its backend reported them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TokenCounts {
-    /// Input tokens.
+    /// Input tokens (the cached ones included).
     pub input: u64,
+    /// Of the input tokens, those the backend took from its prompt cache.
+    pub cached_input: u64,
     /// Output tokens.
     pub output: u64,
     /// Whether the counts are exact.
     pub exact: bool,
+}
+
+impl TokenCounts {
+    /// The input tokens the model computed and those it took from its cache, which are at
+    /// most all of them.
+    pub fn split_input(&self) -> (u64, u64) {
+        let cached = self.cached_input.min(self.input);
+        (self.input - cached, cached)
+    }
+
+    /// The counts of two requests (or parts) together; exact when both are.
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            input: self.input + other.input,
+            cached_input: self.cached_input + other.cached_input,
+            output: self.output + other.output,
+            exact: self.exact && other.exact,
+        }
+    }
 }
 
 impl UsageRecord {
@@ -116,12 +145,14 @@ impl UsageRecord {
             model: requester.model,
             plan: price.plan,
             input_tokens: counts.input,
+            cached_input_tokens: counts.split_input().1,
             output_tokens: counts.output,
             exact: counts.exact,
             currency: price.currency.clone(),
             input_price: price.input_per_million,
+            cached_input_price: price.cached_input_per_million,
             output_price: price.output_per_million,
-            cost: price.cost(counts.input, counts.output),
+            cost: price.cost(&counts),
             request_id: requester.request_id,
             outcome,
         }

@@ -12,7 +12,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::price::{prorated, Granularity};
+use crate::price::{Granularity, TokenPrices};
+use crate::record::TokenCounts;
 use crate::store::{StoreError, UsageQuery, UsageStore};
 
 /// What the groups of a report are.
@@ -71,16 +72,41 @@ pub struct UsageRow {
     pub currency: String,
     /// Price of 1 million input tokens.
     pub input_price: Decimal,
+    /// Price of 1 million cached input tokens.
+    pub cached_input_price: Decimal,
     /// Price of 1 million output tokens.
     pub output_price: Decimal,
     /// How many records.
     pub requests: u64,
-    /// Their input tokens.
+    /// Their input tokens (the cached ones included).
     pub input_tokens: u64,
+    /// Of their input tokens, those taken from a prompt cache.
+    pub cached_input_tokens: u64,
     /// Their output tokens.
     pub output_tokens: u64,
     /// How many of them have estimated (not exact) counts.
     pub estimated_requests: u64,
+}
+
+impl UsageRow {
+    /// The prices the row's records were billed at.
+    pub fn prices(&self) -> TokenPrices {
+        TokenPrices {
+            input: self.input_price,
+            cached_input: self.cached_input_price,
+            output: self.output_price,
+        }
+    }
+
+    /// The row's tokens, exact when none of its records was estimated.
+    pub fn counts(&self) -> TokenCounts {
+        TokenCounts {
+            input: self.input_tokens,
+            cached_input: self.cached_input_tokens,
+            output: self.output_tokens,
+            exact: self.estimated_requests == 0,
+        }
+    }
 }
 
 /// Usage and its exact (prorated) cost in one currency.
@@ -91,13 +117,16 @@ pub struct CurrencyUsage {
     pub currency: String,
     /// Requests.
     pub requests: u64,
-    /// Input tokens.
+    /// Input tokens (the cached ones included).
     pub input_tokens: u64,
+    /// Of the input tokens, those taken from a prompt cache.
+    pub cached_input_tokens: u64,
     /// Output tokens.
     pub output_tokens: u64,
     /// Requests whose counts are estimated.
     pub estimated_requests: u64,
-    /// Σ tokens × price per million / 10^6, exactly.
+    /// Σ tokens × price per million / 10^6, exactly (cached input tokens at the cached
+    /// input price).
     pub cost: Decimal,
 }
 
@@ -105,15 +134,16 @@ impl CurrencyUsage {
     fn add_row(&mut self, row: &UsageRow) {
         self.requests += row.requests;
         self.input_tokens += row.input_tokens;
+        self.cached_input_tokens += row.cached_input_tokens;
         self.output_tokens += row.output_tokens;
         self.estimated_requests += row.estimated_requests;
-        self.cost += prorated(row.input_tokens, row.input_price)
-            + prorated(row.output_tokens, row.output_price);
+        self.cost += row.prices().charge(Granularity::Prorated, &row.counts());
     }
 
     fn add(&mut self, other: &Self) {
         self.requests += other.requests;
         self.input_tokens += other.input_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
         self.output_tokens += other.output_tokens;
         self.estimated_requests += other.estimated_requests;
         self.cost += other.cost;
@@ -142,14 +172,22 @@ pub struct BillingLine {
     pub currency: String,
     /// Price of 1 million input tokens.
     pub input_price_per_million: Decimal,
+    /// Price of 1 million cached input tokens.
+    pub cached_input_price_per_million: Decimal,
     /// Price of 1 million output tokens.
     pub output_price_per_million: Decimal,
-    /// Input tokens at this price.
+    /// Input tokens at these prices, the cached ones included.
     pub input_tokens: u64,
+    /// Of the input tokens, those taken from a prompt cache: billed at the cached input
+    /// price instead of the input price.
+    pub cached_input_tokens: u64,
     /// Output tokens at this price.
     pub output_tokens: u64,
-    /// `granularity.charge(input tokens, input price) + granularity.charge(output tokens,
-    /// output price)`.
+    /// The part of `amount` that is cached input: `granularity.charge(cached input tokens,
+    /// cached input price)`.
+    pub cached_input_amount: Decimal,
+    /// `granularity.charge(input tokens − cached input tokens, input price) +
+    /// cached_input_amount + granularity.charge(output tokens, output price)`.
     pub amount: Decimal,
 }
 
@@ -169,8 +207,8 @@ pub struct CurrencyAmount {
 /// million). `billing` has one line per plan, month, currency and price, over every record
 /// whatever the grouping, charged under `granularity`: under [`Granularity::Prorated`] the
 /// `billedTotal` equals the cost `total`; under [`Granularity::PerStartedMillion`] each started
-/// million tokens of a plan, price and month (input and output apart) is charged whole, so the
-/// billed total may exceed the cost.
+/// million tokens of a plan, price and month (input, cached input and output apart) is charged
+/// whole, so the billed total may exceed the cost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageReport {
@@ -195,8 +233,9 @@ pub struct UsageReport {
 }
 
 /// The CSV columns of [`UsageReport::to_csv`].
-const CSV_HEADER: &str =
-    "group,currency,requests,input_tokens,output_tokens,estimated_requests,cost";
+/// `cached_input_tokens` comes last, so that readers of the earlier columns by position read on.
+const CSV_HEADER: &str = "group,currency,requests,input_tokens,output_tokens,\
+                          estimated_requests,cost,cached_input_tokens";
 
 impl UsageReport {
     /// The report of `rows` (the store's sums for `query` grouped by `group_by`), billed under
@@ -228,7 +267,7 @@ impl UsageReport {
         let lines = self.groups.iter().map(|entry| {
             let usage = &entry.usage;
             format!(
-                "{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{}",
                 csv_field(&entry.group),
                 csv_field(&usage.currency),
                 usage.requests,
@@ -236,6 +275,7 @@ impl UsageReport {
                 usage.output_tokens,
                 usage.estimated_requests,
                 usage.cost,
+                usage.cached_input_tokens,
             )
         });
         std::iter::once(CSV_HEADER.to_owned())
@@ -292,38 +332,39 @@ fn currency_totals(groups: &[GroupUsage]) -> Vec<CurrencyUsage> {
 }
 
 /// What identifies a billing line, in the order lines are listed (plans by ascending size).
-type BillingKey<'a> = (&'a str, u8, &'a str, Decimal, Decimal);
+type BillingKey<'a> = (&'a str, u8, &'a str, TokenPrices);
 
-/// One line per month, plan, currency and price over every row, charged under `granularity`.
+/// One line per month, plan, currency and prices over every row, charged under `granularity`.
 fn billing_lines(rows: &[UsageRow], granularity: Granularity) -> Vec<BillingLine> {
-    let mut tokens: BTreeMap<BillingKey, (ServicePlan, u64, u64)> = BTreeMap::new();
+    let mut tokens: BTreeMap<BillingKey, (ServicePlan, TokenCounts)> = BTreeMap::new();
     for row in rows {
         let key = (
             row.month.as_str(),
             row.plan as u8,
             row.currency.as_str(),
-            row.input_price,
-            row.output_price,
+            row.prices(),
         );
-        let entry = tokens.entry(key).or_insert((row.plan, 0, 0));
-        entry.1 += row.input_tokens;
-        entry.2 += row.output_tokens;
+        tokens
+            .entry(key)
+            .and_modify(|(_, counts)| *counts = counts.plus(row.counts()))
+            .or_insert((row.plan, row.counts()));
     }
     tokens
         .into_iter()
         .map(
-            |((month, _, currency, input_price, output_price), (plan, input, output))| {
-                BillingLine {
-                    plan,
-                    month: month.to_owned(),
-                    currency: currency.to_owned(),
-                    input_price_per_million: input_price,
-                    output_price_per_million: output_price,
-                    input_tokens: input,
-                    output_tokens: output,
-                    amount: granularity.charge(input, input_price)
-                        + granularity.charge(output, output_price),
-                }
+            |((month, _, currency, prices), (plan, counts))| BillingLine {
+                plan,
+                month: month.to_owned(),
+                currency: currency.to_owned(),
+                input_price_per_million: prices.input,
+                cached_input_price_per_million: prices.cached_input,
+                output_price_per_million: prices.output,
+                input_tokens: counts.input,
+                cached_input_tokens: counts.cached_input,
+                output_tokens: counts.output,
+                cached_input_amount: granularity
+                    .charge(counts.split_input().1, prices.cached_input),
+                amount: prices.charge(granularity, &counts),
             },
         )
         .collect()
@@ -370,9 +411,11 @@ mod tests {
             month: month.to_owned(),
             currency: "EUR".to_owned(),
             input_price: dec(prices.0),
+            cached_input_price: dec(prices.0),
             output_price: dec(prices.1),
             requests: 2,
             input_tokens: tokens.0,
+            cached_input_tokens: 0,
             output_tokens: tokens.1,
             estimated_requests: 1,
         }
@@ -544,10 +587,41 @@ mod tests {
         );
         assert_eq!(
             report.to_csv(),
-            "group,currency,requests,input_tokens,output_tokens,estimated_requests,cost\r\n\
-             \"a,\"\"b\"\"\",EUR,2,0,1,1,0.00000065\r\n\
-             plain,EUR,2,1,0,1,0.00000045\r\n\
-             \"two\nlines\",EUR,2,0,0,1,0\r\n"
+            "group,currency,requests,input_tokens,output_tokens,estimated_requests,cost,\
+             cached_input_tokens\r\n\
+             \"a,\"\"b\"\"\",EUR,2,0,1,1,0.00000065,0\r\n\
+             plain,EUR,2,1,0,1,0.00000045,0\r\n\
+             \"two\nlines\",EUR,2,0,0,1,0,0\r\n"
         );
+    }
+
+    #[test]
+    fn cached_input_is_billed_on_its_own_at_its_price() {
+        let mut cached = row("a", "2026-11", ("0.45", "0.65"), (1_500_000, 10));
+        cached.cached_input_price = dec("0.045");
+        cached.cached_input_tokens = 1_000_001;
+        let rows = vec![cached.clone(), cached];
+        let report = build(Granularity::Prorated, rows.clone());
+        let group = &report.groups[0].usage;
+        assert_eq!(group.input_tokens, 3_000_000);
+        assert_eq!(group.cached_input_tokens, 2_000_002);
+        // 999,998 × 0.45 + 2,000,002 × 0.045 + 20 × 0.65, per million.
+        assert_eq!(group.cost, dec("0.54001219"));
+        let line = &report.billing[0];
+        assert_eq!(line.cached_input_price_per_million, dec("0.045"));
+        assert_eq!(line.cached_input_tokens, 2_000_002);
+        assert_eq!(line.cached_input_amount, dec("0.09000009"));
+        assert_eq!(line.amount, group.cost);
+
+        let blocks = build(Granularity::PerStartedMillion, rows);
+        let line = &blocks.billing[0];
+        // Started millions: 1 of computed input, 3 of cached input, 1 of output.
+        assert_eq!(line.cached_input_amount, dec("0.135"));
+        assert_eq!(line.amount, dec("0.45") + dec("0.135") + dec("0.65"));
+        let json = serde_json::to_value(&blocks).unwrap();
+        assert_eq!(json["billing"][0]["cachedInputPricePerMillion"], "0.045");
+        assert_eq!(json["billing"][0]["cachedInputTokens"], 2_000_002);
+        assert_eq!(json["billing"][0]["cachedInputAmount"], "0.135");
+        assert_eq!(json["groups"][0]["cachedInputTokens"], 2_000_002);
     }
 }

@@ -41,8 +41,10 @@ suite!(
     records::ranges_include_from_and_exclude_to,
     records::prices_round_trip_exactly,
     records::migrations_ignore_other_migrators,
+    records::cached_input_tokens_and_their_price_round_trip,
     reports::rows_group_by_model_day_and_key,
     reports::a_price_change_splits_rows_and_billing_lines,
+    reports::cached_input_is_summed_and_billed_at_its_price,
     overrides::overrides_are_set_replaced_and_listed,
 );
 

@@ -211,7 +211,7 @@ impl Relay {
             return Some(Usage {
                 prompt_tokens: usage.prompt_tokens,
                 completion_tokens: usage.completion_tokens,
-                cached_prompt_tokens: 0,
+                cached_prompt_tokens: usage.cached_prompt_tokens(),
                 accuracy: Accuracy::Exact,
             });
         }
@@ -309,6 +309,30 @@ mod tests {
                 accuracy: Accuracy::Exact
             }
         );
+    }
+
+    #[tokio::test]
+    async fn the_upstreams_cached_prompt_tokens_are_kept() {
+        let usage = |details: &str| {
+            format!(
+                "{STREAM}data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":12,\"completion_tokens\":3{details}}}}}\n\ndata: [DONE]\n\n"
+            )
+        };
+        let (_, vllm) = relayed(&usage(",\"prompt_tokens_details\":{\"cached_tokens\":8}")).await;
+        assert_eq!(vllm.cached_prompt_tokens, 8);
+        assert_eq!((vllm.prompt_tokens, vllm.completion_tokens), (12, 3));
+        for unknown in [
+            ",\"prompt_tokens_details\":null",
+            ",\"prompt_tokens_details\":{\"cached_tokens\":null}",
+            ",\"prompt_tokens_details\":{\"audio_tokens\":0}",
+            "",
+        ] {
+            let (_, usage) = relayed(&usage(unknown)).await;
+            assert_eq!(usage.cached_prompt_tokens, 0, "{unknown}");
+        }
+        let (_, too_many) =
+            relayed(&usage(",\"prompt_tokens_details\":{\"cached_tokens\":99}")).await;
+        assert_eq!(too_many.cached_prompt_tokens, 12, "at most the prompt");
     }
 
     #[tokio::test]

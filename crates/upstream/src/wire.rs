@@ -218,6 +218,28 @@ pub(crate) struct WireUsage {
     /// Generated tokens (absent for embeddings).
     #[serde(default)]
     pub(crate) completion_tokens: usize,
+    /// Breakdown of the prompt tokens (vLLM and OpenAI; absent or `null` elsewhere).
+    #[serde(default)]
+    pub(crate) prompt_tokens_details: Option<WirePromptDetails>,
+}
+
+impl WireUsage {
+    /// Of the prompt tokens, those the server took from its prompt cache (0 when not
+    /// reported; never more than the prompt tokens).
+    pub(crate) fn cached_prompt_tokens(&self) -> usize {
+        self.prompt_tokens_details
+            .and_then(|details| details.cached_tokens)
+            .unwrap_or(0)
+            .min(self.prompt_tokens)
+    }
+}
+
+/// `usage.prompt_tokens_details` as an upstream reports it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) struct WirePromptDetails {
+    /// Prompt tokens served from the prompt cache (`null` when the server does not know).
+    #[serde(default)]
+    pub(crate) cached_tokens: Option<usize>,
 }
 
 /// An embeddings answer.

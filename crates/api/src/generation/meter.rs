@@ -2,7 +2,7 @@
 //! it: when the answer is complete or failed, or when the meter is dropped (a client that went
 //! away in the middle of a stream) with what the backend had counted by then. Recording
 //! closes the request's [`Ticket`] (its usage record and the settling of its budget), counts
-//! the tokens in the metrics and logs them.
+//! the tokens (prompt, of them cached, and completion) in the metrics and logs them.
 
 use std::sync::Arc;
 
@@ -59,11 +59,13 @@ impl UsageMeter {
         &self.request_id
     }
 
-    /// The usage as the wire shows it.
+    /// The usage as the wire shows it, with the prompt tokens taken from the backend's
+    /// prompt cache in `prompt_tokens_details.cached_tokens`.
     pub fn wire_usage(&self) -> openai::Usage {
         let usage = self.usage();
         let count = |tokens: usize| u32::try_from(tokens).unwrap_or(u32::MAX);
         openai::Usage::new(count(usage.prompt_tokens), count(usage.completion_tokens))
+            .with_cached_tokens(count(usage.cached_prompt_tokens))
     }
 
     /// Records the usage (once) of a request that ended with `outcome`. A request none of
@@ -78,12 +80,14 @@ impl UsageMeter {
         let usage = self.usage();
         let metrics = &self.state.metrics;
         metrics.add_prompt_tokens(&self.model, usage.prompt_tokens as u64);
+        metrics.add_cached_prompt_tokens(&self.model, usage.cached_prompt_tokens as u64);
         metrics.add_completion_tokens(&self.model, usage.completion_tokens as u64);
         let exact = usage.accuracy == Accuracy::Exact;
         tracing::info!(
             request_id = %self.request_id,
             model = %self.model,
             prompt_tokens = usage.prompt_tokens,
+            cached_tokens = usage.cached_prompt_tokens,
             completion_tokens = usage.completion_tokens,
             exact,
             outcome = outcome.as_str(),
@@ -91,6 +95,7 @@ impl UsageMeter {
         );
         let counts = TokenCounts {
             input: usage.prompt_tokens as u64,
+            cached_input: usage.cached_prompt_tokens as u64,
             output: usage.completion_tokens as u64,
             exact,
         };

@@ -93,6 +93,7 @@ pub async fn create_embeddings(
     let usage = embeddings.usage;
     let counts = TokenCounts {
         input: usage.prompt_tokens as u64,
+        cached_input: 0,
         output: 0,
         exact: usage.accuracy == Accuracy::Exact,
     };

@@ -354,9 +354,10 @@ fn function_call(
     }
 }
 
-/// The Responses API's usage of the gateway's usage.
+/// The Responses API's usage of the gateway's usage, cached prompt tokens included.
 fn response_usage(usage: &Usage) -> ResponseUsage {
     ResponseUsage::new(usage.prompt_tokens, usage.completion_tokens)
+        .with_cached_tokens(usage.cached_tokens())
 }
 
 impl AnswerFormat for ResponsesFormat {

@@ -11,8 +11,8 @@ use gateway_metering::journal::UsageJournal;
 use gateway_metering::{Granularity, LimitPolicy, LocalLimiter, PerMinute, Price, PriceSheet};
 use rust_decimal::Decimal;
 
-/// Prices of the tests: 0.45 EUR per million input and 0.65 per million output tokens on
-/// every plan, since 2026-01-01.
+/// Prices of the tests: 0.45 EUR per million input tokens (0.045 when taken from a prompt
+/// cache) and 0.65 per million output tokens on every plan, since 2026-01-01.
 pub fn test_prices() -> PriceSheet {
     let from = "2026-01-01T00:00:00Z".parse().unwrap_or_default();
     let prices = [ServicePlan::Base, ServicePlan::Plus, ServicePlan::Premium]
@@ -22,6 +22,7 @@ pub fn test_prices() -> PriceSheet {
             effective_from: from,
             currency: "EUR".to_owned(),
             input_per_million: Decimal::new(45, 2),
+            cached_input_per_million: Decimal::new(45, 3),
             output_per_million: Decimal::new(65, 2),
         })
         .collect();

@@ -31,6 +31,7 @@ pub struct ScriptedBackend {
     script: Script,
     chat_only: bool,
     pause: Duration,
+    cached_prompt: usize,
     generations: AtomicU64,
     tenants: std::sync::Mutex<Vec<Option<String>>>,
 }
@@ -43,6 +44,7 @@ impl ScriptedBackend {
             script,
             chat_only: false,
             pause: Duration::ZERO,
+            cached_prompt: 0,
             generations: AtomicU64::new(0),
             tenants: std::sync::Mutex::default(),
         }
@@ -55,6 +57,7 @@ impl ScriptedBackend {
             script: Script::Answer(Vec::new()),
             chat_only: false,
             pause: Duration::ZERO,
+            cached_prompt: 0,
             generations: AtomicU64::new(0),
             tenants: std::sync::Mutex::default(),
         }
@@ -79,6 +82,15 @@ impl ScriptedBackend {
     /// The same backend, pausing this long before each piece it releases.
     pub fn pausing(mut self, pause: Duration) -> Self {
         self.pause = pause;
+        self
+    }
+
+    /// The same backend, reporting that every choice took `tokens` of its prompt (at most
+    /// all of it) from a prompt cache (read by the usage tests; the `scripted_server`
+    /// example shares this file without calling it).
+    #[allow(dead_code)]
+    pub fn caching(mut self, tokens: usize) -> Self {
+        self.cached_prompt = tokens;
         self
     }
 }
@@ -170,8 +182,10 @@ impl Backend for ScriptedBackend {
         let (sinks, stream) = generation_channel(request.choices, TokenCount::exact(tokens));
         let limit = request.max_tokens.unwrap_or(usize::MAX);
         let pause = self.pause;
+        let cached = self.cached_prompt;
         tokio::spawn(async move {
             for sink in sinks {
+                sink.report_cached_prompt(cached);
                 play(sink, &pieces, limit, fails, pause).await;
             }
         });

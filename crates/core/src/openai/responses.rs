@@ -337,7 +337,7 @@ pub struct ResponseUsage {
 /// `input_tokens_details`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InputTokensDetails {
-    /// Input tokens read from a cache (none here).
+    /// Input tokens whose computation was reused from the backend's prompt cache.
     pub cached_tokens: u32,
 }
 
@@ -358,6 +358,12 @@ impl ResponseUsage {
             output_tokens_details: OutputTokensDetails::default(),
             total_tokens: input.saturating_add(output),
         }
+    }
+
+    /// Sets the number of input tokens served from a prompt cache.
+    pub fn with_cached_tokens(mut self, cached_tokens: u32) -> Self {
+        self.input_tokens_details = InputTokensDetails { cached_tokens };
+        self
     }
 }
 

@@ -20,8 +20,10 @@ const EVERY_MODEL: &str = "";
 pub(crate) struct RecordColumns {
     pub plan: &'static str,
     pub input_tokens: i64,
+    pub cached_input_tokens: i64,
     pub output_tokens: i64,
     pub input_price: String,
+    pub cached_input_price: String,
     pub output_price: String,
     pub cost: String,
     pub day: String,
@@ -33,8 +35,13 @@ impl RecordColumns {
         Ok(Self {
             plan: plan_name(record.plan),
             input_tokens: to_i64(record.input_tokens, "usage_records.input_tokens")?,
+            cached_input_tokens: to_i64(
+                record.cached_input_tokens,
+                "usage_records.cached_input_tokens",
+            )?,
             output_tokens: to_i64(record.output_tokens, "usage_records.output_tokens")?,
             input_price: record.input_price.to_string(),
+            cached_input_price: record.cached_input_price.to_string(),
             output_price: record.output_price.to_string(),
             cost: record.cost.to_string(),
             day: record.time.format("%Y-%m-%d").to_string(),
@@ -60,6 +67,8 @@ pub(crate) struct RecordRow {
     cost: String,
     request_id: String,
     outcome: String,
+    cached_input_tokens: i64,
+    cached_input_price: String,
 }
 
 impl TryFrom<RecordRow> for UsageRecord {
@@ -76,10 +85,18 @@ impl TryFrom<RecordRow> for UsageRecord {
             model: row.model,
             plan: parse_plan(&row.plan)?,
             input_tokens: to_u64(row.input_tokens, "usage_records.input_tokens")?,
+            cached_input_tokens: to_u64(
+                row.cached_input_tokens,
+                "usage_records.cached_input_tokens",
+            )?,
             output_tokens: to_u64(row.output_tokens, "usage_records.output_tokens")?,
             exact: row.exact,
             currency: row.currency,
             input_price: decimal(&row.input_price, "usage_records.input_price")?,
+            cached_input_price: decimal(
+                &row.cached_input_price,
+                "usage_records.cached_input_price",
+            )?,
             output_price: decimal(&row.output_price, "usage_records.output_price")?,
             cost: decimal(&row.cost, "usage_records.cost")?,
             request_id: row.request_id,
@@ -96,9 +113,11 @@ pub(crate) struct SumRow {
     month: String,
     currency: String,
     input_price: String,
+    cached_input_price: String,
     output_price: String,
     requests: i64,
     input_tokens: i64,
+    cached_input_tokens: i64,
     output_tokens: i64,
     estimated_requests: i64,
 }
@@ -118,9 +137,17 @@ impl SumRow {
             month: self.month,
             currency: self.currency,
             input_price: decimal(&self.input_price, "usage_records.input_price")?,
+            cached_input_price: decimal(
+                &self.cached_input_price,
+                "usage_records.cached_input_price",
+            )?,
             output_price: decimal(&self.output_price, "usage_records.output_price")?,
             requests: to_u64(self.requests, "usage_records.id")?,
             input_tokens: to_u64(self.input_tokens, "usage_records.input_tokens")?,
+            cached_input_tokens: to_u64(
+                self.cached_input_tokens,
+                "usage_records.cached_input_tokens",
+            )?,
             output_tokens: to_u64(self.output_tokens, "usage_records.output_tokens")?,
             estimated_requests: to_u64(self.estimated_requests, "usage_records.exact")?,
         })

@@ -8,7 +8,8 @@ use crate::report::GroupBy;
 macro_rules! record_columns {
     () => {
         "id, time, project_id, key_id, model, plan, input_tokens, output_tokens, exact, \
-         currency, input_price, output_price, cost, request_id, outcome"
+         currency, input_price, output_price, cost, request_id, outcome, \
+         cached_input_tokens, cached_input_price"
     };
 }
 
@@ -30,7 +31,7 @@ pub(crate) const INSERT_RECORDS_HEAD: &str = concat!(
 );
 /// Records already stored (a flush repeated after a crash) are left as they are.
 pub(crate) const INSERT_RECORDS_TAIL: &str = " ON CONFLICT (id) DO NOTHING";
-/// Records per insert statement: 17 bound values each, within SQLite's 32,766 and
+/// Records per insert statement: 19 bound values each, within SQLite's 32,766 and
 /// PostgreSQL's 65,535 parameters.
 pub(crate) const RECORDS_PER_INSERT: usize = 500;
 pub(crate) const SELECT_RECORDS: &str = concat!(
@@ -51,13 +52,14 @@ pub(crate) const SELECT_OVERRIDES: &str = "SELECT project_id, model, requests_pe
 /// price. Tokens are summed in SQL; money never is.
 pub(crate) fn usage_rows(group: &str) -> String {
     format!(
-        "SELECT {group} AS grp, plan, month, currency, input_price, output_price, \
-         COUNT(*) AS requests, \
+        "SELECT {group} AS grp, plan, month, currency, input_price, cached_input_price, \
+         output_price, COUNT(*) AS requests, \
          CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
+         CAST(SUM(cached_input_tokens) AS BIGINT) AS cached_input_tokens, \
          CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
          CAST(SUM(CASE WHEN exact THEN 0 ELSE 1 END) AS BIGINT) AS estimated_requests{} \
-         GROUP BY grp, plan, month, currency, input_price, output_price \
-         ORDER BY grp, plan, month, currency, input_price, output_price",
+         GROUP BY grp, plan, month, currency, input_price, cached_input_price, output_price \
+         ORDER BY grp, plan, month, currency, input_price, cached_input_price, output_price",
         in_range!()
     )
 }
@@ -106,6 +108,8 @@ macro_rules! impl_usage_store {
                             .push_bind(columns.cost)
                             .push_bind(record.request_id.clone())
                             .push_bind(record.outcome.as_str())
+                            .push_bind(columns.cached_input_tokens)
+                            .push_bind(columns.cached_input_price)
                             .push_bind(columns.day)
                             .push_bind(columns.month);
                     });

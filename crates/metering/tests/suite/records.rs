@@ -3,10 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gateway_core::ServicePlan;
-use gateway_metering::{Outcome, UsageQuery, UsageRecord};
+use gateway_metering::{Outcome, TokenCounts, UsageQuery, UsageRecord};
 use uuid::Uuid;
 
-use crate::support::{dec, everything, price, record, TestDb};
+use crate::support::{cached_record, dec, discounted, everything, price, record, TestDb};
 
 pub async fn inserting_a_record_twice_keeps_one(db: &TestDb) {
     let project = Uuid::new_v4();
@@ -148,7 +148,51 @@ pub async fn prices_round_trip_exactly(db: &TestDb) {
         };
         assert_eq!(text(stored), text(original));
     }
-    assert_eq!(got[1].cost, fine.cost(3, 7));
+    assert_eq!(got[1].cost, fine.cost(&exact_counts(3, 0, 7)));
+}
+
+/// Exact counts of `input` tokens (`cached_input` of them cached) and `output` tokens.
+fn exact_counts(input: u64, cached_input: u64, output: u64) -> TokenCounts {
+    TokenCounts {
+        input,
+        cached_input,
+        output,
+        exact: true,
+    }
+}
+
+pub async fn cached_input_tokens_and_their_price_round_trip(db: &TestDb) {
+    let project = Uuid::new_v4();
+    let cheap = discounted(price("0.45", "0.65"), "0.045");
+    let cached = cached_record(
+        project,
+        Uuid::new_v4(),
+        "m",
+        "2026-12-01T00:00:00Z",
+        &cheap,
+        (1_000, 600, 10),
+    );
+    assert_eq!(cached.cached_input_tokens, 600);
+    assert_eq!(cached.cached_input_price, dec("0.045"));
+    // (1,000 − 600) × 0.45 + 600 × 0.045 + 10 × 0.65, per million.
+    assert_eq!(cached.cost, dec("0.0002135"));
+    assert_eq!(cached.cost, cheap.cost(&exact_counts(1_000, 600, 10)));
+    let uncached = record(
+        project,
+        Uuid::new_v4(),
+        "m",
+        "2026-12-01T00:00:01Z",
+        &cheap,
+        (1_000, 10),
+    );
+    db.store
+        .insert_records(&[cached.clone(), uncached.clone()])
+        .await
+        .unwrap();
+    let got = db.store.records(&everything(project)).await.unwrap();
+    assert_eq!(got, [cached, uncached]);
+    assert_eq!(got[0].cached_input_price.to_string(), "0.045");
+    assert_eq!(got[1].cached_input_tokens, 0);
 }
 
 pub async fn migrations_ignore_other_migrators(db: &TestDb) {

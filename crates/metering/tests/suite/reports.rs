@@ -8,7 +8,7 @@ use gateway_metering::{Granularity, Price, UsageRecord};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::support::{dec, everything, price, record, TestDb};
+use crate::support::{cached_record, dec, discounted, everything, price, record, TestDb};
 
 /// The row a test expects, at base-plan EUR prices.
 fn row(group: &str, month: &str, price: &Price, sums: [u64; 4]) -> UsageRow {
@@ -18,9 +18,11 @@ fn row(group: &str, month: &str, price: &Price, sums: [u64; 4]) -> UsageRow {
         month: month.to_owned(),
         currency: "EUR".to_owned(),
         input_price: price.input_per_million,
+        cached_input_price: price.cached_input_per_million,
         output_price: price.output_per_million,
         requests: sums[0],
         input_tokens: sums[1],
+        cached_input_tokens: 0,
         output_tokens: sums[2],
         estimated_requests: sums[3],
     }
@@ -147,4 +149,69 @@ pub async fn a_price_change_splits_rows_and_billing_lines(db: &TestDb) {
     );
     assert_eq!(report.billed_total[0].amount, report.total[0].cost);
     assert_eq!(report.total[0].cost, cost(&records));
+}
+
+pub async fn cached_input_is_summed_and_billed_at_its_price(db: &TestDb) {
+    let (project, key) = (Uuid::new_v4(), Uuid::new_v4());
+    let full = price("0.45", "0.65");
+    let cheap = discounted(price("0.45", "0.65"), "0.045");
+    let at = |price: &Price, tokens| {
+        cached_record(project, key, "m", "2026-12-01T00:00:00Z", price, tokens)
+    };
+    let records = [
+        at(&cheap, (1_000_000, 600_000, 10)),
+        at(&cheap, (500_000, 400_000, 0)),
+        at(&full, (1_000_000, 0, 0)),
+    ];
+    db.store.insert_records(&records).await.unwrap();
+    let query = everything(project);
+    let rows = db.store.usage_rows(&query, GroupBy::Model).await.unwrap();
+    let sums: Vec<_> = rows
+        .iter()
+        .map(|r| (r.cached_input_price, r.input_tokens, r.cached_input_tokens))
+        .collect();
+    assert_eq!(
+        sums,
+        [
+            (dec("0.045"), 1_500_000, 1_000_000),
+            (dec("0.45"), 1_000_000, 0)
+        ]
+    );
+
+    let report = usage_report(&*db.store, &query, GroupBy::Model, Granularity::Prorated)
+        .await
+        .unwrap();
+    let total = &report.total[0];
+    assert_eq!(
+        (total.input_tokens, total.cached_input_tokens),
+        (2_500_000, 1_000_000)
+    );
+    // 500,000 × 0.45 + 1,000,000 × 0.045 + 10 × 0.65 + 1,000,000 × 0.45, per million.
+    assert_eq!(total.cost, dec("0.7200065"));
+    assert_eq!(total.cost, cost(&records));
+    let lines: Vec<_> = report
+        .billing
+        .iter()
+        .map(|l| {
+            let cached = (l.cached_input_price_per_million, l.cached_input_tokens);
+            (cached, l.cached_input_amount, l.amount)
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ((dec("0.045"), 1_000_000), dec("0.045"), dec("0.2700065")),
+            ((dec("0.45"), 0), dec("0"), dec("0.45")),
+        ]
+    );
+    assert_eq!(report.billed_total[0].amount, total.cost);
+    let csv = report.to_csv();
+    assert!(
+        csv.starts_with("group,currency,requests,input_tokens,output_tokens,estimated_requests,cost,cached_input_tokens\r\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("\r\nm,EUR,3,2500000,10,0,0.7200065,1000000\r\n"),
+        "{csv}"
+    );
 }

@@ -120,19 +120,28 @@ pub fn dec(text: &str) -> Decimal {
     Decimal::from_str(text).unwrap()
 }
 
-/// A base-plan price in EUR.
+/// A base-plan price in EUR, cached input at the input price.
 pub fn price(input: &str, output: &str) -> Price {
     Price {
         plan: ServicePlan::Base,
         effective_from: "2026-01-01T00:00:00Z".parse().unwrap(),
         currency: "EUR".to_owned(),
         input_per_million: dec(input),
+        cached_input_per_million: dec(input),
         output_per_million: dec(output),
     }
 }
 
+/// `price` with cached input at `cached_input`.
+pub fn discounted(price: Price, cached_input: &str) -> Price {
+    Price {
+        cached_input_per_million: dec(cached_input),
+        ..price
+    }
+}
+
 /// A complete request of `project` with key `key` on `model` that ended at `time`, with
-/// `tokens` (input, output) counted exactly, at `price`.
+/// `tokens` (input, output; none cached) counted exactly, at `price`.
 pub fn record(
     project: Uuid,
     key: Uuid,
@@ -141,15 +150,30 @@ pub fn record(
     price: &Price,
     tokens: (u64, u64),
 ) -> UsageRecord {
+    let (input, output) = tokens;
+    cached_record(project, key, model, time, price, (input, 0, output))
+}
+
+/// [`record`] with `tokens` (input, of them cached, output).
+pub fn cached_record(
+    project: Uuid,
+    key: Uuid,
+    model: &str,
+    time: &str,
+    price: &Price,
+    tokens: (u64, u64, u64),
+) -> UsageRecord {
     let requester = Requester {
         project_id: project,
         key_id: key,
         model: model.to_owned(),
         request_id: format!("req-{}", Uuid::new_v4().simple()),
     };
+    let (input, cached_input, output) = tokens;
     let counts = TokenCounts {
-        input: tokens.0,
-        output: tokens.1,
+        input,
+        cached_input,
+        output,
         exact: true,
     };
     let time = time.parse().unwrap();
