@@ -87,8 +87,8 @@ impl UsageMeter {
             request_id = %self.request_id,
             model = %self.model,
             prompt_tokens = usage.prompt_tokens,
-            cached_tokens = usage.cached_prompt_tokens,
             completion_tokens = usage.completion_tokens,
+            cached_tokens = usage.cached_prompt_tokens,
             exact,
             outcome = outcome.as_str(),
             "usage"
