@@ -40,7 +40,7 @@ TURN_TOKENS = 32
 SYSTEM = "You are the support assistant of a bicycle shop in Lyon. " + " ".join(
     f"Rule {i}: answer politely and briefly, and mention part number {1000 + 7 * i} when it "
     f"concerns {('tyres', 'brakes', 'chains', 'lights', 'saddles')[i % 5]}."
-    for i in range(56)
+    for i in range(40)
 )
 SUBJECTS = [
     "city tyres", "brake pads", "chain oil", "front lights", "saddle height", "helmets",
