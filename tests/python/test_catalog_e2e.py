@@ -42,7 +42,8 @@ def test_the_services_sdk_reads_the_catalog(gateway):
     chat = by_name[CHAT_MODEL]
     assert chat.type == "chat" and chat.category == "standard" and chat.region == REGION
     assert chat.name == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert [sku.id for sku in chat.skus] == ["standard-input-tokens", "standard-output-tokens"]
+    assert [sku.id for sku in chat.skus] == [
+        "standard-input-tokens", "standard-cached-input-tokens", "standard-output-tokens"]
     details = api.get_chat_model(REGION, str(chat.id)).model
     assert details.context_length == 1024, "the served context (max_context), not the card's"
     assert details.size > 50_000_000 and details.bits == 4 and details.quantization_method == "PTQ"

@@ -275,7 +275,7 @@ def test_an_owner_creates_uses_renames_and_deletes_a_key(console_gateway, browse
     assert Decimal(group["cost"]) > 0
     shown = p.locator(f'#usage-by-model tr[data-group="{CHAT_MODEL}"]')
     expect(shown).to_be_visible()
-    for name in ("requests", "inputTokens", "outputTokens"):
+    for name in ("requests", "inputTokens", "cachedInputTokens", "outputTokens"):
         assert digits(shown.locator(f'[data-field="{name}"]').inner_text()) == group[name], name
     expect(shown.locator('[data-field="cost"]')).to_have_text(
         f'{group["cost"]} {group["currency"]}'
@@ -536,6 +536,7 @@ def test_a_deprecated_model_is_flagged(console_gateway, browser, owner):
     chat = p.locator(f'#models-table tr[data-model="{CHAT_MODEL}"]')
     expect(chat.locator('[data-field="type"]')).to_contain_text("chat")
     expect(chat.locator('[data-field="inputPrice"]')).to_contain_text("0.45")
+    expect(chat.locator('[data-field="cachedInputPrice"]')).to_contain_text("0.45")
     expect(chat.locator('[data-field="outputPrice"]')).to_contain_text("0.65")
     expect(chat.locator('[data-field="contextLength"]')).to_have_text(re.compile(r"1[,. ]?024"))
     expect(chat.locator('[data-field="license"]')).to_contain_text(by_id[CHAT_MODEL]["license"])

@@ -126,7 +126,7 @@ export function plural(count, noun) {
 }
 
 /**
- * The price of a model's SKU of `type` ("input" or "output"): "0.45 EUR" out of
+ * The price of a model's SKU of `type` ("input", "cached-input" or "output"): "0.45 EUR" out of
  * "0.45 EUR per 1 million input tokens", the whole description when it has another shape,
  * or null when the model has no such SKU.
  */

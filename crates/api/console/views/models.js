@@ -9,7 +9,8 @@ import {
 import { formatCount, lifecycleSummary, skuPrice } from '../format.js';
 
 const HEADERS = [
-  'Model', 'Type', 'Plan', 'Input price per 1M tokens', 'Output price per 1M tokens',
+  'Model', 'Type', 'Plan', 'Input price per 1M tokens',
+  'Cached input price per 1M tokens', 'Output price per 1M tokens',
   'Context length (tokens)', 'Licence', 'Source',
 ];
 const ENDING = ['deprecated', 'retired'];
@@ -68,6 +69,7 @@ function modelRow(model) {
     cell('type', model.type),
     cell('plan', model.category),
     cell('inputPrice', skuPrice(model.skus, 'input') ?? '—'),
+    cell('cachedInputPrice', skuPrice(model.skus, 'cached-input') ?? '—'),
     cell('outputPrice', skuPrice(model.skus, 'output') ?? '—'),
     cell('contextLength', 'Loading…'),
     cell('license', model.license || '—'),

@@ -14,7 +14,7 @@ import {
 
 const NO_USAGE = 'No usage in this range.';
 const NOT_LOADED = 'The usage could not be loaded.';
-const GROUP_HEADERS = ['Requests', 'Input tokens', 'Output tokens', 'Cost'];
+const GROUP_HEADERS = ['Requests', 'Input tokens', 'of which cached', 'Output tokens', 'Cost'];
 const LIMIT_HEADERS = [
   'Model', 'Plan', 'Requests per minute', 'Requests left', 'Tokens per minute', 'Tokens left',
   'Tokens used this minute', 'Resets in',
@@ -139,6 +139,7 @@ function countCells(usage) {
   return [
     cell('requests', formatCount(usage.requests)),
     cell('inputTokens', formatCount(usage.inputTokens)),
+    cell('cachedInputTokens', formatCount(usage.cachedInputTokens ?? 0)),
     cell('outputTokens', formatCount(usage.outputTokens)),
     cell('cost', formatMoney(usage.cost, usage.currency)),
   ];

@@ -35,7 +35,8 @@ pub const ATOM: &str = "application/atom+xml";
 struct Sku {
     /// The line's id, e.g. `standard-input-tokens`.
     id: String,
-    /// `input` or `output` (tokens).
+    /// `input`, `cached-input` (input tokens served from the prompt cache) or `output`
+    /// (tokens).
     #[serde(rename = "type")]
     kind: &'static str,
     /// The price per 1 million tokens and its currency.
@@ -266,7 +267,8 @@ fn view(state: &AppState, entry: &CatalogEntry, region: &str) -> ModelView {
     }
 }
 
-/// The price lines of a model now: input tokens, and output tokens for chat models.
+/// The price lines of a model now: input tokens, and for chat models cached input tokens
+/// (served from the prompt cache) and output tokens.
 fn skus(state: &AppState, entry: &CatalogEntry) -> Vec<Sku> {
     let Some(price) = state.accounting.prices.at(entry.plan, Utc::now()) else {
         return Vec::new();
@@ -274,6 +276,7 @@ fn skus(state: &AppState, entry: &CatalogEntry) -> Vec<Sku> {
     let plan = category(entry.plan);
     let mut lines = vec![("input", price.input_per_million)];
     if entry.kind == ModelKind::Chat {
+        lines.push(("cached-input", price.cached_input_per_million));
         lines.push(("output", price.output_per_million));
     }
     lines
