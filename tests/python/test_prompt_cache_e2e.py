@@ -3,17 +3,22 @@ greedy outputs and their log-probabilities are identical with the cache off, col
 (including prompts whose uncached rest is a single token); `usage.prompt_tokens_details.
 cached_tokens` says how many prompt tokens came from it (whole blocks of 16, never the last
 token), in whole answers and in a stream's usage chunk; a chat's second turn reuses its first
-turn's prompt; a budget of one block evicts the least recently used prefix."""
+turn's prompt; a budget of one block evicts the least recently used prefix; the usage record
+bills the cached tokens at the plan's cached input price."""
 
 from __future__ import annotations
 
 import pytest
 from openai import OpenAI
 
+from decimal import Decimal
+
 from conftest import CHAT_MODEL
 from gateway_process import Gateway
+from test_auth_e2e import call, new_tenant
 from test_batch_invariance_e2e import engine_figure
 from test_embeddings_e2e import post_json
+from test_metering_e2e import MILLION, PRICE_IN, PRICE_OUT, wait_for_requests
 
 BLOCK = 16
 LONG_SYSTEM = "You are the support assistant of a bicycle shop. " + " ".join(
@@ -28,9 +33,24 @@ QUESTIONS = [
 TOKENS = 12
 
 
-def serve(data_dir, api_key, prompt_cache_mib: int | None) -> Gateway:
+PRICE_CACHED = Decimal("0.05")
+METERING = f"""
+[metering]
+cost_header = true
+
+[[metering.prices]]
+plan = "base"
+from = "2026-01-01"
+currency = "EUR"
+input_per_million = "{PRICE_IN}"
+cached_input_per_million = "{PRICE_CACHED}"
+output_per_million = "{PRICE_OUT}"
+"""
+
+
+def serve(data_dir, api_key, prompt_cache_mib: int | None, metering: str = "") -> Gateway:
     setting = "" if prompt_cache_mib is None else f"prompt_cache_mib = {prompt_cache_mib}"
-    server = Gateway(data_dir, f"""
+    server = Gateway(data_dir, f"""{metering}
 [[models]]
 path = "models/{CHAT_MODEL}"
 max_context = 2048
@@ -143,7 +163,7 @@ def test_outputs_are_identical_with_and_without_the_prompt_cache(data_dir, api_k
 
 @pytest.fixture(scope="module")
 def caching_server(data_dir, api_key):
-    server = serve(data_dir, api_key, None)
+    server = serve(data_dir, api_key, None, METERING)
     yield server
     server.stop()
 
@@ -190,3 +210,28 @@ def test_a_budget_of_one_block_keeps_the_most_recent_prefix(data_dir, api_key):
         server.stop()
     assert served == [0, BLOCK, 0, 0]
     assert held == BLOCK * 46_080
+
+
+def test_cached_tokens_are_billed_at_the_plans_cached_price(caching_server, data_dir):
+    tenant = new_tenant(data_dir, "prompt-cache-billing")
+    body = {"model": CHAT_MODEL, "messages": system_chat("Do you sell tandems?"),
+            "max_tokens": 4, "temperature": 0}
+    answers = []
+    for _ in range(2):
+        status, headers, answer = call(
+            caching_server, "POST", "/v1/chat/completions", tenant.key, body)
+        assert status == 200, answer
+        answers.append((Decimal(headers["x-request-cost"]), answer["usage"]))
+    (first_cost, first), (second_cost, second) = answers
+    cached = second["prompt_tokens_details"]["cached_tokens"]
+    assert first["prompt_tokens"] == second["prompt_tokens"]
+    assert cached == whole_blocks_before_last(second["prompt_tokens"]) > 0
+    assert second_cost == (
+        (second["prompt_tokens"] - cached) * PRICE_IN + cached * PRICE_CACHED
+        + second["completion_tokens"] * PRICE_OUT
+    ) / MILLION
+    assert second_cost < first_cost
+    total = wait_for_requests(caching_server, tenant, 2)["total"][0]
+    assert total["requests"] == 2
+    assert total["cachedInputTokens"] == first["prompt_tokens_details"]["cached_tokens"] + cached
+    assert Decimal(total["cost"]) == first_cost + second_cost
