@@ -213,12 +213,14 @@ class Server:
 class OurGateway(Server):
     name = "gateway"
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, model_settings: str = ""):
+        """Serves the model with the benchmark's settings, then `model_settings` (TOML lines
+        of its `[[models]]` table)."""
         config = (
             f"[runtime]\nintra_threads = {THREADS}\n"
             f'[[models]]\npath = "models/{MODEL}"\nmax_batch_sequences = {SLOTS}\n'
             f"max_context = 1024\nkv_budget_tokens = {SLOTS * SLOT_CONTEXT}\n"
-            "queue_capacity = 1024\n"
+            f"queue_capacity = 1024\n{model_settings}"
         )
         self.process = gateway_process.Gateway(data_dir, config, {"RUST_LOG": "warn,gateway=info"})
         key = gateway_process.create_api_key(data_dir, "bench-decode")
