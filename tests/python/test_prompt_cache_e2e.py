@@ -102,10 +102,11 @@ def system_chat(question: str) -> list[dict]:
     return [{"role": "system", "content": LONG_SYSTEM}, {"role": "user", "content": question}]
 
 
-# Prompt lengths in token ids, in the order served. With the cache, each finds the blocks of
-# the ones before: 273 and 257 leave a single token to run, 288 a whole block.
-ID_PROMPT_LENGTHS = [300, 273, 257, 288]
-ID_PROMPT_CACHED = [0, 272, 256, 272]
+# Prompt lengths in token ids, in the order served. Without the cache 40, 33 and 17 run whole
+# from the start, the others in chunks of 256. With it, each finds the blocks of the ones
+# before: 33, 17, 273 and 257 leave a single token to run, 288 a whole block.
+ID_PROMPT_LENGTHS = [40, 33, 17, 300, 273, 257, 288]
+ID_PROMPT_CACHED = [0, 32, 16, 32, 272, 256, 272]
 
 
 def serve_all(server: Gateway) -> tuple[list, list]:

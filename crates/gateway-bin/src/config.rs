@@ -345,6 +345,7 @@ fn default_prefill_chunk_tokens_while_decoding() -> usize {
     GeneratorConfig::default().prefill_chunk_tokens_while_decoding
 }
 
+/// The engine's default prompt cache, in MiB.
 fn default_prompt_cache_mib() -> usize {
     GeneratorConfig::default().prompt_cache_bytes >> 20
 }

@@ -135,7 +135,7 @@ impl KvCache {
 
     /// Floats of one (tensor, head) of a copy of `floats` floats in all.
     fn run_floats(&self, floats: usize) -> usize {
-        (floats / (self.shape.tensors() * self.shape.heads)).max(1)
+        floats / (self.shape.tensors() * self.shape.heads)
     }
 
     /// Where the (tensor, head) runs of a copy of `floats` floats from position `start` of
@@ -150,6 +150,12 @@ impl KvCache {
             heads, head_dim, ..
         } = self.shape;
         let run = self.run_floats(floats);
+        debug_assert!(
+            run > 0
+                && run.is_multiple_of(head_dim)
+                && start * head_dim + run <= self.capacity * head_dim,
+            "{floats} floats from position {start} are not whole positions inside the row"
+        );
         let head_floats = self.capacity * head_dim;
         let first = row * self.row_floats() + start * head_dim;
         (0..self.shape.tensors()).flat_map(move |tensor| {

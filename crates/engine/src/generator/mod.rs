@@ -193,7 +193,8 @@ impl OnnxGenerator {
             session,
             shape,
             manifest.vocab_size,
-            (limits.max_sequences, card.context_length),
+            limits.max_sequences,
+            card.context_length,
             config.prompt_cache_bytes,
         );
         let vocab = Vocabulary {

@@ -110,7 +110,8 @@ impl OnnxDecoder {
         session: Session,
         shape: KvShape,
         vocab: usize,
-        (slots, capacity): (usize, usize),
+        slots: usize,
+        capacity: usize,
         prompt_cache_bytes: usize,
     ) -> Self {
         let names = |prefix: &str| {
@@ -141,7 +142,8 @@ impl OnnxDecoder {
     fn forward(
         &mut self,
         first: usize,
-        (ids, width): (Vec<i64>, usize),
+        ids: Vec<i64>,
+        width: usize,
         new: &[usize],
         last: Vec<i64>,
         every_position: bool,
@@ -255,7 +257,7 @@ impl StepModel for OnnxDecoder {
                 *id = i64::from(token);
             }
         }
-        let data = self.forward(first, (ids, width), &new, last, false)?;
+        let data = self.forward(first, ids, width, &new, last, false)?;
         for &(slot, tokens) in chunks {
             self.cache.advance(slot, tokens.len());
         }
@@ -272,7 +274,7 @@ impl StepModel for OnnxDecoder {
             .row(slot)
             .ok_or_else(|| EngineError::KvCache(format!("no free row for slot {slot}")))?;
         let ids = tokens.iter().map(|&token| i64::from(token)).collect();
-        let data = self.forward(row, (ids, tokens.len()), &[tokens.len()], Vec::new(), true)?;
+        let data = self.forward(row, ids, tokens.len(), &[tokens.len()], Vec::new(), true)?;
         self.cache.advance(slot, tokens.len());
         Ok(Logits::new(data, self.vocab, (0..tokens.len()).collect()))
     }
@@ -292,7 +294,7 @@ impl StepModel for OnnxDecoder {
             ids[row] = i64::from(token);
             picks.push(row);
         }
-        let data = self.forward(0, (ids, 1), &vec![1; batch], vec![0; batch], false)?;
+        let data = self.forward(0, ids, 1, &vec![1; batch], vec![0; batch], false)?;
         for &(slot, _) in rows {
             self.cache.advance(slot, 1);
         }

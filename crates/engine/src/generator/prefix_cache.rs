@@ -43,14 +43,17 @@ struct Block {
 pub(crate) struct PrefixCache {
     /// Floats of one block: `[tensor][head][position][dim]`.
     block_floats: usize,
+    /// The keys and values of every place, one block after the other.
     slab: Vec<f32>,
     /// The block at each place of the slab.
     blocks: Vec<Option<Block>>,
+    /// The place of each block kept.
     index: HashMap<BlockKey, u32>,
     /// `(last_used, place)` of the blocks without children, least recently used first.
     leaves: BTreeSet<(u64, u32)>,
     /// Places of the slab never used yet.
     unused: Vec<u32>,
+    /// Counts uses: a block's `last_used` is the clock of its last one.
     clock: u64,
 }
 
@@ -103,10 +106,8 @@ impl PrefixCache {
         let blocks = upto.min(prompt.len()) / BLOCK_TOKENS;
         let mut path = Vec::with_capacity(blocks);
         let mut parent = ROOT;
-        for (block, tokens) in prompt.chunks_exact(BLOCK_TOKENS).take(blocks).enumerate() {
-            let Some(key) = block_key(parent, tokens) else {
-                break;
-            };
+        for (block, tokens) in prompt.as_chunks().0.iter().take(blocks).enumerate() {
+            let key = (parent, *tokens);
             let place = match self.index.get(&key) {
                 Some(&place) => place,
                 None => {
@@ -134,9 +135,8 @@ impl PrefixCache {
     fn path(&self, prompt: &[u32], most: usize) -> Vec<u32> {
         let mut path = Vec::new();
         let mut parent = ROOT;
-        for tokens in prompt.chunks_exact(BLOCK_TOKENS).take(most) {
-            let Some(&place) = block_key(parent, tokens).and_then(|key| self.index.get(&key))
-            else {
+        for tokens in prompt.as_chunks().0.iter().take(most) {
+            let Some(&place) = self.index.get(&(parent, *tokens)) else {
                 break;
             };
             path.push(place);
@@ -212,10 +212,12 @@ impl PrefixCache {
         self.index.insert(key, place);
     }
 
+    /// The keys and values of the block at `place`.
     fn data(&self, place: u32) -> &[f32] {
         &self.slab[self.range(place)]
     }
 
+    /// Where the block at `place` lies in the slab.
     fn range(&self, place: u32) -> std::ops::Range<usize> {
         let start = place as usize * self.block_floats;
         start..start + self.block_floats
@@ -226,10 +228,6 @@ impl PrefixCache {
 /// token must be covered.
 fn reusable_blocks(len: usize) -> usize {
     len.saturating_sub(1) / BLOCK_TOKENS
-}
-
-fn block_key(parent: u32, tokens: &[u32]) -> Option<BlockKey> {
-    Some((parent, tokens.try_into().ok()?))
 }
 
 #[cfg(test)]

@@ -74,8 +74,8 @@ struct Sequence {
     sink: Option<ChoiceSink>,
     prompt: Vec<u32>,
     prefilled: usize,
-    /// Prompt tokens taken from the prompt cache, once looked up.
-    cached: Option<usize>,
+    /// Whether the prompt cache was asked for its prefix (and the sink told the answer).
+    looked_up: bool,
     reserved: usize,
     max_tokens: usize,
     generated: usize,
@@ -182,7 +182,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
             slot,
             sink: Some(job.sink),
             prefilled: 0,
-            cached: None,
+            looked_up: false,
             reserved: reserve,
             max_tokens: job.max_tokens,
             generated: 0,
@@ -262,7 +262,7 @@ impl<M: StepModel, D: TokenDecoder> Scheduler<M, D> {
         else {
             return (0, 0);
         };
-        let cached = if self.running[first].cached.is_none() {
+        let cached = if !self.running[first].looked_up {
             self.reuse_cached_prefix(first)
         } else {
             0
@@ -535,7 +535,7 @@ fn finish(
 
 /// Records and reports that `tokens` of `sequence`'s prompt came from the prompt cache.
 fn note_cached(sequence: &mut Sequence, tokens: usize) {
-    sequence.cached = Some(tokens);
+    sequence.looked_up = true;
     if let Some(sink) = &sequence.sink {
         sink.report_cached_prompt(tokens);
     }

@@ -135,22 +135,31 @@ fn scheduler_with(
 }
 
 fn job(prompt: &str, max_tokens: usize, stop: &[&str]) -> (Job, GenerationStream) {
+    let (mut jobs, stream) = choices(prompt, 1, max_tokens, stop);
+    (jobs.remove(0), stream)
+}
+
+/// The `n` choices of one greedy generation of `prompt`, and its stream.
+fn choices(prompt: &str, n: u32, max_tokens: usize, stop: &[&str]) -> (Vec<Job>, GenerationStream) {
     let prompt: Vec<u32> = prompt.bytes().map(u32::from).collect();
-    let (mut sinks, stream) = generation_channel(1, TokenCount::exact(prompt.len()));
-    let job = Job {
-        prompt,
-        max_tokens,
-        sampling: SamplingParams {
-            temperature: 0.0,
-            ..SamplingParams::default()
-        },
-        stop: stop.iter().map(|s| (*s).to_owned()).collect(),
-        ending: Ending::default(),
-        grammar: None,
-        echo: None,
-        sink: sinks.remove(0),
-    };
-    (job, stream)
+    let (sinks, stream) = generation_channel(n, TokenCount::exact(prompt.len()));
+    let jobs = sinks
+        .into_iter()
+        .map(|sink| Job {
+            prompt: prompt.clone(),
+            max_tokens,
+            sampling: SamplingParams {
+                temperature: 0.0,
+                ..SamplingParams::default()
+            },
+            stop: stop.iter().map(|s| (*s).to_owned()).collect(),
+            ending: Ending::default(),
+            grammar: None,
+            echo: None,
+            sink,
+        })
+        .collect();
+    (jobs, stream)
 }
 
 /// The text, finish reason and token counts a stream got so far.
@@ -549,4 +558,20 @@ fn a_new_prompt_with_a_cached_prefix_is_not_run_with_fresh_ones() {
     assert_eq!(s.model.runs[runs_before + 1], [(1, 1)]);
     assert_eq!(cached_tokens(&mut fresh_events), 0);
     assert_eq!(cached_tokens(&mut cached_events), 16);
+}
+
+#[test]
+fn the_choices_of_one_prompt_report_what_every_one_of_them_was_spared() {
+    let mut s = caching_scheduler();
+    let (jobs, mut cold) = choices(&shared_prefix("a"), 2, 2, &[]);
+    run_all(&mut s, jobs);
+    assert_eq!(
+        s.model.reused,
+        [(1, 32)],
+        "the second choice copies what the first ran"
+    );
+    assert_eq!(cached_tokens(&mut cold), 0, "the first choice ran it all");
+    let (jobs, mut warm) = choices(&shared_prefix("a"), 2, 2, &[]);
+    run_all(&mut s, jobs);
+    assert_eq!(cached_tokens(&mut warm), 32);
 }

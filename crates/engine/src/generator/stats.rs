@@ -43,6 +43,7 @@ pub(crate) struct StepCounters {
 pub(crate) struct StepRecord {
     pub(crate) decode_rows: usize,
     pub(crate) prefill_tokens: usize,
+    /// Prompt tokens copied from the prompt cache.
     pub(crate) cached_tokens: usize,
     /// What the prompt cache holds after the step.
     pub(crate) prompt_cache_bytes: usize,
