@@ -11,7 +11,7 @@ than llama.cpp's own divergence from `f32`).
         -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX_VNNI=ON" \
         .venv/bin/pip install --no-binary llama-cpp-python llama-cpp-python==0.3.36  # ~10 min
     .venv/bin/python bench/quality.py [--formats q4,int8] [--window 1024] [--gguf PATH]
-        [--keep DIR] [--json OUT]
+        [--keep DIR] [--json OUT] [--q4-budget]
 
 llama.cpp is built without `GGML_NATIVE`: that compiles its AMX kernels in, and on a CPU whose
 kernel does not enable AMX for user space the first evaluation dies with an illegal instruction.
@@ -23,6 +23,13 @@ forcing): 6 × 1,024 = 6,144 positions by default. Perplexity is exp of the mean
 log-likelihood of each next token (the window's first token has no prediction). KL is
 KL(f32 ‖ format) per position, in nats; top-1 is the share of positions whose likeliest token
 equals the `f32` graph's.
+
+`--q4-budget` (needs `.venv/bin/pip install onnx`) also measures copies of the `q4` graph whose
+`MatMulNBits` compute on f32 activations (`accuracy_level` 1) for some kinds of matrices
+and on int8 ones (4, the `q4` graph's own) for the rest: `q4` keeps the source's blocks
+exactly, so each variant's divergence from `f32` is what rounding the activations of the
+kinds left on int8 costs. With `--keep DIR` the copies stay in DIR/q4-budget/ for
+`bench/step_formats.py --dir` to time.
 """
 
 from __future__ import annotations
@@ -91,6 +98,35 @@ def windows(tokenizer, width: int) -> list[list[int]]:
     return out
 
 
+# `--q4-budget`: the `MatMulNBits` node names of each kind of matrix, and the variants (the
+# kinds computed on f32 activations; every other kind on int8 ones).
+KINDS = {"q|k|v": "attn_qkv/", "o": "attn_output/", "gate|up": "ffn_gate_up/",
+         "down": "ffn_down/", "head": "head/"}
+BUDGET = [(), ("q|k|v",), ("o",), ("gate|up",), ("down",), ("head",), ("q|k|v", "gate|up"),
+          ("q|k|v", "down"), ("q|k|v", "o", "gate|up", "down"), tuple(KINDS)]
+
+
+def q4_variant(q4: Path, out: Path, kinds: tuple[str, ...]) -> Path:
+    """A copy of the `q4` import in `q4`, written to `out`, whose `MatMulNBits` of `kinds`
+    compute on f32 activations and the others on int8 ones."""
+    import onnx
+
+    model = onnx.load(str(q4 / "model.onnx"))
+    for node in model.graph.node:
+        if node.op_type != "MatMulNBits":
+            continue
+        level = 1 if any(KINDS[k] in node.name for k in kinds) else 4
+        for attribute in node.attribute:
+            if attribute.name == "accuracy_level":
+                attribute.i = level
+    out.mkdir(parents=True, exist_ok=True)
+    for f in q4.iterdir():
+        if f.name != "model.onnx":
+            (out / f.name).write_bytes(f.read_bytes())
+    onnx.save(model, str(out / "model.onnx"))
+    return out
+
+
 def gate(results: dict) -> dict:
     """For each format: whether it passes the import gate, against the f32 graph's perplexity
     and llama.cpp's mean KL from f32."""
@@ -120,6 +156,8 @@ def main() -> int:
     ap.add_argument("--gguf", type=Path, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="import into (and reuse) DIR/FORMAT")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--q4-budget", action="store_true",
+                    help="also measure q4 with f32 activations for other kinds of matrices")
     args = ap.parse_args()
 
     from llama_cpp import Llama
@@ -132,15 +170,21 @@ def main() -> int:
         for fmt in formats:
             import_format(gguf, fmt, root / fmt)
         texts = windows(Tokenizer.from_file(str(root / "f32" / "tokenizer.json")), args.window)
-        decoders = {fmt: Decoder(root / fmt) for fmt in formats}
+        dirs = {fmt: root / fmt for fmt in formats}
+        if args.q4_budget:
+            import_format(gguf, "q4", root / "q4")
+            for kinds in BUDGET:
+                slug = "-".join(kinds).replace("|", "") or "none"
+                name = f"q4, f32 activations: {' '.join(kinds) or 'none'}"
+                dirs[name] = q4_variant(root / "q4", root / "q4-budget" / slug, kinds)
+        decoders = {name: Decoder(d) for name, d in dirs.items()}
         llm = Llama(model_path=str(gguf), n_ctx=args.window + 16, n_threads=THREADS,
                     logits_all=True, verbose=False)
-        tallies = {name: Tally() for name in [*formats, "llama.cpp"]}
+        tallies = {name: Tally() for name in [*decoders, "llama.cpp"]}
         for ids in texts:
             exact = decoders["f32"].prefill(ids)
-            tallies["f32"].add(ids, exact, exact)
-            for fmt in formats[1:]:
-                tallies[fmt].add(ids, decoders[fmt].prefill(ids), exact)
+            for name, decoder in decoders.items():
+                tallies[name].add(ids, exact if name == "f32" else decoder.prefill(ids), exact)
             tallies["llama.cpp"].add(ids, llama_logits(llm, ids), exact)
     results = {name: tally.summary() for name, tally in tallies.items()}
     passes = gate(results)
