@@ -27,11 +27,12 @@ from test_auth_e2e import call, new_tenant
 MILLION = Decimal(1_000_000)
 PRICE_IN, PRICE_OUT = Decimal("0.45"), Decimal("0.65")
 
-METERED_CONFIG = """
-[server]
-request_timeout_secs = 30
-shutdown_grace_secs = 5
 
+
+def metering_tables(price_lines: str = "") -> str:
+    """The `[metering]` tables these tests serve with: the cost header on and one Base price in
+    EUR from 2026-01-01, `PRICE_IN` and `PRICE_OUT` per million tokens and `price_lines`."""
+    return f"""
 [metering]
 cost_header = true
 
@@ -39,9 +40,16 @@ cost_header = true
 plan = "base"
 from = "2026-01-01"
 currency = "EUR"
-input_per_million = "0.45"
-output_per_million = "0.65"
+input_per_million = "{PRICE_IN}"
+output_per_million = "{PRICE_OUT}"
+{price_lines}"""
 
+
+METERED_CONFIG = """
+[server]
+request_timeout_secs = 30
+shutdown_grace_secs = 5
+""" + metering_tables() + """
 [limits.base]
 requests_per_minute = 100000
 tokens_per_minute = 100000000

@@ -18,7 +18,7 @@ from gateway_process import Gateway
 from test_auth_e2e import call, new_tenant
 from test_batch_invariance_e2e import engine_figure
 from test_embeddings_e2e import post_json
-from test_metering_e2e import MILLION, PRICE_IN, PRICE_OUT, wait_for_requests
+from test_metering_e2e import MILLION, PRICE_IN, PRICE_OUT, metering_tables, wait_for_requests
 
 BLOCK = 16
 LONG_SYSTEM = "You are the support assistant of a bicycle shop. " + " ".join(
@@ -34,18 +34,7 @@ TOKENS = 12
 
 
 PRICE_CACHED = Decimal("0.05")
-METERING = f"""
-[metering]
-cost_header = true
-
-[[metering.prices]]
-plan = "base"
-from = "2026-01-01"
-currency = "EUR"
-input_per_million = "{PRICE_IN}"
-cached_input_per_million = "{PRICE_CACHED}"
-output_per_million = "{PRICE_OUT}"
-"""
+METERING = metering_tables(f'cached_input_per_million = "{PRICE_CACHED}"\n')
 
 
 def serve(data_dir, api_key, prompt_cache_mib: int | None, metering: str = "") -> Gateway:
