@@ -245,10 +245,12 @@ pub struct ImportArgs {
     #[arg(long)]
     pub source_url: Option<String>,
     /// How a decoder's projection weights are stored: `auto` picks the fastest format for
-    /// `--execution-provider` that passes the accuracy gate (q4 on the CPU and on CUDA), `int8`
-    /// quantizes every projection to int8 with per-column scales (faster for batches on CPUs,
-    /// about 95 % top-1 agreement with llama.cpp), `q4` keeps the source's 4-bit/8-bit blocks
-    /// and makes every other projection 4-bit, `f32` dequantizes everything.
+    /// `--execution-provider` that passes the quality gate (perplexity and KL divergence from
+    /// the f32 graph, docs/model-format.md): q4 on the CPU, f16 on CUDA. `q4` keeps the
+    /// source's 4-bit/8-bit blocks (q|k|v dequantized, on f32 activations) and makes every
+    /// other projection 4-bit, `int8` quantizes every projection to int8 with per-column
+    /// scales (faster for batches on CPUs, but fails the gate), `f32` dequantizes everything,
+    /// `f16` computes and caches in f16 (the graph for GPUs).
     #[arg(long, value_enum, default_value_t = WeightsArg::Auto)]
     pub weights: WeightsArg,
     /// The execution provider the model is imported for (what `--weights auto` resolves to).
@@ -271,12 +273,16 @@ fn execution_provider_parser() -> impl TypedValueParser<Value = ExecutionProvide
 /// Values of `gateway models import --weights`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WeightsArg {
-    /// The fastest format for the execution provider that passes the accuracy gate: q4.
+    /// The fastest format for the execution provider that passes the quality gate: q4 on the
+    /// CPU, f16 on CUDA.
     Auto,
     /// int8 weights, per-column scales, for `MatMulIntegerToFloat` (fast on CPUs).
     Int8,
-    /// 4-bit `MatMulNBits` (the source's Q4_0/Q4_1 blocks exactly, Q8_0 as 8-bit).
+    /// 4-bit `MatMulNBits` (the source's Q4_0/Q4_1 blocks exactly, Q8_0 as 8-bit); q|k|v
+    /// dequantized to f32.
     Q4,
     /// f32 everywhere.
     F32,
+    /// f16 weights, activations and key/value cache (the graph for CUDA).
+    F16,
 }

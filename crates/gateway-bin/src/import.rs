@@ -19,6 +19,7 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
             WeightsArg::Int8 => WeightFormat::Int8,
             WeightsArg::Q4 => WeightFormat::Q4,
             WeightsArg::F32 => WeightFormat::F32,
+            WeightsArg::F16 => WeightFormat::F16,
         },
         execution_provider: args.execution_provider,
         chat_template_check: Some(check_chat_template),

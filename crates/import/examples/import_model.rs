@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! cargo run --release -p gateway-import --example import_model -- SRC OUT [--id ID]
-//!     [--license SPDX] [--source URL] [--weights auto|int8|q4|f32]
+//!     [--license SPDX] [--source URL] [--weights auto|int8|q4|f32|f16]
 //!     [--execution-provider cpu|cuda]
 //! ```
 //!
@@ -24,7 +24,7 @@ use gateway_import::{import_model, ImportOptions, WeightFormat};
 
 /// The usage line printed on a malformed command line.
 const USAGE: &str = "usage: import_model SRC OUT [--id ID] [--license SPDX] [--source URL] \
-                     [--weights auto|int8|q4|f32] [--execution-provider cpu|cuda]";
+                     [--weights auto|int8|q4|f32|f16] [--execution-provider cpu|cuda]";
 
 /// The weight format named `name` on the command line.
 fn weight_format(name: &str) -> Result<WeightFormat, String> {
@@ -33,8 +33,9 @@ fn weight_format(name: &str) -> Result<WeightFormat, String> {
         "int8" => Ok(WeightFormat::Int8),
         "q4" => Ok(WeightFormat::Q4),
         "f32" => Ok(WeightFormat::F32),
+        "f16" => Ok(WeightFormat::F16),
         other => Err(format!(
-            "unknown weight format {other:?}: expected auto, int8, q4 or f32"
+            "unknown weight format {other:?}: expected auto, int8, q4, f32 or f16"
         )),
     }
 }

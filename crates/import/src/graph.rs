@@ -65,7 +65,7 @@ pub(crate) struct WeightSpec {
     pub name: String,
     /// Shape of the tensor.
     pub dims: Vec<i64>,
-    /// Element type: `Float`, `Uint8` or `Int8`.
+    /// Element type: `Float`, `Float16`, `Uint8` or `Int8`.
     pub elem: DataType,
 }
 
@@ -74,6 +74,8 @@ pub(crate) struct WeightSpec {
 pub(crate) enum WeightData {
     /// f32 values.
     F32(Vec<f32>),
+    /// f16 values.
+    F16(Vec<half::f16>),
     /// Bytes (uint8 tensors).
     U8(Vec<u8>),
     /// Signed bytes (int8 tensors).
@@ -81,10 +83,22 @@ pub(crate) enum WeightData {
 }
 
 impl WeightData {
+    /// The data as element type `elem`: f32 values rounded to f16 for a `Float16` weight,
+    /// anything else as it is.
+    pub fn into_elem(self, elem: DataType) -> Self {
+        match (self, elem) {
+            (Self::F32(values), DataType::Float16) => {
+                Self::F16(values.into_iter().map(half::f16::from_f32).collect())
+            }
+            (data, _) => data,
+        }
+    }
+
     /// Number of elements.
     fn len(&self) -> usize {
         match self {
             Self::F32(v) => v.len(),
+            Self::F16(v) => v.len(),
             Self::U8(v) => v.len(),
             Self::I8(v) => v.len(),
         }
@@ -104,6 +118,7 @@ impl WeightSpec {
     fn elem_bytes(&self) -> usize {
         match self.elem {
             DataType::Uint8 | DataType::Int8 => 1,
+            DataType::Float16 => 2,
             _ => 4,
         }
     }
@@ -225,6 +240,32 @@ impl GraphBuilder {
             data_type: Some(DataType::Float as i32),
             name: Some(name.to_owned()),
             float_data: values.to_vec(),
+            ..TensorProto::default()
+        });
+        name.to_owned()
+    }
+
+    /// Adds a small constant initializer of float type `elem` (`Float` or `Float16`, whose
+    /// values are rounded to f16) and returns its name.
+    pub fn const_float(
+        &mut self,
+        name: &str,
+        dims: &[i64],
+        values: &[f32],
+        elem: DataType,
+    ) -> String {
+        if elem != DataType::Float16 {
+            return self.const_f32(name, dims, values);
+        }
+        let raw = values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        self.constants.push(TensorProto {
+            dims: dims.to_vec(),
+            data_type: Some(DataType::Float16 as i32),
+            name: Some(name.to_owned()),
+            raw_data: Some(raw),
             ..TensorProto::default()
         });
         name.to_owned()
@@ -357,6 +398,7 @@ impl GraphBuilder {
             let matches_type = matches!(
                 (&data, spec.elem),
                 (WeightData::F32(_), DataType::Float)
+                    | (WeightData::F16(_), DataType::Float16)
                     | (WeightData::U8(_), DataType::Uint8)
                     | (WeightData::I8(_), DataType::Int8)
             );
@@ -387,21 +429,30 @@ impl GraphBuilder {
                     let bytes: Vec<u8> = values.iter().map(|v| v.to_le_bytes()[0]).collect();
                     w.write_all(&bytes)?;
                 }
-                WeightData::F32(values) => {
-                    // Little-endian bytes, a block at a time, so no second full copy is made.
-                    let mut block = Vec::with_capacity(WRITE_BLOCK * 4);
-                    for chunk in values.chunks(WRITE_BLOCK) {
-                        block.clear();
-                        block.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
-                        w.write_all(&block)?;
-                    }
-                }
+                WeightData::F32(values) => write_blocks(&mut w, values, |v| v.to_le_bytes())?,
+                WeightData::F16(values) => write_blocks(&mut w, values, |v| v.to_le_bytes())?,
             }
             written += (head.len() + raw_len) as u64;
         }
         w.flush()?;
         Ok(written)
     }
+}
+
+/// Writes `values` as their little-endian bytes `le`, a block at a time, so no second full
+/// copy is made.
+fn write_blocks<W: Write, T: Copy, const N: usize>(
+    w: &mut W,
+    values: &[T],
+    le: impl Fn(T) -> [u8; N],
+) -> io::Result<()> {
+    let mut block = Vec::with_capacity(WRITE_BLOCK * N);
+    for chunk in values.chunks(WRITE_BLOCK) {
+        block.clear();
+        block.extend(chunk.iter().flat_map(|&v| le(v)));
+        w.write_all(&block)?;
+    }
+    Ok(())
 }
 
 /// A typed tensor value (graph input or output).

@@ -43,7 +43,7 @@ use super::error::ImportError;
 use super::graph::{Attr, Dim, GraphBuilder, MS_DOMAIN};
 use super::llama_config::LlamaConfig;
 use super::onnx_proto::tensor_proto::DataType;
-use recipe::{Fetcher, Layout, Matrix, Part, Piece, Recipe, Transform};
+use recipe::{Activations, Fetcher, Layout, Matrix, Part, Piece, Recipe, Transform};
 use rotate::Rotation;
 pub(crate) use source::TensorSource;
 
@@ -57,10 +57,10 @@ const DECODER_OPSET: i64 = 21;
 /// How projection weights are stored in the ONNX graph.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum WeightFormat {
-    /// The fastest format for the target execution provider that passes the accuracy gate
-    /// (top-1 agreement with llama.cpp ≥ 95 %): [`Self::Q4`] on both (see [`Self::resolve`];
-    /// [`Self::Int8`] is faster on CPUs for batches but agrees only about 95 %, at the gate's
-    /// edge: docs/model-format.md).
+    /// The fastest format for the target execution provider that passes the quality gate
+    /// (perplexity within 1 % of the f32 graph's, mean KL divergence from it no larger than
+    /// llama.cpp's: docs/model-format.md): [`Self::Q4`] on the CPU ([`Self::Int8`] is faster
+    /// for batches but fails the gate), [`Self::F16`] on CUDA (see [`Self::resolve`]).
     #[default]
     Auto,
     /// int8 weights with one f32 scale per output column (symmetric; dequantized from the
@@ -69,29 +69,46 @@ pub enum WeightFormat {
     Int8,
     /// `MatMulNBits` blocks of 32: Q4_0/Q4_1 kept exactly as 4-bit, Q8_0 as 8-bit (when a
     /// fused projection has no other float parts), everything else requantized to symmetric
-    /// 4-bit blocks (rows not a multiple of 32 long stay f32).
+    /// 4-bit blocks (rows not a multiple of 32 long stay f32). The fused q|k|v projection is
+    /// stored dequantized and multiplied on f32 activations: rounding its input to int8 is what
+    /// moved q4 off the f32 graph (docs/model-format.md).
     Q4,
     /// f32 `MatMul` everywhere (dequantized): the fallback.
     F32,
+    /// f16 weights, activations and key/value cache (logits cast to f32): the graph for GPUs,
+    /// whose `GroupQueryAttention` computes in f16 or bf16 only.
+    F16,
 }
 
 impl WeightFormat {
-    /// The concrete format for `provider`: `Auto` becomes `Q4` (on the CPU and on CUDA);
-    /// the other formats stay as they are.
+    /// The concrete format for `provider`: `Auto` becomes `Q4` on the CPU and `F16` on CUDA
+    /// (the only graph whose attention runs there: the others compute in f32); the other
+    /// formats stay as they are.
     pub fn resolve(self, provider: ExecutionProvider) -> Self {
         match (self, provider) {
-            (Self::Auto, ExecutionProvider::Cpu | ExecutionProvider::Cuda) => Self::Q4,
+            (Self::Auto, ExecutionProvider::Cpu) => Self::Q4,
+            (Self::Auto, ExecutionProvider::Cuda) => Self::F16,
             (format, _) => format,
         }
     }
 
-    /// The model card's `quantization` label: `int8`, `q4`, `f32` (`auto` if unresolved).
+    /// The model card's `quantization` label: `int8`, `q4`, `f32`, `f16` (`auto` if
+    /// unresolved).
     pub fn label(self) -> &'static str {
         match self {
             Self::Auto => "auto",
             Self::Int8 => "int8",
             Self::Q4 => "q4",
             Self::F32 => "f32",
+            Self::F16 => "f16",
+        }
+    }
+
+    /// The element type of the graph's activations, float weights and key/value cache.
+    fn float_type(self) -> DataType {
+        match self {
+            Self::F16 => DataType::Float16,
+            Self::Auto | Self::Int8 | Self::Q4 | Self::F32 => DataType::Float,
         }
     }
 }
@@ -128,6 +145,8 @@ struct Decoder<'a> {
     src: &'a TensorSource,
     /// The resolved weight format.
     format: WeightFormat,
+    /// The element type of activations, float weights and the key/value cache.
+    float: DataType,
     /// Shape constants already declared.
     shapes: HashMap<Vec<i64>, String>,
     /// Activations already quantized per row: name → (uint8 quants, f32 row scales).
@@ -252,13 +271,7 @@ impl Decoder<'_> {
             stored: Some(stored),
         };
         let matrix = self.matrix(vec![piece], 1, Layout::Float, Transform::default());
-        Ok(self.declare(
-            matrix,
-            Part::Plain,
-            tensor.to_owned(),
-            &[len],
-            DataType::Float,
-        ))
+        Ok(self.declare(matrix, Part::Plain, tensor.to_owned(), &[len], self.float))
     }
 }
 
@@ -281,6 +294,7 @@ pub(crate) fn write_onnx<W: Write>(
             recipes: HashMap::new(),
             src,
             format,
+            float: format.float_type(),
             shapes: HashMap::new(),
             quantized: HashMap::new(),
             zero_points: HashMap::new(),
@@ -297,7 +311,8 @@ pub(crate) fn write_onnx<W: Write>(
             .ok_or_else(|| ImportError::MissingTensor {
                 name: spec.name.clone(),
             })?;
-        fetcher.fetch(&spec.name, *recipe)
+        let data = fetcher.fetch(&spec.name, *recipe)?;
+        Ok(data.into_elem(spec.elem))
     });
     written.map_err(|e| e.into_import_error(out_path))?;
     Ok(())
@@ -328,7 +343,7 @@ fn build(d: &mut Decoder<'_>, cfg: &LlamaConfig) -> Result<(), ImportError> {
     for i in 0..cfg.num_layers {
         for kind in ["key", "value"] {
             let name = format!("past_key_values.{i}.{kind}");
-            d.g.input(&name, DataType::Float, &cache_dims("past_sequence"));
+            d.g.input(&name, d.float, &cache_dims("past_sequence"));
         }
     }
     let positions = d.g.input(
@@ -364,7 +379,13 @@ fn build(d: &mut Decoder<'_>, cfg: &LlamaConfig) -> Result<(), ImportError> {
         );
         let parts = [(q.as_str(), q_width), (&k, kv_width), (&v, kv_width)];
         let reads = Side::Reads(format!("{p}.attn_norm.weight"));
-        let qkv = d.projection(&normed, &format!("{p}.attn_qkv"), &parts, (h, seq), &reads)?;
+        let qkv = d.projection(
+            &normed,
+            &format!("{p}.attn_qkv"),
+            &parts,
+            (h, seq, Activations::Exact),
+            &reads,
+        )?;
         let past_k = format!("past_key_values.{i}.key");
         let past_v = format!("past_key_values.{i}.value");
         let (present_k, present_v) = (format!("present.{i}.key"), format!("present.{i}.value"));
@@ -381,14 +402,14 @@ fn build(d: &mut Decoder<'_>, cfg: &LlamaConfig) -> Result<(), ImportError> {
                 ("rotary_interleaved", Attr::Int(i64::from(interleaved))),
             ],
         );
-        d.g.output(&present_k, DataType::Float, &cache_dims("present_sequence"));
-        d.g.output(&present_v, DataType::Float, &cache_dims("present_sequence"));
+        d.g.output(&present_k, d.float, &cache_dims("present_sequence"));
+        d.g.output(&present_v, d.float, &cache_dims("present_sequence"));
         let o_part = format!("{p}.attn_output");
         let o = d.projection(
             &attn,
             &o_part,
             &[(&o_part, h)],
-            (q_width, seq),
+            (q_width, seq, Activations::Quantized),
             &Side::Writes(None),
         )?;
 
@@ -401,7 +422,7 @@ fn build(d: &mut Decoder<'_>, cfg: &LlamaConfig) -> Result<(), ImportError> {
             &normed,
             &format!("{p}.ffn_gate_up"),
             &parts,
-            (h, seq),
+            (h, seq, Activations::Quantized),
             &reads,
         )?;
         let split = d.ints(&[ffn as i64, ffn as i64]);
@@ -420,7 +441,13 @@ fn build(d: &mut Decoder<'_>, cfg: &LlamaConfig) -> Result<(), ImportError> {
         let act = d.g.node("Mul", &format!("{p}/gated"), &[&silu, &up], &[]);
         let (act, block) = matmul::rotate_blocks(d, &act, ffn, &p);
         let down = format!("{p}.ffn_down");
-        branch = d.projection(&act, &down, &[(&down, h)], (ffn, seq), &Side::Writes(block))?;
+        branch = d.projection(
+            &act,
+            &down,
+            &[(&down, h)],
+            (ffn, seq, Activations::Quantized),
+            &Side::Writes(block),
+        )?;
     }
     let gamma = d.norm_weight("output_norm.weight", h)?;
     let (normed, _) = skip_norm(d, &branch, &residual, &gamma, "output", "norm", &eps);
@@ -433,7 +460,7 @@ fn build(d: &mut Decoder<'_>, cfg: &LlamaConfig) -> Result<(), ImportError> {
         &[&normed, &index],
         &[("batch_dims", Attr::Int(1))],
     );
-    let logits = embed::head(d, &picked, &positions, cfg, embedding)?;
+    let logits = embed::logits(d, &picked, &positions, cfg, embedding)?;
     d.g.output(
         &logits,
         DataType::Float,

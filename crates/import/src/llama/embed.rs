@@ -12,7 +12,7 @@ use super::super::graph::Attr;
 use super::super::llama_config::LlamaConfig;
 use super::super::onnx_proto::tensor_proto::DataType;
 use super::matmul::NbitsWeight;
-use super::{Decoder, Layout, Part, Piece, Rows, Side, Transform};
+use super::{Activations, Decoder, Layout, Part, Piece, Rows, Side, Transform};
 
 /// The embedding table as declared in the graph (the tied head reuses it).
 #[derive(Debug, Clone)]
@@ -88,8 +88,8 @@ pub(super) fn rotary_caches(d: &mut Decoder<'_>, cfg: &LlamaConfig) -> (String, 
     }
     let dims = [cfg.context_length as i64, half as i64];
     (
-        d.g.const_f32("rotary/cos_cache", &dims, &cos),
-        d.g.const_f32("rotary/sin_cache", &dims, &sin),
+        d.g.const_float("rotary/cos_cache", &dims, &cos, d.float),
+        d.g.const_float("rotary/sin_cache", &dims, &sin, d.float),
     )
 }
 
@@ -113,13 +113,7 @@ pub(super) fn embedding(
     let float = ("to", Attr::Int(DataType::Float as i64));
     // `Layout::table` gives blocks or f32 (never per-row int8, which is for projections).
     let Layout::Nbits { bits, mins } = layout else {
-        let table = d.declare(
-            matrix,
-            Part::Plain,
-            tensor.to_owned(),
-            &[v, h],
-            DataType::Float,
-        );
+        let table = d.declare(matrix, Part::Plain, tensor.to_owned(), &[v, h], d.float);
         let x = d.g.node("Gather", "embed/rows", &[&table, ids], &[]);
         let x = rotate_rows_online(d, &x, false, "embed/out");
         return Ok((x, EmbeddingTable::Float(table)));
@@ -175,21 +169,46 @@ pub(super) fn embedding(
     Ok((x, EmbeddingTable::Nbits(w)))
 }
 
-/// The logits (`[batch, positions, vocab]`, named `logits`) of the normalized hidden states
-/// `x` gathered at `positions` (`[batch, positions, hidden]`).
-pub(super) fn head(
+/// The logits (f32 `[batch, positions, vocab]`, named `logits`) of the normalized hidden
+/// states `x` gathered at `positions` (`[batch, positions, hidden]`): computed in the graph's
+/// float type, then cast to f32 when that is f16 (one row per position asked for).
+pub(super) fn logits(
     d: &mut Decoder<'_>,
     x: &str,
     positions: &str,
     cfg: &LlamaConfig,
     table: EmbeddingTable,
 ) -> Result<String, ImportError> {
+    if d.float == DataType::Float {
+        return head(d, x, positions, cfg, table, "logits");
+    }
+    let y = head(d, x, positions, cfg, table, "head/logits")?;
+    let float = ("to", Attr::Int(DataType::Float as i64));
+    Ok(d.g.node("Cast", "logits", &[&y], &[float]))
+}
+
+/// The head's output (`[batch, positions, vocab]`, named `out`, in the graph's float type)
+/// for the hidden states `x` gathered at `positions`.
+fn head(
+    d: &mut Decoder<'_>,
+    x: &str,
+    positions: &str,
+    cfg: &LlamaConfig,
+    table: EmbeddingTable,
+    out: &str,
+) -> Result<String, ImportError> {
     let (v, h) = (cfg.vocab_size, cfg.hidden_size);
     let tied = cfg.tie_word_embeddings || d.src.meta("output.weight").is_none();
     let reads = Side::Reads("output_norm.weight".to_owned());
     if !tied {
-        let y = d.projection(x, "output", &[("output", v)], (h, Rows::Positions), &reads)?;
-        return Ok(d.g.node("Identity", "logits", &[&y], &[]));
+        let y = d.projection(
+            x,
+            "output",
+            &[("output", v)],
+            (h, Rows::Positions, Activations::Quantized),
+            &reads,
+        )?;
+        return Ok(d.g.node("Identity", out, &[&y], &[]));
     }
     // The tied table is not rotated: bring the hidden states back, with the final norm's
     // weight that the rotated stream leaves out.
@@ -204,7 +223,7 @@ pub(super) fn head(
     match table {
         EmbeddingTable::Nbits(w) => {
             let y = d.nbits_matmul(x, &w, h, v, "head");
-            Ok(d.g.node("Identity", "logits", &[&y], &[]))
+            Ok(d.g.node("Identity", out, &[&y], &[]))
         }
         EmbeddingTable::Float(table) => {
             // Gemm reads the [vocab, hidden] table transposed in place (no second copy).
@@ -224,7 +243,7 @@ pub(super) fn head(
                 &[&rows_shape, &vocab],
                 &[("axis", Attr::Int(0))],
             );
-            Ok(d.g.node("Reshape", "logits", &[&y, &shape], &[]))
+            Ok(d.g.node("Reshape", out, &[&y, &shape], &[]))
         }
     }
 }

@@ -6,7 +6,7 @@ use super::super::error::ImportError;
 use super::super::gguf::QK;
 use super::super::graph::{Attr, MS_DOMAIN};
 use super::super::onnx_proto::tensor_proto::DataType;
-use super::recipe::{Layout, Part, Piece, Transform};
+use super::recipe::{Activations, Layout, Part, Piece, Transform};
 use super::rotate::Rotation;
 use super::{Decoder, Rows, Side};
 
@@ -225,13 +225,14 @@ impl Decoder<'_> {
     /// stacked in the order given (one fused projection, output width `Σ n_part`); `name`
     /// names the graph's weights and nodes. Biases (`{part}.bias`), where any part has one,
     /// are stacked likewise (zeros for the parts without). `side` says which int8 rotations
-    /// fold into the weights; `rows` what the rows of `x` are.
+    /// fold into the weights; `rows` what the rows of `x` are; `activations` whether `q4`
+    /// may round them to int8.
     pub(super) fn projection(
         &mut self,
         x: &str,
         name: &str,
         parts: &[(&str, usize)],
-        (k, rows): (usize, Rows),
+        (k, rows, activations): (usize, Rows, Activations),
         side: &Side,
     ) -> Result<String, ImportError> {
         let mut pieces = Vec::with_capacity(parts.len());
@@ -245,7 +246,7 @@ impl Decoder<'_> {
             });
         }
         let stored: Vec<_> = pieces.iter().filter_map(|p| p.stored).collect();
-        let layout = Layout::choose(&stored, self.format, k);
+        let layout = Layout::choose(&stored, self.format, k, activations);
         let n: usize = parts.iter().map(|(_, n)| n).sum();
         let transform = self.transform(side);
         let matrix = self.matrix(pieces, k, layout, transform);
@@ -279,7 +280,7 @@ impl Decoder<'_> {
                     Part::Transposed,
                     format!("{base}.T"),
                     &[k, n],
-                    DataType::Float,
+                    self.float,
                 );
                 self.g.node("MatMul", &out, &[x, &w], &[])
             }
@@ -317,7 +318,7 @@ impl Decoder<'_> {
             Part::Plain,
             format!("{name}.bias"),
             &[n],
-            DataType::Float,
+            self.float,
         );
         Ok(self
             .g

@@ -32,7 +32,7 @@ pub(super) enum Layout {
     },
     /// int8 quants with one f32 scale per output row (`MatMulIntegerToFloat`).
     Int8,
-    /// f32.
+    /// Floats: f32, or f16 in an f16 graph (rounded when written).
     Float,
 }
 
@@ -43,12 +43,22 @@ impl Layout {
     ///
     /// `Q4`: blocks are kept exactly where the sources allow: all Q4_0/Q4_1 → 4-bit; Q8_0
     /// with only Q4_0/Q4_1/Q8_0 → 8-bit (4-bit blocks widened); anything else is requantized
-    /// to 4-bit (Q4_0/Q4_1 parts still exact). Rows not a multiple of 32 long stay f32.
-    pub(super) fn choose(parts: &[Stored], format: WeightFormat, k: usize) -> Self {
+    /// to 4-bit (Q4_0/Q4_1 parts still exact). Rows not a multiple of 32 long, and matrices
+    /// whose activations must stay f32 ([`Activations::Exact`]), stay f32.
+    pub(super) fn choose(
+        parts: &[Stored],
+        format: WeightFormat,
+        k: usize,
+        activations: Activations,
+    ) -> Self {
         match format {
-            WeightFormat::F32 => Self::Float,
+            WeightFormat::F32 | WeightFormat::F16 => Self::Float,
             WeightFormat::Int8 => Self::Int8,
-            WeightFormat::Q4 | WeightFormat::Auto if !k.is_multiple_of(QK) => Self::Float,
+            WeightFormat::Q4 | WeightFormat::Auto
+                if !k.is_multiple_of(QK) || activations == Activations::Exact =>
+            {
+                Self::Float
+            }
             WeightFormat::Q4 | WeightFormat::Auto => {
                 let any = |s: Stored| parts.contains(&s);
                 let bits = if any(Stored::Q8_0) && !any(Stored::Float) {
@@ -70,7 +80,7 @@ impl Layout {
     /// from floats), so the gather and the tied head read the source's own values.
     pub(super) fn table(parts: &[Stored], format: WeightFormat, k: usize) -> Self {
         if format != WeightFormat::Int8 {
-            return Self::choose(parts, format, k);
+            return Self::choose(parts, format, k, Activations::Quantized);
         }
         if !k.is_multiple_of(QK) {
             return Self::Float;
@@ -83,6 +93,17 @@ impl Layout {
             mins: parts.contains(&Stored::Q4_1),
         }
     }
+}
+
+/// What a projection may do to its activations under `q4`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Activations {
+    /// Round them to int8 per block of 32 (`MatMulNBits`' fast kernel).
+    Quantized,
+    /// Keep them f32: the matrix is stored dequantized (exactly, from the source's blocks)
+    /// and multiplied by an f32 `MatMul`, whose rows do not depend on the rows beside them
+    /// (`MatMulNBits` on f32 activations takes another kernel for one row than for several).
+    Exact,
 }
 
 /// Which array of a [`Matrix`] a graph weight holds.

@@ -325,8 +325,11 @@ fn q4_graph_has_the_contract_inputs_outputs_and_fused_ops() {
     );
     assert_eq!(dims(&graph.input[2]), ["batch", "2", "past_sequence", "16"]);
     let ops = ops(&model);
-    // One fused q|k|v, o, one fused gate|up, down, and the head tied to the embedding.
-    assert_eq!(ops["MatMulNBits"], 5);
+    // o, one fused gate|up, down, and the head tied to the embedding; q|k|v (f32
+    // activations) is an f32 MatMul, the first.
+    assert_eq!(ops["MatMulNBits"], 4);
+    let qkv = node(&model, "MatMul");
+    assert_eq!(qkv.input[1], "blk.0.attn_qkv.weight.T");
     assert_eq!(ops["GroupQueryAttention"], 1);
     assert_eq!(ops["Split"], 1);
     assert_eq!(ops["GatherND"], 1);
@@ -344,13 +347,18 @@ fn q4_graph_has_the_contract_inputs_outputs_and_fused_ops() {
         .opset_import
         .iter()
         .any(|o| o.domain.as_deref() == Some(MS_DOMAIN)));
-    // q (Q4_0), k (Q4_1), v (Q8_0) share 8-bit blocks; gate (Q4_1), up (Q4_0) 4-bit ones.
-    let qkv = init(&model, "blk.0.attn_qkv.weight.quants");
-    assert_eq!(qkv.data_type, Some(DataType::Uint8 as i32));
-    assert_eq!(qkv.dims, vec![128, 2, 32]);
+    // q|k|v is dequantized (k: 64, n: 128); gate (Q4_1), up (Q4_0) share 4-bit blocks; the
+    // Q8_0 embedding table keeps 8-bit ones.
+    let qkv = init(&model, "blk.0.attn_qkv.weight.T");
+    assert_eq!(qkv.data_type, Some(DataType::Float as i32));
+    assert_eq!(qkv.dims, vec![64, 128]);
     assert_eq!(
-        init(&model, "blk.0.attn_qkv.weight.mins_t").dims,
-        vec![2, 128]
+        init(&model, "blk.0.ffn_gate_up.weight.mins_t").dims,
+        vec![2, 192]
+    );
+    assert_eq!(
+        init(&model, "blk.0.ffn_gate_up.weight.quants").data_type,
+        Some(DataType::Uint8 as i32)
     );
     assert_eq!(
         init(&model, "blk.0.ffn_gate_up.weight.quants").dims,
@@ -368,7 +376,7 @@ fn q4_graph_has_the_contract_inputs_outputs_and_fused_ops() {
 }
 
 #[test]
-fn q4_keeps_mixed_ggml_blocks_exactly_when_fused() {
+fn q4_keeps_ggml_blocks_exactly_and_q_k_v_dequantized() {
     let dir = tempfile::tempdir().unwrap();
     let mut gguf = tiny_gguf(dir.path(), "");
     let model = write(
@@ -380,16 +388,76 @@ fn q4_keeps_mixed_ggml_blocks_exactly_when_fused() {
         "blk.0.attn_k.weight",
         "blk.0.attn_v.weight",
     ];
+    // q|k|v keep f32 activations: their mixed blocks are stored dequantized, transposed.
     let want = stacked(&mut gguf, &qkv);
-    let got = nbits_matrix(&model, "blk.0.attn_qkv.weight", 8);
-    let err = want
-        .iter()
-        .zip(&got)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    assert!(err < 1e-6, "fused q|k|v differs by {err}");
+    let transposed = init(&model, "blk.0.attn_qkv.weight.T");
+    let (k, n) = (transposed.dims[0] as usize, transposed.dims[1] as usize);
+    let values = floats(transposed);
+    let got: Vec<f32> = (0..n)
+        .flat_map(|row| (0..k).map(move |col| (row, col)))
+        .map(|(row, col)| values[col * n + row])
+        .collect();
+    assert_eq!(got, want, "fused q|k|v is the sources' own values");
     let want = stacked(&mut gguf, &["blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"]);
     assert_eq!(nbits_matrix(&model, "blk.0.ffn_gate_up.weight", 4), want);
+}
+
+/// A value's element type.
+fn elem(v: &super::super::onnx_proto::ValueInfoProto) -> Option<i32> {
+    use super::super::onnx_proto::type_proto;
+    let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref().unwrap().value.as_ref() else {
+        panic!("not a tensor");
+    };
+    t.elem_type
+}
+
+#[test]
+fn f16_graph_keeps_f16_weights_and_cache_and_gives_f32_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gguf = tiny_gguf(dir.path(), "");
+    let model = write(
+        TensorSource::Gguf(tiny_gguf(dir.path(), "")),
+        WeightFormat::F16,
+    );
+    let graph = model.graph.as_ref().unwrap();
+    let value = |list: &[super::super::onnx_proto::ValueInfoProto], name: &str| {
+        let found = list.iter().find(|v| v.name.as_deref() == Some(name));
+        elem(found.unwrap_or_else(|| panic!("no value {name}")))
+    };
+    let f16_type = Some(DataType::Float16 as i32);
+    assert_eq!(value(&graph.input, "past_key_values.0.key"), f16_type);
+    assert_eq!(value(&graph.output, "present.0.value"), f16_type);
+    assert_eq!(
+        value(&graph.output, "logits"),
+        Some(DataType::Float as i32),
+        "logits are cast to f32 for sampling"
+    );
+    let ops = ops(&model);
+    assert!(!ops.contains_key("MatMulNBits"));
+    assert_eq!(ops["GroupQueryAttention"], 1);
+    let qkv = init(&model, "blk.0.attn_qkv.weight.T");
+    assert_eq!(qkv.data_type, f16_type);
+    let (k, n) = (qkv.dims[0] as usize, qkv.dims[1] as usize);
+    let raw = qkv.raw_data.as_ref().unwrap();
+    let values: Vec<f16> = raw
+        .chunks_exact(2)
+        .map(|c| f16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let want = stacked(
+        &mut gguf,
+        &[
+            "blk.0.attn_q.weight",
+            "blk.0.attn_k.weight",
+            "blk.0.attn_v.weight",
+        ],
+    );
+    for (row, col) in (0..n).flat_map(|row| (0..k).map(move |col| (row, col))) {
+        assert_eq!(
+            values[col * n + row],
+            f16::from_f32(want[row * k + col]),
+            "q|k|v rounded to f16 at ({row}, {col})"
+        );
+    }
 }
 
 #[test]
@@ -495,7 +563,7 @@ fn safetensors_graph_uses_rotate_half_and_q4_requantizes() {
     assert_eq!(ops(&model)["MatMulIntegerToFloat"], 4);
     let src = TensorSource::Safetensors(tiny_safetensors(dir.path()));
     let model = write(src, WeightFormat::Q4);
-    assert_eq!(ops(&model)["MatMulNBits"], 5);
+    assert_eq!(ops(&model)["MatMulNBits"], 4);
     assert_eq!(attr(&model, "MatMulNBits", "bits"), Some(4));
 }
 
@@ -535,14 +603,20 @@ fn auto_resolves_per_execution_provider() {
     );
     assert_eq!(
         WeightFormat::Auto.resolve(ExecutionProvider::Cuda),
-        WeightFormat::Q4
+        WeightFormat::F16
     );
     assert_eq!(
         WeightFormat::F32.resolve(ExecutionProvider::Cuda),
         WeightFormat::F32
     );
-    let labels = [WeightFormat::Int8, WeightFormat::Q4, WeightFormat::F32].map(WeightFormat::label);
-    assert_eq!(labels, ["int8", "q4", "f32"]);
+    let labels = [
+        WeightFormat::Int8,
+        WeightFormat::Q4,
+        WeightFormat::F32,
+        WeightFormat::F16,
+    ]
+    .map(WeightFormat::label);
+    assert_eq!(labels, ["int8", "q4", "f32", "f16"]);
 }
 
 #[test]
