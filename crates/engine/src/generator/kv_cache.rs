@@ -11,7 +11,11 @@
 //! Rows are kept dense: every sequence slot in use owns one of the rows `0 .. in_use`, and
 //! releasing a slot moves the last row's cached positions into the freed row. A decode step's
 //! batch is then the contiguous rows `0 .. in_use`.
+//!
+//! The cache holds elements of the graph's cache tensors' type ([`KvElement`]: `f32` or
+//! `f16`), so a float16 graph's cache takes half the memory of a float32 one.
 
+use super::kv_element::KvElement;
 use super::pages;
 
 /// The dimensions of the cache of one position.
@@ -39,27 +43,27 @@ struct Row {
     len: usize,
 }
 
-/// The cache buffers and which sequence slot owns each row.
+/// The cache buffers, of elements `E`, and which sequence slot owns each row.
 #[derive(Debug)]
-pub(crate) struct KvCache {
+pub(crate) struct KvCache<E> {
     shape: KvShape,
     capacity: usize,
     /// One buffer per cache tensor, tensor `2 × layer` the keys and `2 × layer + 1` the values.
-    buffers: Vec<Vec<f32>>,
+    buffers: Vec<Vec<E>>,
     /// The rows in use, in row order.
     rows: Vec<Row>,
     /// The row of each slot, if it has one.
     row_of_slot: Vec<Option<usize>>,
 }
 
-impl KvCache {
+impl<E: KvElement> KvCache<E> {
     /// A cache of `max_rows` sequences of at most `capacity` positions each, none of it
     /// resident yet: whether the allocator hands out fresh zero pages or zeroes reused memory
     /// (which makes it resident), the pages are given back before the first use.
     pub(crate) fn new(shape: KvShape, max_rows: usize, capacity: usize) -> Self {
         let floats = max_rows * shape.heads * capacity * shape.head_dim;
         let zeroed = |_| {
-            let mut buffer = vec![0.0; floats];
+            let mut buffer = vec![E::default(); floats];
             pages::give_back(&mut buffer);
             buffer
         };
@@ -114,7 +118,7 @@ impl KvCache {
 
     /// Copies positions `start ..` of row `row` into `out`, laid out `[tensor][head][position]
     /// [dim]`; `out` holds a whole number of positions.
-    pub(crate) fn read_positions(&self, row: usize, start: usize, out: &mut [f32]) {
+    pub(crate) fn read_positions(&self, row: usize, start: usize, out: &mut [E]) {
         let runs = self.position_runs(row, start, out.len());
         for ((tensor, range), out) in runs.zip(out.chunks_exact_mut(self.run_floats(out.len()))) {
             out.copy_from_slice(&self.buffers[tensor][range]);
@@ -123,7 +127,7 @@ impl KvCache {
 
     /// Writes `data`, laid out like [`Self::read_positions`] reads it, over positions
     /// `start ..` of row `row`.
-    pub(crate) fn write_positions(&mut self, row: usize, start: usize, data: &[f32]) {
+    pub(crate) fn write_positions(&mut self, row: usize, start: usize, data: &[E]) {
         let runs: Vec<_> = self.position_runs(row, start, data.len()).collect();
         for ((tensor, range), data) in runs
             .into_iter()
@@ -133,12 +137,12 @@ impl KvCache {
         }
     }
 
-    /// Floats of one (tensor, head) of a copy of `floats` floats in all.
+    /// Elements of one (tensor, head) of a copy of `floats` elements in all.
     fn run_floats(&self, floats: usize) -> usize {
         floats / (self.shape.tensors() * self.shape.heads)
     }
 
-    /// Where the (tensor, head) runs of a copy of `floats` floats from position `start` of
+    /// Where the (tensor, head) runs of a copy of `floats` elements from position `start` of
     /// row `row` lie, in `[tensor][head]` order.
     fn position_runs(
         &self,
@@ -208,13 +212,14 @@ impl KvCache {
         }
     }
 
-    /// The floats of rows `first .. first + rows` of cache tensor `tensor`: the memory a run
+    /// The elements of rows `first .. first + rows` of cache tensor `tensor`: the memory a run
     /// binds as that tensor's past and present.
-    pub(crate) fn rows_mut(&mut self, tensor: usize, first: usize, rows: usize) -> &mut [f32] {
+    pub(crate) fn rows_mut(&mut self, tensor: usize, first: usize, rows: usize) -> &mut [E] {
         let stride = self.row_floats();
         &mut self.buffers[tensor][first * stride..(first + rows) * stride]
     }
 
+    /// Elements of one row of one cache tensor.
     fn row_floats(&self) -> usize {
         self.shape.heads * self.capacity * self.shape.head_dim
     }
@@ -241,6 +246,8 @@ impl KvCache {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use half::f16;
+
     use super::*;
 
     const SHAPE: KvShape = KvShape {
@@ -250,7 +257,7 @@ mod tests {
     };
 
     /// Writes `len` positions of `row` as 100·slot + 10·head + position.
-    fn fill(cache: &mut KvCache, slot: usize, len: usize) {
+    fn fill(cache: &mut KvCache<f32>, slot: usize, len: usize) {
         let row = cache.row(slot).unwrap();
         let capacity = cache.capacity();
         for tensor in 0..SHAPE.tensors() {
@@ -266,7 +273,7 @@ mod tests {
 
     #[test]
     fn slots_take_dense_rows_in_order() {
-        let mut cache = KvCache::new(SHAPE, 3, 4);
+        let mut cache = KvCache::<f32>::new(SHAPE, 3, 4);
         assert_eq!(cache.row(2), Some(0));
         assert_eq!(cache.row(0), Some(1));
         assert_eq!(cache.row(2), Some(0));
@@ -352,8 +359,83 @@ mod tests {
 
     #[test]
     fn views_cover_whole_rows() {
-        let mut cache = KvCache::new(SHAPE, 3, 4);
+        let mut cache = KvCache::<f32>::new(SHAPE, 3, 4);
         assert_eq!(cache.view_dims(2), [2, 2, 4, 1]);
         assert_eq!(cache.rows_mut(0, 1, 2).len(), 2 * 2 * 4);
+    }
+
+    /// The positions `0 .. len` of `slot` as [`KvCache::write_positions`] takes them, each
+    /// element 100·slot + 20·tensor + 10·head + position (exact in f16).
+    fn f16_positions(slot: usize, len: usize) -> Vec<f16> {
+        (0..SHAPE.tensors())
+            .flat_map(|tensor| {
+                (0..SHAPE.heads).flat_map(move |head| {
+                    (0..len).map(move |position| {
+                        f16::from_f32((100 * slot + 20 * tensor + 10 * head + position) as f32)
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Reads the first `len` positions of `row`.
+    fn read_f16(cache: &KvCache<f16>, row: usize, len: usize) -> Vec<f16> {
+        let mut out = vec![f16::ZERO; SHAPE.tensors() * SHAPE.heads * len];
+        cache.read_positions(row, 0, &mut out);
+        out
+    }
+
+    #[test]
+    fn f16_positions_round_trip_move_on_release_and_reuse_freed_rows() {
+        let mut cache = KvCache::<f16>::new(SHAPE, 3, 4);
+        for (slot, len) in [(0, 2), (1, 1), (2, 3)] {
+            let row = cache.row(slot).unwrap();
+            cache.write_positions(row, 0, &f16_positions(slot, len));
+            cache.advance(slot, len);
+            assert_eq!(read_f16(&cache, row, len), f16_positions(slot, len));
+        }
+        cache.release(0);
+        assert_eq!(cache.row(2), Some(0));
+        assert_eq!(cache.row_len(0), 3);
+        assert_eq!(read_f16(&cache, 0, 3), f16_positions(2, 3));
+        assert_eq!(read_f16(&cache, 1, 1), f16_positions(1, 1));
+        assert_eq!(cache.row(7), None);
+        let row = cache.row(0).unwrap();
+        assert_eq!(row, 2, "the freed row is reused");
+        cache.write_positions(row, 0, &f16_positions(5, 4));
+        cache.advance(0, 4);
+        assert_eq!(read_f16(&cache, row, 4), f16_positions(5, 4));
+        assert_eq!(cache.in_use(), 3);
+    }
+
+    #[test]
+    fn f16_released_positions_are_given_back() {
+        let shape = KvShape {
+            layers: 1,
+            heads: 2,
+            head_dim: 64,
+        };
+        let capacity = 2048;
+        let mut cache = KvCache::<f16>::new(shape, 2, capacity);
+        let one = f16::from_f32(1.0);
+        for slot in 0..2 {
+            let row = cache.row(slot).unwrap();
+            for tensor in 0..shape.tensors() {
+                cache.rows_mut(tensor, row, 1).fill(one);
+            }
+            cache.advance(slot, 10);
+        }
+        cache.release(0);
+        let head_floats = capacity * shape.head_dim;
+        for tensor in 0..shape.tensors() {
+            let rows = cache.rows_mut(tensor, 0, 2);
+            assert!(rows[..10 * shape.head_dim].iter().all(|&v| v == one));
+            let freed_row = &rows[shape.heads * head_floats..];
+            let resident = freed_row.iter().filter(|&&v| v != f16::ZERO).count();
+            assert!(
+                resident < 2 * shape.heads * 2048,
+                "{resident} elements kept"
+            );
+        }
     }
 }

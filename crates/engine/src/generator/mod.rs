@@ -9,6 +9,7 @@ mod constraint;
 mod detokenize;
 mod fair_queue;
 mod kv_cache;
+mod kv_element;
 mod model;
 mod pages;
 mod prefix_cache;
@@ -29,10 +30,14 @@ use gateway_backend::{
 };
 use gateway_core::model_dir::{CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG_FILE};
 use gateway_core::{ModelCard, ModelKind};
+use half::f16;
+use ort::session::Session;
+use tokenizers::Tokenizer;
 
 use self::constraint::{GrammarCompiler, TokenGrammar};
 use self::fair_queue::{CloseOnDrop, FairQueue};
 use self::kv_cache::KvShape;
+use self::kv_element::{CacheElement, KvElement};
 use self::model::OnnxDecoder;
 use self::prompt::PromptEncoder;
 use self::scheduler::{Job, Scheduler, SchedulerLimits, Vocabulary};
@@ -188,28 +193,29 @@ impl OnnxGenerator {
             prefill_chunk: config.prefill_chunk_tokens.max(1),
             prefill_chunk_while_decoding: config.prefill_chunk_tokens_while_decoding.max(1),
         };
-        let session = runtime.open_session(&dir.join(&manifest.onnx_file), &config.session)?;
-        let model = OnnxDecoder::new(
+        let onnx_path = dir.join(&manifest.onnx_file);
+        let session = runtime.open_session(&onnx_path, &config.session)?;
+        let element = CacheElement::of_graph(&session, &onnx_path)?;
+        let counters = Arc::new(StepCounters::default());
+        let decoder = DecoderParts {
             session,
             shape,
-            manifest.vocab_size,
-            limits.max_sequences,
-            card.context_length,
-            config.prompt_cache_bytes,
-        );
-        let vocab = Vocabulary {
-            decoder: Arc::clone(&tokenizer),
-            eos,
+            vocab_size: manifest.vocab_size,
+            capacity: card.context_length,
+            prompt_cache_bytes: config.prompt_cache_bytes,
+            vocab: Vocabulary {
+                decoder: Arc::clone(&tokenizer),
+                eos,
+            },
+            limits,
+            counters: Arc::clone(&counters),
         };
-        let counters = Arc::new(StepCounters::default());
-        let scheduler = Scheduler::new(model, vocab, limits, Arc::clone(&counters));
         let thread = format!("decoder-{}", card.id);
-        let jobs =
-            start_scheduler(scheduler, &thread, config.queue_capacity).map_err(|source| {
-                EngineError::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                }
+        let jobs = decoder
+            .start(element, &thread, config.queue_capacity)
+            .map_err(|source| EngineError::Io {
+                path: dir.to_path_buf(),
+                source,
             })?;
         let prompts = PromptEncoder::new(
             tokenizer,
@@ -355,6 +361,53 @@ impl OnnxGenerator {
             });
         }
         Ok(max_tokens)
+    }
+}
+
+/// What a decoder's scheduler is built from, whatever the element type of its cache.
+struct DecoderParts {
+    session: Session,
+    shape: KvShape,
+    vocab_size: usize,
+    /// Positions per sequence of the KV cache.
+    capacity: usize,
+    prompt_cache_bytes: usize,
+    vocab: Vocabulary<Arc<Tokenizer>>,
+    limits: SchedulerLimits,
+    counters: Arc<StepCounters>,
+}
+
+impl DecoderParts {
+    /// Starts the scheduler of a decoder whose cache holds `element`s on a thread named
+    /// `thread`, serving a fair queue of `capacity` jobs.
+    fn start(
+        self,
+        element: CacheElement,
+        thread: &str,
+        capacity: usize,
+    ) -> std::io::Result<Arc<FairQueue<Job>>> {
+        match element {
+            CacheElement::F32 => self.start_with::<f32>(thread, capacity),
+            CacheElement::F16 => self.start_with::<f16>(thread, capacity),
+        }
+    }
+
+    /// [`Self::start`] with a cache of elements `E`.
+    fn start_with<E: KvElement>(
+        self,
+        thread: &str,
+        capacity: usize,
+    ) -> std::io::Result<Arc<FairQueue<Job>>> {
+        let model = OnnxDecoder::<E>::new(
+            self.session,
+            self.shape,
+            self.vocab_size,
+            self.limits.max_sequences,
+            self.capacity,
+            self.prompt_cache_bytes,
+        );
+        let scheduler = Scheduler::new(model, self.vocab, self.limits, self.counters);
+        start_scheduler(scheduler, thread, capacity)
     }
 }
 

@@ -8,6 +8,9 @@
 //! So a one-token chunk runs with a filler token after it, like a row still reading its
 //! prompt in a decode step: what a prompt computes never depends on where it was cut, or on
 //! how much of it came from the prompt cache.
+//!
+//! The decoder is generic over the element type of the graph's cache tensors ([`KvElement`]),
+//! which its loader reads from the graph; only the logits are always float32.
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -16,6 +19,7 @@ use ort::session::{OutputSelector, RunOptions, Session, SessionInputValue};
 use ort::value::Tensor;
 
 use super::kv_cache::{KvCache, KvShape};
+use super::kv_element::KvElement;
 use super::prefix_cache::PrefixCache;
 use crate::EngineError;
 
@@ -87,11 +91,11 @@ impl Logits {
     }
 }
 
-/// The decoder session and the cache of its slots.
-pub(crate) struct OnnxDecoder {
+/// The decoder session and the cache of its slots, of elements `E`.
+pub(crate) struct OnnxDecoder<E> {
     session: Session,
-    cache: KvCache,
-    prefixes: PrefixCache,
+    cache: KvCache<E>,
+    prefixes: PrefixCache<E>,
     vocab: usize,
     /// Whether the graph takes `logits_positions` (else it returns every position's logits).
     selects_positions: bool,
@@ -103,7 +107,7 @@ pub(crate) struct OnnxDecoder {
     run_time: Duration,
 }
 
-impl OnnxDecoder {
+impl<E: KvElement> OnnxDecoder<E> {
     /// Wraps `session` with a cache of `slots` sequences of at most `capacity` positions and
     /// a prompt cache of `prompt_cache_bytes`.
     pub(crate) fn new(
@@ -227,7 +231,7 @@ impl OnnxDecoder {
     }
 }
 
-impl StepModel for OnnxDecoder {
+impl<E: KvElement> StepModel for OnnxDecoder<E> {
     fn prefill(&mut self, chunks: &[(usize, &[u32])]) -> Result<Logits, EngineError> {
         let mut rows = Vec::with_capacity(chunks.len());
         for &(slot, _) in chunks {
@@ -349,10 +353,10 @@ mod in_place {
     use std::ptr::NonNull;
 
     use ort::memory::{Allocator, MemoryInfo};
-    use ort::sys::ONNXTensorElementDataType;
     use ort::value::DynValue;
     use ort::AsPointer;
 
+    use super::KvElement;
     use crate::EngineError;
 
     /// Two tensors of shape `dims` over `memory`: the `past` input and the `present` output
@@ -361,13 +365,13 @@ mod in_place {
     ///
     /// The values borrow `memory` without a lifetime: the caller drops both before it touches
     /// `memory` again (they live only for one run, inside `OnnxDecoder::forward`).
-    pub(super) fn bind(
-        memory: &mut [f32],
+    pub(super) fn bind<E: KvElement>(
+        memory: &mut [E],
         dims: [usize; 4],
     ) -> Result<(DynValue, DynValue), EngineError> {
         if dims.iter().product::<usize>() != memory.len() {
             return Err(EngineError::KvCache(format!(
-                "a view of {dims:?} does not cover {} floats",
+                "a view of {dims:?} does not cover {} elements",
                 memory.len()
             )));
         }
@@ -377,12 +381,17 @@ mod in_place {
         Ok((tensor(data, bytes, &shape)?, tensor(data, bytes, &shape)?))
     }
 
-    /// An f32 tensor over `bytes` bytes at `data`.
-    fn tensor(data: *mut f32, bytes: usize, shape: &[i64; 4]) -> Result<DynValue, EngineError> {
+    /// A tensor of elements `E` over `bytes` bytes at `data`.
+    fn tensor<E: KvElement>(
+        data: *mut E,
+        bytes: usize,
+        shape: &[i64; 4],
+    ) -> Result<DynValue, EngineError> {
         let info = MemoryInfo::default();
         let mut value = std::ptr::null_mut();
-        // SAFETY: `data` points to `bytes` bytes of initialised f32s that outlive the value
-        // (see `bind`), and `shape` describes exactly that many floats. ONNX Runtime does not
+        // SAFETY: `data` points to `bytes` bytes of initialised `E`s that outlive the value
+        // (see `bind`), `shape` describes exactly that many elements, and `E::ONNX_TYPE` is
+        // the element type whose layout `E` has. ONNX Runtime does not
         // take ownership of `data`: releasing the value leaves the memory alone.
         let status = unsafe {
             (ort::api().CreateTensorWithDataAsOrtValue)(
@@ -391,7 +400,7 @@ mod in_place {
                 bytes,
                 shape.as_ptr(),
                 shape.len(),
-                ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
+                E::ONNX_TYPE,
                 &mut value,
             )
         };

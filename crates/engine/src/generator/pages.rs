@@ -5,11 +5,13 @@
 //! The buffer keeps its address space: a page given back reads as zeros and becomes resident
 //! again only when it is written.
 
-/// Gives back every whole memory page inside `floats`. The floats of those pages read as
-/// `0.0` afterwards; the floats of the partial pages at either end are left as they are.
-pub(crate) fn give_back(floats: &mut [f32]) {
-    let start = floats.as_mut_ptr() as usize;
-    let end = start + std::mem::size_of_val(floats);
+use super::kv_element::KvElement;
+
+/// Gives back every whole memory page inside `elements`. The elements of those pages read as
+/// zero afterwards; the elements of the partial pages at either end are left as they are.
+pub(crate) fn give_back<E: KvElement>(elements: &mut [E]) {
+    let start = elements.as_mut_ptr() as usize;
+    let end = start + std::mem::size_of_val(elements);
     let page = page_size();
     let first = start.next_multiple_of(page);
     let last = end - end % page;
@@ -35,7 +37,8 @@ pub(crate) fn page_size() -> usize {
 fn advise_unneeded(address: usize, length: usize) {
     // SAFETY: the caller passes whole pages inside a slice it borrows mutably, so no other
     // reference sees them change. They are this process's private anonymous memory (the
-    // heap), which `MADV_DONTNEED` leaves mapped and reads back as zero bytes, a valid `f32`.
+    // heap), which `MADV_DONTNEED` leaves mapped and reads back as zero bytes, which every
+    // `KvElement` reads as zero.
     // A failure only leaves the pages resident, which is harmless.
     unsafe {
         libc::madvise(address as *mut libc::c_void, length, libc::MADV_DONTNEED);

@@ -6,7 +6,8 @@
 //! block, which stands for every token before it, and by its own tokens, compared exactly: a
 //! block is only ever found by a prompt whose whole prefix up to the block's end is the same.
 //! Blocks live in one slab of `budget / block size` places whose pages become resident only
-//! when first written. When the slab is full, the least recently used block without children
+//! when first written; a block's size counts the real bytes of the cache's element type, so
+//! the same budget holds twice as many float16 blocks as float32 ones. When the slab is full, the least recently used block without children
 //! makes room, so a prefix is never evicted before its extensions and every block kept can be
 //! reached from the start of a prompt.
 //!
@@ -17,6 +18,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::kv_cache::KvShape;
+use super::kv_element::KvElement;
 use super::pages;
 
 /// Prompt positions per cached block.
@@ -38,13 +40,14 @@ struct Block {
     last_used: u64,
 }
 
-/// Blocks of prompt keys and values, found by their prefix, evicted least recently used.
+/// Blocks of prompt keys and values (elements `E`), found by their prefix, evicted least
+/// recently used.
 #[derive(Debug)]
-pub(crate) struct PrefixCache {
-    /// Floats of one block: `[tensor][head][position][dim]`.
+pub(crate) struct PrefixCache<E> {
+    /// Elements of one block: `[tensor][head][position][dim]`.
     block_floats: usize,
     /// The keys and values of every place, one block after the other.
-    slab: Vec<f32>,
+    slab: Vec<E>,
     /// The block at each place of the slab.
     blocks: Vec<Option<Block>>,
     /// The place of each block kept.
@@ -57,14 +60,14 @@ pub(crate) struct PrefixCache {
     clock: u64,
 }
 
-impl PrefixCache {
+impl<E: KvElement> PrefixCache<E> {
     /// A cache of at most `budget_bytes` of keys and values of positions shaped `shape`;
     /// `0` keeps nothing.
     pub(crate) fn new(shape: KvShape, budget_bytes: usize) -> Self {
         let block_floats = shape.tensors() * shape.heads * BLOCK_TOKENS * shape.head_dim;
-        let block_bytes = (block_floats * std::mem::size_of::<f32>()).max(1);
+        let block_bytes = (block_floats * std::mem::size_of::<E>()).max(1);
         let places = (budget_bytes / block_bytes).min(ROOT as usize);
-        let mut slab = vec![0.0; places * block_floats];
+        let mut slab = vec![E::default(); places * block_floats];
         pages::give_back(&mut slab);
         Self {
             block_floats,
@@ -85,7 +88,7 @@ impl PrefixCache {
 
     /// Hands each cached block of `prompt`'s prefix to `write` with the position it starts at,
     /// marks them used, and returns the tokens handed over (see [`Self::cached_len`]).
-    pub(crate) fn reuse(&mut self, prompt: &[u32], mut write: impl FnMut(usize, &[f32])) -> usize {
+    pub(crate) fn reuse(&mut self, prompt: &[u32], mut write: impl FnMut(usize, &[E])) -> usize {
         let path = self.path(prompt, reusable_blocks(prompt.len()));
         for (block, &place) in path.iter().enumerate() {
             write(block * BLOCK_TOKENS, self.data(place));
@@ -101,7 +104,7 @@ impl PrefixCache {
         &mut self,
         prompt: &[u32],
         upto: usize,
-        mut read: impl FnMut(usize, &mut [f32]),
+        mut read: impl FnMut(usize, &mut [E]),
     ) {
         let blocks = upto.min(prompt.len()) / BLOCK_TOKENS;
         let mut path = Vec::with_capacity(blocks);
@@ -128,7 +131,7 @@ impl PrefixCache {
 
     /// Bytes of keys and values the cached blocks hold.
     pub(crate) fn bytes(&self) -> usize {
-        self.index.len() * self.block_floats * std::mem::size_of::<f32>()
+        self.index.len() * self.block_floats * std::mem::size_of::<E>()
     }
 
     /// The places of the cached blocks that start `prompt`, at most `most` of them.
@@ -213,7 +216,7 @@ impl PrefixCache {
     }
 
     /// The keys and values of the block at `place`.
-    fn data(&self, place: u32) -> &[f32] {
+    fn data(&self, place: u32) -> &[E] {
         &self.slab[self.range(place)]
     }
 
@@ -234,6 +237,8 @@ fn reusable_blocks(len: usize) -> usize {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use half::f16;
+
     use super::*;
 
     const SHAPE: KvShape = KvShape {
@@ -245,7 +250,7 @@ mod tests {
     const FLOATS: usize = 2 * BLOCK_TOKENS;
     const BLOCK_BYTES: usize = FLOATS * 4;
 
-    fn cache(blocks: usize) -> PrefixCache {
+    fn cache(blocks: usize) -> PrefixCache<f32> {
         PrefixCache::new(SHAPE, blocks * BLOCK_BYTES)
     }
 
@@ -254,7 +259,7 @@ mod tests {
     }
 
     /// Keeps `prompt`'s whole blocks, each filled with the position it starts at.
-    fn keep(cache: &mut PrefixCache, prompt: &[u32]) -> Vec<usize> {
+    fn keep(cache: &mut PrefixCache<f32>, prompt: &[u32]) -> Vec<usize> {
         let mut read = Vec::new();
         cache.keep(prompt, prompt.len(), |start, out| {
             out.fill(start as f32);
@@ -263,7 +268,7 @@ mod tests {
         read
     }
 
-    fn reuse(cache: &mut PrefixCache, prompt: &[u32]) -> Vec<(usize, f32)> {
+    fn reuse(cache: &mut PrefixCache<f32>, prompt: &[u32]) -> Vec<(usize, f32)> {
         let mut written = Vec::new();
         cache.reuse(prompt, |start, data| {
             assert_eq!(data.len(), FLOATS);
@@ -346,5 +351,58 @@ mod tests {
         let long = prompt(0, 40);
         cache.keep(&long, 31, |_, _| {});
         assert_eq!(cache.cached_len(&long), 16);
+    }
+
+    /// Keeps `prompt`'s whole blocks in an f16 cache, each element of a block the position
+    /// it starts at plus its index in the block.
+    fn keep_f16(cache: &mut PrefixCache<f16>, prompt: &[u32]) -> Vec<usize> {
+        let mut read = Vec::new();
+        cache.keep(prompt, prompt.len(), |start, out| {
+            for (index, element) in out.iter_mut().enumerate() {
+                *element = f16::from_f32((start + index) as f32);
+            }
+            read.push(start);
+        });
+        read
+    }
+
+    #[test]
+    fn f16_blocks_round_trip_and_places_are_reused_after_eviction() {
+        let mut cache = PrefixCache::<f16>::new(SHAPE, 2 * FLOATS * 2);
+        let first = prompt(0, 33);
+        assert_eq!(keep_f16(&mut cache, &first), [0, 16]);
+        let mut written = Vec::new();
+        let reused = cache.reuse(&first, |start, data| {
+            let expected: Vec<f16> = (start..start + FLOATS)
+                .map(|value| f16::from_f32(value as f32))
+                .collect();
+            assert_eq!(data, expected);
+            written.push(start);
+        });
+        assert_eq!((reused, written), (32, vec![0, 16]));
+        let other = prompt(500, 17);
+        assert_eq!(keep_f16(&mut cache, &other), [0], "a place made free");
+        assert_eq!(cache.cached_len(&first), 16);
+        assert_eq!(cache.cached_len(&other), 16);
+        cache.reuse(&other, |start, data| {
+            assert_eq!(
+                (start, data[0], data[FLOATS - 1]),
+                (0, f16::ZERO, f16::from_f32(31.0))
+            );
+        });
+        assert_eq!(cache.bytes(), 2 * FLOATS * 2);
+    }
+
+    #[test]
+    fn a_budget_holds_twice_as_many_f16_blocks_as_f32_ones() {
+        let long = prompt(0, 100);
+        let mut wide = cache(3);
+        assert_eq!(keep(&mut wide, &long), [0, 16, 32]);
+        let mut narrow = PrefixCache::<f16>::new(SHAPE, 3 * BLOCK_BYTES);
+        assert_eq!(keep_f16(&mut narrow, &long), [0, 16, 32, 48, 64, 80]);
+        assert_eq!(wide.cached_len(&long), 48);
+        assert_eq!(narrow.cached_len(&long), 96);
+        assert_eq!(narrow.bytes(), wide.bytes());
+        assert_eq!(narrow.bytes(), 3 * BLOCK_BYTES);
     }
 }
