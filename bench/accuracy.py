@@ -37,7 +37,6 @@ import argparse
 import json
 import re
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -49,13 +48,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests" / "python"))
 from llamacpp_agreement import llama_logits  # noqa: E402
+from quality_measure import SOURCES  # noqa: E402
 from step_formats import default_gguf, import_format  # noqa: E402
 from test_llama_import import Decoder, mean_kl  # noqa: E402
 
-LICENSES = Path("/usr/share/common-licenses")
-STDLIB = Path(sysconfig.get_paths()["stdlib"])
-SOURCES = [LICENSES / "Apache-2.0", LICENSES / "GPL-3", LICENSES / "Artistic",
-           STDLIB / "json" / "decoder.py", STDLIB / "textwrap.py", STDLIB / "argparse.py"]
 THREADS = 2  # as `Decoder` runs ONNX Runtime
 PROJECTION = re.compile(r"blk\.(\d+)\.(attn_qkv|attn_output|ffn_gate_up|ffn_down)/out$")
 
