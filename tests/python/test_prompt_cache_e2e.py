@@ -4,7 +4,8 @@ greedy outputs and their log-probabilities are identical with the cache off, col
 cached_tokens` says how many prompt tokens came from it (whole blocks of 16, never the last
 token), in whole answers and in a stream's usage chunk; a chat's second turn reuses its first
 turn's prompt; a budget of one block evicts the least recently used prefix; the usage record
-bills the cached tokens at the plan's cached input price."""
+bills the cached tokens at the plan's cached input price. The exactness holds for the default
+(q4) graph and for the f16 graph, whose key/value cache and prefix cache hold f16."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from decimal import Decimal
 
 from conftest import CHAT_MODEL
 from gateway_process import Gateway
+from model_files import smollm2_path
 from test_auth_e2e import call, new_tenant
 from test_batch_invariance_e2e import engine_figure
 from test_embeddings_e2e import post_json
+from test_llama_import import import_model
 from test_metering_e2e import MILLION, PRICE_IN, PRICE_OUT, metering_tables, wait_for_requests
 
 BLOCK = 16
@@ -37,11 +40,12 @@ PRICE_CACHED = Decimal("0.05")
 METERING = metering_tables(f'cached_input_per_million = "{PRICE_CACHED}"\n')
 
 
-def serve(data_dir, api_key, prompt_cache_mib: int | None, metering: str = "") -> Gateway:
+def serve(data_dir, api_key, prompt_cache_mib: int | None, metering: str = "",
+          model_dir: str = CHAT_MODEL) -> Gateway:
     setting = "" if prompt_cache_mib is None else f"prompt_cache_mib = {prompt_cache_mib}"
     server = Gateway(data_dir, f"""{metering}
 [[models]]
-path = "models/{CHAT_MODEL}"
+path = "models/{model_dir}"
 max_context = 2048
 {setting}
 """)
@@ -111,14 +115,26 @@ def serve_all(server: Gateway) -> tuple[list, list]:
     return by_ids, chats
 
 
-def test_outputs_are_identical_with_and_without_the_prompt_cache(data_dir, api_key):
-    server = serve(data_dir, api_key, 0)
+def f16_model(data_dir) -> str:
+    """SmolLM2 imported as the f16 graph under the chat model's id (once per session)."""
+    directory = f"{CHAT_MODEL}-f16"
+    out = data_dir / "models" / directory
+    if not (out / "model-card.json").is_file():
+        card = import_model(smollm2_path(), out, "--weights", "f16", "--id", CHAT_MODEL)
+        assert card["quantization"] == "f16"
+    return directory
+
+
+@pytest.mark.parametrize("weights", ["auto", "f16"])
+def test_outputs_are_identical_with_and_without_the_prompt_cache(data_dir, api_key, weights):
+    model_dir = f16_model(data_dir) if weights == "f16" else CHAT_MODEL
+    server = serve(data_dir, api_key, 0, model_dir=model_dir)
     try:
         off_ids, off_chats = serve_all(server)
         assert engine_figure(server, "prompt_cache_hit_tokens") == 0
     finally:
         server.stop()
-    server = serve(data_dir, api_key, None)
+    server = serve(data_dir, api_key, None, model_dir=model_dir)
     try:
         cold_ids, cold_chats = serve_all(server)
         warm_ids, warm_chats = serve_all(server)
