@@ -3,13 +3,13 @@
 ONNX Runtime, the way the runtime drives it.
 
     cargo build --release -p gateway-bin
-    .venv/bin/python bench/step_formats.py [--formats int8,q4,f32] [--batches 1,16,64]
+    .venv/bin/python bench/step_formats.py [--formats int8,q4,f32,f16] [--batches 1,16,64]
         [--context 128] [--repeats 7] [--steps 10] [--gguf PATH] [--keep DIR]
         [--dir NAME=MODEL_DIR ...]
 
 For each format it imports the GGUF with `target/release/gateway models import --weights
 FORMAT` (into a temporary directory, or `--keep DIR` to keep and reuse the imports; `--dir`
-times an already imported directory instead), then times one decode step: every row has
+also times an already imported directory), then times one decode step: every row has
 `--context` tokens in its cache and adds one, `logits_positions` asks for that token's logits
 only, and `past_key_values.*` / `present.*` are bound to the same preallocated buffers
 (`capacity = context + 16`) with I/O binding, so `GroupQueryAttention` writes the new
@@ -61,24 +61,31 @@ def import_format(gguf: Path, fmt: str, out: Path) -> None:
 class Stepper:
     """One model directory's session and its shared past/present buffers per batch size."""
 
-    def __init__(self, directory: Path, threads: int, capacity: int):
+    def __init__(self, directory: Path, threads: int, capacity: int,
+                 profile_prefix: str | None = None):
         card = json.loads((directory / "model-card.json").read_text())
         self.layers, self.kv, self.hd = card["num_layers"], card["num_kv_heads"], card["head_dim"]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        if profile_prefix is not None:  # bench/step_profile.py
+            opts.enable_profiling = True
+            opts.profile_file_prefix = profile_prefix
         self.session = ort.InferenceSession(str(directory / "model.onnx"), opts,
                                             providers=["CPUExecutionProvider"])
         self.capacity = capacity
         self.buffers: dict[int, list[np.ndarray]] = {}
         # Graphs imported before `logits_positions` existed return every position's logits.
         self.inputs = {i.name for i in self.session.get_inputs()}
+        # The f16 graph keeps its key/value cache in f16; every other one in f32.
+        cache = {i.name: i.type for i in self.session.get_inputs()}["past_key_values.0.key"]
+        self.dtype = np.float16 if cache == "tensor(float16)" else np.float32
 
     def bind(self, batch: int, context: int):
         """An I/O binding for a decode step of `batch` rows with `context` cached tokens."""
         if batch not in self.buffers:
             shape = (batch, self.kv, self.capacity, self.hd)
-            self.buffers = {batch: [np.zeros(shape, np.float32) for _ in range(2 * self.layers)]}
+            self.buffers = {batch: [np.zeros(shape, self.dtype) for _ in range(2 * self.layers)]}
         bufs = self.buffers[batch]
         io = self.session.io_binding()
         self.feeds = {
@@ -93,9 +100,9 @@ class Stepper:
             for j, kind in enumerate(("key", "value")):
                 b = bufs[2 * i + j]
                 shape = list(b.shape)
-                io.bind_input(f"past_key_values.{i}.{kind}", "cpu", 0, np.float32, shape,
+                io.bind_input(f"past_key_values.{i}.{kind}", "cpu", 0, self.dtype, shape,
                               b.ctypes.data)
-                io.bind_output(f"present.{i}.{kind}", "cpu", 0, np.float32, shape,
+                io.bind_output(f"present.{i}.{kind}", "cpu", 0, self.dtype, shape,
                                b.ctypes.data)
         io.bind_output("logits")
         return io
@@ -121,7 +128,7 @@ def main() -> int:
     ap.add_argument("--gguf", type=Path, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="import into (and reuse) DIR/FORMAT")
     ap.add_argument("--dir", action="append", default=[], metavar="NAME=MODEL_DIR",
-                    help="time an imported model directory instead of importing")
+                    help="also time an imported model directory (--formats '' for only these)")
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
 
@@ -130,12 +137,10 @@ def main() -> int:
         for spec in args.dir:
             name, _, path = spec.partition("=")
             dirs[name] = Path(path)
-        if not args.dir:
-            gguf = args.gguf or default_gguf()
-            root = args.keep or Path(tmp)
-            for fmt in args.formats.split(","):
-                dirs[fmt] = root / fmt
-                import_format(gguf, fmt, dirs[fmt])
+        root = args.keep or Path(tmp)
+        for fmt in filter(None, args.formats.split(",")):
+            dirs[fmt] = root / fmt
+            import_format(args.gguf or default_gguf(), fmt, dirs[fmt])
         capacity = args.context + 16
         steppers = {name: Stepper(d, args.threads, capacity) for name, d in dirs.items()}
         times: dict[tuple[str, int], list[float]] = {}
