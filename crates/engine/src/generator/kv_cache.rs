@@ -302,13 +302,16 @@ mod tests {
         assert_eq!(cache.row(0), Some(1));
     }
 
+    /// A shape whose heads span whole pages at the capacities the paging tests use.
+    const PAGED_SHAPE: KvShape = KvShape {
+        layers: 1,
+        heads: 2,
+        head_dim: 64,
+    };
+
     #[test]
     fn released_positions_are_given_back_and_live_ones_kept() {
-        let shape = KvShape {
-            layers: 1,
-            heads: 2,
-            head_dim: 64,
-        };
+        let shape = PAGED_SHAPE;
         let capacity = 1024;
         let mut cache = KvCache::new(shape, 2, capacity);
         for (slot, len) in [(0, 1000), (1, 10)] {
@@ -410,11 +413,7 @@ mod tests {
 
     #[test]
     fn f16_released_positions_are_given_back() {
-        let shape = KvShape {
-            layers: 1,
-            heads: 2,
-            head_dim: 64,
-        };
+        let shape = PAGED_SHAPE;
         let capacity = 2048;
         let mut cache = KvCache::<f16>::new(shape, 2, capacity);
         let one = f16::from_f32(1.0);

@@ -283,6 +283,21 @@ fn stacked(gguf: &mut GgufFile, names: &[&str]) -> Vec<f32> {
         .collect()
 }
 
+/// The q|k|v source tensors, in the fused projection's order.
+const QKV: [&str; 3] = [
+    "blk.0.attn_q.weight",
+    "blk.0.attn_k.weight",
+    "blk.0.attn_v.weight",
+];
+
+/// The `[n, k]` rows of a `[k, n]` transposed weight's `values`, as `stacked` gives them.
+fn untransposed<T: Copy>(values: &[T], dims: &[i64]) -> Vec<T> {
+    let (k, n) = (dims[0] as usize, dims[1] as usize);
+    (0..n)
+        .flat_map(|row| (0..k).map(move |col| values[col * n + row]))
+        .collect()
+}
+
 #[test]
 fn q4_graph_has_the_contract_inputs_outputs_and_fused_ops() {
     let dir = tempfile::tempdir().unwrap();
@@ -383,21 +398,14 @@ fn q4_keeps_ggml_blocks_exactly_and_q_k_v_dequantized() {
         TensorSource::Gguf(tiny_gguf(dir.path(), "")),
         WeightFormat::Q4,
     );
-    let qkv = [
-        "blk.0.attn_q.weight",
-        "blk.0.attn_k.weight",
-        "blk.0.attn_v.weight",
-    ];
     // q|k|v keep f32 activations: their mixed blocks are stored dequantized, transposed.
-    let want = stacked(&mut gguf, &qkv);
     let transposed = init(&model, "blk.0.attn_qkv.weight.T");
-    let (k, n) = (transposed.dims[0] as usize, transposed.dims[1] as usize);
-    let values = floats(transposed);
-    let got: Vec<f32> = (0..n)
-        .flat_map(|row| (0..k).map(move |col| (row, col)))
-        .map(|(row, col)| values[col * n + row])
-        .collect();
-    assert_eq!(got, want, "fused q|k|v is the sources' own values");
+    let got = untransposed(&floats(transposed), &transposed.dims);
+    assert_eq!(
+        got,
+        stacked(&mut gguf, &QKV),
+        "fused q|k|v is the sources' own values"
+    );
     let want = stacked(&mut gguf, &["blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"]);
     assert_eq!(nbits_matrix(&model, "blk.0.ffn_gate_up.weight", 4), want);
 }
@@ -437,27 +445,20 @@ fn f16_graph_keeps_f16_weights_and_cache_and_gives_f32_logits() {
     assert_eq!(ops["GroupQueryAttention"], 1);
     let qkv = init(&model, "blk.0.attn_qkv.weight.T");
     assert_eq!(qkv.data_type, f16_type);
-    let (k, n) = (qkv.dims[0] as usize, qkv.dims[1] as usize);
     let raw = qkv.raw_data.as_ref().unwrap();
     let values: Vec<f16> = raw
         .chunks_exact(2)
         .map(|c| f16::from_le_bytes([c[0], c[1]]))
         .collect();
-    let want = stacked(
-        &mut gguf,
-        &[
-            "blk.0.attn_q.weight",
-            "blk.0.attn_k.weight",
-            "blk.0.attn_v.weight",
-        ],
+    let want: Vec<f16> = stacked(&mut gguf, &QKV)
+        .into_iter()
+        .map(f16::from_f32)
+        .collect();
+    assert_eq!(
+        untransposed(&values, &qkv.dims),
+        want,
+        "q|k|v rounded to f16"
     );
-    for (row, col) in (0..n).flat_map(|row| (0..k).map(move |col| (row, col))) {
-        assert_eq!(
-            values[col * n + row],
-            f16::from_f32(want[row * k + col]),
-            "q|k|v rounded to f16 at ({row}, {col})"
-        );
-    }
 }
 
 #[test]
@@ -501,12 +502,7 @@ fn int8_graph_quantizes_rows_and_folds_rotations() {
 
     // The int8 q|k|v is W·diag(γ)·Rᵀ within half a step per weight (saturated where the
     // row's range clips it).
-    let names = [
-        "blk.0.attn_q.weight",
-        "blk.0.attn_k.weight",
-        "blk.0.attn_v.weight",
-    ];
-    let mut want = stacked(&mut gguf, &names);
+    let mut want = stacked(&mut gguf, &QKV);
     let gamma = gguf.read_f32("blk.0.attn_norm.weight").unwrap();
     for row in want.chunks_exact_mut(HIDDEN) {
         row.iter_mut().zip(&gamma).for_each(|(w, g)| *w *= g);
