@@ -63,7 +63,7 @@ impl<E: KvElement> KvCache<E> {
     pub(crate) fn new(shape: KvShape, max_rows: usize, capacity: usize) -> Self {
         let floats = max_rows * shape.heads * capacity * shape.head_dim;
         let zeroed = |_| {
-            let mut buffer = vec![E::default(); floats];
+            let mut buffer = E::zeroed(floats);
             pages::give_back(&mut buffer);
             buffer
         };

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use half::f16;
+use half::vec::HalfBitsVecExt;
 use ort::session::Session;
 use ort::sys::ONNXTensorElementDataType;
 use ort::value::{TensorElementType, ValueType};
@@ -25,20 +26,33 @@ mod sealed {
 /// An element of the cache tensors. Every implementation reads all-zero bytes as zero, so
 /// memory given back to the operating system ([`super::pages`]) stays a valid, empty cache.
 pub(crate) trait KvElement:
-    sealed::Sealed + Copy + Default + PartialEq + std::fmt::Debug + Send + Sync + 'static
+    sealed::Sealed + Copy + PartialEq + std::fmt::Debug + Send + Sync + 'static
 {
     /// The ONNX element type of tensors of this element.
     const ONNX_TYPE: ONNXTensorElementDataType;
+
+    /// `len` zeros, allocated as zeroed memory: a large buffer comes as fresh zero pages that
+    /// become resident only when written (filling it element by element would touch them all).
+    fn zeroed(len: usize) -> Vec<Self>;
 }
 
 impl KvElement for f32 {
     const ONNX_TYPE: ONNXTensorElementDataType =
         ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+
+    fn zeroed(len: usize) -> Vec<Self> {
+        vec![0.0; len]
+    }
 }
 
 impl KvElement for f16 {
     const ONNX_TYPE: ONNXTensorElementDataType =
         ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+
+    fn zeroed(len: usize) -> Vec<Self> {
+        // Zero bits are +0.0; `vec!` of an integer zero takes the zeroed allocation.
+        vec![0u16; len].reinterpret_into()
+    }
 }
 
 /// The element type of a graph's cache tensors, as read from its inputs.
@@ -78,5 +92,17 @@ impl CacheElement {
                 ),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeroed_buffers_read_as_zero() {
+        assert_eq!(f32::zeroed(3), [0.0; 3]);
+        assert_eq!(f16::zeroed(3), [f16::ZERO; 3]);
+        assert!(f16::zeroed(0).is_empty());
     }
 }

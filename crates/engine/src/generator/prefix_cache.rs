@@ -67,7 +67,7 @@ impl<E: KvElement> PrefixCache<E> {
         let block_floats = shape.tensors() * shape.heads * BLOCK_TOKENS * shape.head_dim;
         let block_bytes = (block_floats * std::mem::size_of::<E>()).max(1);
         let places = (budget_bytes / block_bytes).min(ROOT as usize);
-        let mut slab = vec![E::default(); places * block_floats];
+        let mut slab = E::zeroed(places * block_floats);
         pages::give_back(&mut slab);
         Self {
             block_floats,
