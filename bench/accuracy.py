@@ -48,11 +48,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests" / "python"))
 from llamacpp_agreement import llama_logits  # noqa: E402
-from quality_measure import SOURCES  # noqa: E402
+from quality_measure import SOURCES, THREADS  # noqa: E402
 from step_formats import default_gguf, import_format  # noqa: E402
 from test_llama_import import Decoder, mean_kl  # noqa: E402
 
-THREADS = 2  # as `Decoder` runs ONNX Runtime
 PROJECTION = re.compile(r"blk\.(\d+)\.(attn_qkv|attn_output|ffn_gate_up|ffn_down)/out$")
 
 

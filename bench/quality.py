@@ -29,9 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests" / "python"))
-from accuracy import THREADS  # noqa: E402
 from llamacpp_agreement import llama_logits  # noqa: E402
-from quality_measure import WINDOW, measure, passes_gate, windows  # noqa: E402
+from quality_measure import THREADS, WINDOW, measure, passes_gate, windows  # noqa: E402
 from step_formats import default_gguf, import_format  # noqa: E402
 from test_llama_import import Decoder  # noqa: E402
 

@@ -119,7 +119,8 @@ class Stepper:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--formats", default="int8,q4,f32")
+    ap.add_argument("--formats", default=None,
+                    help="formats to import and time (default int8,q4,f32; none with --dir)")
     ap.add_argument("--batches", default="1,16,64")
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=7)
@@ -128,7 +129,7 @@ def main() -> int:
     ap.add_argument("--gguf", type=Path, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="import into (and reuse) DIR/FORMAT")
     ap.add_argument("--dir", action="append", default=[], metavar="NAME=MODEL_DIR",
-                    help="also time an imported model directory (--formats '' for only these)")
+                    help="also time an imported model directory")
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
 
@@ -138,7 +139,8 @@ def main() -> int:
             name, _, path = spec.partition("=")
             dirs[name] = Path(path)
         root = args.keep or Path(tmp)
-        for fmt in filter(None, args.formats.split(",")):
+        formats = args.formats if args.formats is not None else "" if args.dir else "int8,q4,f32"
+        for fmt in filter(None, formats.split(",")):
             dirs[fmt] = root / fmt
             import_format(args.gguf or default_gguf(), fmt, dirs[fmt])
         capacity = args.context + 16

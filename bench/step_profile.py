@@ -54,7 +54,7 @@ def table(events: list[dict], steps: int) -> str:
     for e in events:
         by_op[e["args"]["op_name"]] += e["dur"]
         for kind, marker in KINDS.items():
-            if marker in e["name"] and re.search(r"MatMul", e["args"]["op_name"]):
+            if marker in e["name"] and re.search(r"MatMul|Gemm", e["args"]["op_name"]):
                 by_kind[kind] += e["dur"]
     total = sum(by_op.values())
     lines = [f"kernel time {total / steps / 1000:.2f} ms per step", "",

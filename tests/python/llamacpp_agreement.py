@@ -8,7 +8,7 @@ Run by hand (llama-cpp-python takes ~10 minutes to build from source, too long f
         nice -n 19 .venv/bin/pip install llama-cpp-python==0.3.36
     cargo build -p gateway-bin
     .venv/bin/python tests/python/llamacpp_agreement.py [--gguf PATH] [--steps 20]
-        [--weights auto|int8|q4|f32] [--write-reference tests/data/llamacpp-smollm2.json]
+        [--weights auto|int8|q4|f32|f16] [--write-reference tests/data/llamacpp-smollm2.json]
 
 For each prompt of `AGREEMENT_PROMPTS` (`test_llama_import.PROMPTS` and 27 more: 957
 positions; same token ids fed to both: our `tokenizer.json`'s), it compares the next-token
@@ -18,7 +18,7 @@ Prints a JSON summary; exits non-zero when top-1 agreement is under 95 % or fewe
 the prompts have identical greedy continuations.
 
 `--write-reference FILE` also writes llama.cpp's side (token ids, top-1 per position, greedy
-continuation per prompt) to FILE: the suite's accuracy gate
+continuation per prompt) to FILE: the suite's regression check
 (`test_llama_import.test_smollm2_top1_agrees_with_llama_cpp`) reads it, so CI checks every
 weight format against llama.cpp without building it.
 """

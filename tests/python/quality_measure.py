@@ -29,6 +29,7 @@ PERPLEXITY_MARGIN = 0.01  # a format's perplexity may exceed the f32 graph's by 
 # (llama-cpp-python 0.3.36, `bench/quality.py`: 0.00327): the gate's bound on a format's mean KL.
 LLAMA_CPP_KL_MEAN = 0.0032
 CHUNK = 128  # positions per log-softmax, to bound the float64 working set
+THREADS = 2  # intra-op threads, as `test_llama_import.Decoder` runs ONNX Runtime
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:

@@ -139,7 +139,8 @@ impl CatalogEntry {
         Uuid::new_v5(&MODEL_ID_NAMESPACE, self.id.as_bytes())
     }
 
-    /// Bits per weight of a quantized model; `None` for floating-point weights.
+    /// Bits per weight: 4 or 8 for a quantized model, 16 for half-precision weights; `None`
+    /// for f32 (or an unknown label).
     pub fn bits(&self) -> Option<u8> {
         match self.quantization.as_str() {
             "q4" | "int4" => Some(4),

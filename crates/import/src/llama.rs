@@ -4,7 +4,8 @@
 //!
 //! Inputs: `input_ids` (int64 `[batch, sequence]`), `attention_mask` (int64
 //! `[batch, total_sequence]`, **right-padded**: row `b` has ones for its first `len_b` tokens,
-//! past and new), `past_key_values.{i}.key` / `.value` (f32 `[batch, kv_heads, past, head_dim]`,
+//! past and new), `past_key_values.{i}.key` / `.value` (f32, or f16 in the f16 graph,
+//! `[batch, kv_heads, past, head_dim]`,
 //! `past = 0` for a prefill, or a preallocated capacity when `present.*` shares its buffer),
 //! `logits_positions` (int64 `[batch, positions]`: the sequence positions whose logits are
 //! wanted). Outputs: `logits` (f32 `[batch, positions, vocab]`) and `present.{i}.key` /
@@ -18,7 +19,8 @@
 //! one fused gate|up projection and `Split`, `Sigmoid`/`Mul` (SiLU gate), the down
 //! projection. A projection (`matmul`) is `MatMulIntegerToFloat` on per-row quantized
 //! activations (int8), `MatMulNBits` (4-bit or 8-bit blocks of 32; Q4_1 adds
-//! `ReduceSum`·`MatMul` for the block minimums) or `MatMul` (f32). The final hidden states
+//! `ReduceSum`·`MatMul` for the block minimums) or `MatMul` (f32 or f16; q4's q|k|v too). The
+//! final hidden states
 //! are gathered at `logits_positions` before the output head, which shares the embedding's
 //! weights when they are tied. Under int8 the residual stream is rotated (`rotate`) so that
 //! per-row activation scales are not set by outlier channels.

@@ -19,7 +19,7 @@ use super::{Activations, Decoder, Layout, Part, Piece, Rows, Side, Transform};
 pub(super) enum EmbeddingTable {
     /// `MatMulNBits` arrays.
     Nbits(NbitsWeight),
-    /// f32 `[vocab, hidden]`.
+    /// Floats `[vocab, hidden]` in the graph's float type.
     Float(String),
 }
 
@@ -93,7 +93,8 @@ pub(super) fn rotary_caches(d: &mut Decoder<'_>, cfg: &LlamaConfig) -> (String, 
     )
 }
 
-/// The embedded tokens (f32 `[batch, sequence, hidden]`) and the table as declared.
+/// The embedded tokens (`[batch, sequence, hidden]`, the graph's float type) and the table as
+/// declared.
 pub(super) fn embedding(
     d: &mut Decoder<'_>,
     ids: &str,
