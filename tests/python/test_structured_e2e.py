@@ -307,7 +307,10 @@ def test_langchain_bind_tools(gateway):
         """Get the current weather of a city."""
         return f"sunny in {city}"
 
-    model = langchain_model(gateway).bind_tools([get_weather], tool_choice="get_weather")
+    # strict: the arguments' schema gets `additionalProperties: false`, so the grammar closes
+    # the object after `city` (a lax schema lets a small model add keys until max_tokens).
+    model = langchain_model(gateway).bind_tools([get_weather], tool_choice="get_weather",
+                                                strict=True)
     message = model.invoke("What is the weather in Paris?")
     (call,) = message.tool_calls
     assert call["name"] == "get_weather" and isinstance(call["args"]["city"], str)
