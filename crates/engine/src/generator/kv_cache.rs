@@ -309,34 +309,55 @@ mod tests {
         head_dim: 64,
     };
 
-    #[test]
-    fn released_positions_are_given_back_and_live_ones_kept() {
+    /// Two rows of `4096 / size_of::<E>()` positions (256 KiB per head at 64 dims): the first
+    /// 1,000 long, the second 10, elements made by `element`. Releasing the first moves the
+    /// second into its place; the positions past the moved ones and the freed row are given
+    /// back (read as zero) but for the partial pages at their ends.
+    fn released_positions_are_given_back<E: KvElement>(element: impl Fn(f32) -> E) {
         let shape = PAGED_SHAPE;
-        let capacity = 1024;
-        let mut cache = KvCache::new(shape, 2, capacity);
+        let size = std::mem::size_of::<E>();
+        let capacity = 4096 / size;
+        let page_elements = pages::page_size() / size;
+        let mut cache = KvCache::<E>::new(shape, 2, capacity);
         for (slot, len) in [(0, 1000), (1, 10)] {
             let row = cache.row(slot).unwrap();
             for tensor in 0..shape.tensors() {
-                cache.rows_mut(tensor, row, 1)[..].fill(1.0 + slot as f32);
+                cache
+                    .rows_mut(tensor, row, 1)
+                    .fill(element(1.0 + slot as f32));
             }
             cache.advance(slot, len);
         }
         cache.release(0);
-        let head_floats = capacity * shape.head_dim;
+        let (moved, zero) = (element(2.0), element(0.0));
+        let head_elements = capacity * shape.head_dim;
         for tensor in 0..shape.tensors() {
             let rows = cache.rows_mut(tensor, 0, 2);
             for head in 0..shape.heads {
-                let data = &rows[head * head_floats..(head + 1) * head_floats];
-                assert!(data[..10 * shape.head_dim].iter().all(|&v| v == 2.0));
-                let last_whole_page = head_floats - pages::page_size() / 4;
+                let data = &rows[head * head_elements..(head + 1) * head_elements];
+                assert!(data[..10 * shape.head_dim].iter().all(|&v| v == moved));
+                let last_whole_page = head_elements - page_elements;
                 assert!(data[100 * shape.head_dim..last_whole_page]
                     .iter()
-                    .all(|&v| v == 0.0));
+                    .all(|&v| v == zero));
             }
-            let freed_row = &rows[shape.heads * head_floats..];
-            let resident = freed_row.iter().filter(|&&v| v != 0.0).count();
-            assert!(resident < 2 * shape.heads * 1024, "{resident} floats kept");
+            let freed_row = &rows[shape.heads * head_elements..];
+            let resident = freed_row.iter().filter(|&&v| v != zero).count();
+            assert!(
+                resident < 2 * shape.heads * page_elements,
+                "{resident} elements kept"
+            );
         }
+    }
+
+    #[test]
+    fn released_positions_are_given_back_and_live_ones_kept() {
+        released_positions_are_given_back(|v: f32| v);
+    }
+
+    #[test]
+    fn f16_released_positions_are_given_back_and_live_ones_kept() {
+        released_positions_are_given_back(f16::from_f32);
     }
 
     #[test]
@@ -409,32 +430,5 @@ mod tests {
         cache.advance(0, 4);
         assert_eq!(read_f16(&cache, row, 4), f16_positions(5, 4));
         assert_eq!(cache.in_use(), 3);
-    }
-
-    #[test]
-    fn f16_released_positions_are_given_back() {
-        let shape = PAGED_SHAPE;
-        let capacity = 2048;
-        let mut cache = KvCache::<f16>::new(shape, 2, capacity);
-        let one = f16::from_f32(1.0);
-        for slot in 0..2 {
-            let row = cache.row(slot).unwrap();
-            for tensor in 0..shape.tensors() {
-                cache.rows_mut(tensor, row, 1).fill(one);
-            }
-            cache.advance(slot, 10);
-        }
-        cache.release(0);
-        let head_floats = capacity * shape.head_dim;
-        for tensor in 0..shape.tensors() {
-            let rows = cache.rows_mut(tensor, 0, 2);
-            assert!(rows[..10 * shape.head_dim].iter().all(|&v| v == one));
-            let freed_row = &rows[shape.heads * head_floats..];
-            let resident = freed_row.iter().filter(|&&v| v != f16::ZERO).count();
-            assert!(
-                resident < 2 * shape.heads * 2048,
-                "{resident} elements kept"
-            );
-        }
     }
 }
