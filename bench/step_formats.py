@@ -35,6 +35,8 @@ import numpy as np
 import onnxruntime as ort
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "python"))
+from test_llama_import import cache_dtype  # noqa: E402
 BINARY = REPO / "target" / "release" / "gateway"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -77,9 +79,7 @@ class Stepper:
         self.buffers: dict[int, list[np.ndarray]] = {}
         # Graphs imported before `logits_positions` existed return every position's logits.
         self.inputs = {i.name for i in self.session.get_inputs()}
-        # The f16 graph keeps its key/value cache in f16; every other one in f32.
-        cache = {i.name: i.type for i in self.session.get_inputs()}["past_key_values.0.key"]
-        self.dtype = np.float16 if cache == "tensor(float16)" else np.float32
+        self.dtype = cache_dtype(self.session)
 
     def bind(self, batch: int, context: int):
         """An I/O binding for a decode step of `batch` rows with `context` cached tokens."""

@@ -78,6 +78,13 @@ def import_model(src: Path, out: Path, *extra: str) -> dict:
     return json.loads(done.stdout)
 
 
+def cache_dtype(session: ort.InferenceSession) -> type:
+    """The NumPy type of a decoder graph's key/value cache: the f16 graph keeps it in f16,
+    every other one in f32."""
+    cache = {i.name: i.type for i in session.get_inputs()}["past_key_values.0.key"]
+    return np.float16 if cache == "tensor(float16)" else np.float32
+
+
 class Decoder:
     """An imported model directory run in ONNX Runtime."""
 
@@ -90,9 +97,7 @@ class Decoder:
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.layers = self.card["num_layers"]
         self.cache_shape = (self.card["num_kv_heads"], self.card["head_dim"])
-        cache_type = {i.name: i.type for i in self.session.get_inputs()}["past_key_values.0.key"]
-        # The f16 graph keeps its key/value cache in f16; every other one in f32.
-        self.cache_dtype = np.float16 if cache_type == "tensor(float16)" else np.float32
+        self.cache_dtype = cache_dtype(self.session)
 
     def empty_cache(self, batch: int) -> list[np.ndarray]:
         shape = (batch, self.cache_shape[0], 0, self.cache_shape[1])
